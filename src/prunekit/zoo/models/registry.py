@@ -1,0 +1,58 @@
+"""The model registry and :func:`create_model`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from prunekit._registry import Registry
+from prunekit.errors import ConfigError
+
+#: name → constructor ``(num_classes, input_shape, **kwargs) -> nn.Module``.
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+
+def register_model(name: str, *, input_shape: tuple[int, int, int], description: str) -> Callable:
+    """Register a model constructor taking ``(num_classes, input_shape, **kwargs)``.
+
+    ``input_shape`` is the (channels, height, width) the model is designed for; ``create_model``
+    passes the dataset's shape when it differs.
+    """
+    return MODELS.register(name, input_shape=tuple(input_shape), description=description)
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model.
+
+    ``name`` may also be ``"timm/<timm model name>"`` (needs the ``timm`` extra). ``input_shape``
+    defaults to the model's own (see :func:`list_models`). Extra keyword arguments go to the
+    constructor (e.g. ``width_mult`` for MobileNetV2).
+    """
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    if name.startswith("timm/"):
+        from prunekit.zoo.models.timm_adapter import create_timm_model
+
+        return create_timm_model(name.removeprefix("timm/"), num_classes=num_classes, **kwargs)
+    builder = MODELS.get(name)
+    shape = tuple(input_shape) if input_shape is not None else MODELS.meta(name)["input_shape"]
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"input_shape must be (channels, height, width) of positive ints, got {shape}")
+    return builder(num_classes=num_classes, input_shape=shape, **kwargs)
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """The (C, H, W) a registered model was designed for."""
+    return MODELS.meta(name)["input_shape"]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell wildcard."""
+    return MODELS.names(pattern)
