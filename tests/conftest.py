@@ -1,0 +1,33 @@
+"""Shared fixtures: real-data discovery, deterministic seeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_data_root() -> Path | None:
+    """``PRUNEKIT_DATA`` if set and present, else ``../shared/data`` beside the repository."""
+    for candidate in (os.environ.get("PRUNEKIT_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """Directory holding real datasets; skips the test when none is available."""
+    root = find_data_root()
+    if root is None:
+        pytest.skip("no real dataset directory: set PRUNEKIT_DATA or place the data in ../shared/data")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
