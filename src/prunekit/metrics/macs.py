@@ -1,0 +1,96 @@
+"""Multiply-accumulate counts, dense and effective (nonzero weights only).
+
+What is counted: multiply-accumulates of convolutions and matrix multiplications, as PyTorch's
+own ``torch.utils.flop_counter.FlopCounterMode`` sees them (FLOPs / 2), which includes attention
+matmuls. Normalisation, activations, pooling and element-wise adds are not counted.
+*Effective* MACs scale every ``Conv*d``/``Linear`` layer's MACs by the fraction of its weights that
+are nonzero (what an ideal sparse kernel would execute); other matmuls stay dense. Counts are per
+example (the batch dimension is divided out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from prunekit.metrics._inputs import Inputs, as_args, batch_size, eval_mode
+
+#: Module types whose MACs are proportional to their weight's nonzero count.
+WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+@dataclass
+class LayerMacs:
+    """MACs of one conv/linear layer, per example."""
+
+    name: str
+    kind: str
+    dense: int
+    effective: int
+
+
+@dataclass
+class MacsReport:
+    """Whole-model MAC counts per example, with the per-layer breakdown."""
+
+    dense: int
+    effective: int
+    layers: list[LayerMacs] = field(default_factory=list)
+
+    @property
+    def other(self) -> int:
+        """MACs outside conv/linear layers (e.g. attention matmuls), counted dense."""
+        return self.dense - sum(layer.dense for layer in self.layers)
+
+    @property
+    def theoretical_speedup(self) -> float:
+        """dense / effective MACs."""
+        return self.dense / self.effective if self.effective else float("inf")
+
+    def to_dict(self) -> dict:
+        return {"dense": self.dense, "effective": self.effective, "other": self.other, "layers": [asdict(x) for x in self.layers]}
+
+
+def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
+    """Count MACs per example of ``model(*example_inputs)``; see the module docstring for what counts."""
+    records: list[tuple[str, nn.Module, int]] = []
+
+    def hook(name: str):
+        def record(module: nn.Module, _inputs: object, output: object) -> None:
+            out_features = module.weight.shape[0] if isinstance(module, nn.Linear) else None
+            numel = output.numel() if hasattr(output, "numel") else 0
+            if out_features is not None:
+                positions = numel // out_features
+            else:
+                positions = numel // output.shape[1]
+            records.append((name, module, positions))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+    counter = FlopCounterMode(display=False)
+    try:
+        with eval_mode(model), counter:
+            model(*as_args(example_inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = batch_size(example_inputs)
+    layers: dict[str, LayerMacs] = {}
+    for name, module, positions in records:
+        weight = module.weight
+        dense = positions * weight.numel() // n
+        effective = positions * int((weight != 0).sum()) // n
+        if name in layers:  # a module called more than once accumulates
+            layers[name].dense += dense
+            layers[name].effective += effective
+        else:
+            layers[name] = LayerMacs(name, type(module).__name__, dense, effective)
+    total = counter.get_total_flops() // 2 // n
+    layer_dense = sum(x.dense for x in layers.values())
+    other = max(0, total - layer_dense)
+    total_dense = layer_dense + other
+    total_effective = sum(x.effective for x in layers.values()) + other
+    return MacsReport(total_dense, total_effective, list(layers.values()))
