@@ -1,0 +1,55 @@
+"""Training callbacks: hooks into the loop for pruning schedules, regularisers and logging."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from prunekit._io import append_jsonl
+
+if TYPE_CHECKING:
+    from prunekit.training.loop import Trainer
+
+
+class Callback:
+    """Base class; override what you need. Hooks run in the order callbacks were given.
+
+    ``state_dict``/``load_state_dict`` (JSON-able dicts) let a callback resume with training.
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+
+    def loss_penalty(self, trainer: Trainer) -> Tensor | None:
+        """A term added to the loss before ``backward`` (e.g. an L1 penalty)."""
+        return None
+
+    def after_backward(self, trainer: Trainer) -> None:
+        """Runs between ``backward`` and ``optimizer.step`` (edit or read gradients here)."""
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
+        """Runs after ``optimizer.step``; ``step`` counts completed iterations (1-based)."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
+        """``record`` holds the epoch's metrics; callbacks may add keys to it."""
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class JsonlLogger(Callback):
+    """Appends each epoch's record (plus fixed ``tags``) to a JSON-lines file."""
+
+    def __init__(self, path: str | os.PathLike[str], tags: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.tags = dict(tags or {})
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
+        append_jsonl(self.path, {**self.tags, **record})

@@ -1,0 +1,102 @@
+"""Training checkpoints in safetensors: model, optimizer, LR scheduler, RNG and progress.
+
+Tensors go in the safetensors body; everything else (optimizer hyper-parameters, scheduler
+counters, progress) goes in its JSON metadata. Nothing is pickled, so loading is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from prunekit._io import load_safetensors, safetensors_metadata, save_safetensors
+from prunekit.errors import CheckpointError
+
+FORMAT = "prunekit.train-checkpoint/1"
+
+
+@dataclass
+class TrainState:
+    """Where training stands: completed epochs and iterations, plus free-form JSON extras."""
+
+    epoch: int = 0
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_scalars(obj: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in obj.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: Optimizer | None, scheduler: LRScheduler | None, state: TrainState) -> None:
+    """Atomically write a resumable checkpoint."""
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    tensors["rng/torch"] = torch.get_rng_state()
+    optim_meta: dict[str, Any] = {}
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        optim_meta = {"param_groups": sd["param_groups"], "scalars": {}}
+        for pid, pstate in sd["state"].items():
+            for key, value in pstate.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim/{pid}/{key}"] = value
+                else:
+                    optim_meta["scalars"].setdefault(str(pid), {})[key] = value
+    meta = {
+        "format": FORMAT,
+        "state": json.dumps({"epoch": state.epoch, "step": state.step, "extra": state.extra}),
+        "optimizer": json.dumps(optim_meta),
+        "scheduler": json.dumps(_json_scalars(scheduler.state_dict()) if scheduler is not None else {}),
+    }
+    save_safetensors(path, tensors, metadata=meta)
+
+
+def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: Optimizer | None = None, scheduler: LRScheduler | None = None) -> TrainState:
+    """Restore model (strictly), optimizer, scheduler and RNG from ``path``; return the progress."""
+    meta = safetensors_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a prunekit training checkpoint (format {meta.get('format')!r})")
+    tensors = load_safetensors(path)
+    model_state = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(model_state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit this model (attach the same masks/structure first): {exc}") from None
+    if optimizer is not None:
+        optim_meta = json.loads(meta["optimizer"])
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim/"):
+                _, pid, name = key.split("/", 2)
+                state.setdefault(int(pid), {})[name] = value
+        for pid, scalars in optim_meta.get("scalars", {}).items():
+            state.setdefault(int(pid), {}).update(scalars)
+        optimizer.load_state_dict({"state": state, "param_groups": optim_meta["param_groups"]})
+    if scheduler is not None:
+        sched = json.loads(meta["scheduler"])
+        if "lr_lambdas" in scheduler.state_dict():
+            sched["lr_lambdas"] = [None] * len(scheduler.state_dict()["lr_lambdas"])
+        scheduler.load_state_dict(sched)
+    torch.set_rng_state(tensors["rng/torch"])
+    progress = json.loads(meta["state"])
+    return TrainState(epoch=progress["epoch"], step=progress["step"], extra=progress["extra"])
+
+
+def read_train_state(path: str | os.PathLike[str]) -> TrainState:
+    """Progress recorded in a checkpoint, without loading any tensor."""
+    progress = json.loads(safetensors_metadata(path)["state"])
+    return TrainState(epoch=progress["epoch"], step=progress["step"], extra=progress["extra"])

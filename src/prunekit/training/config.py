@@ -1,0 +1,59 @@
+"""Typed training settings (shared by the Python API and recipes)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimizerConfig(_Strict):
+    """Optimizer: SGD (with momentum/Nesterov), Adam or AdamW."""
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class LRScheduleConfig(_Strict):
+    """Learning-rate schedule, stepped every iteration.
+
+    ``step``: multiply by ``gamma`` at each epoch in ``milestones``; ``cosine``: cosine annealing
+    to ``min_lr``; ``onecycle``: one-cycle with ``pct_start`` warm-up; ``constant``: fixed.
+    ``warmup_epochs`` adds a linear warm-up before ``step``/``cosine``.
+    """
+
+    name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    milestones: tuple[float, ...] = ()
+    gamma: float = Field(0.1, gt=0, le=1)
+    min_lr: float = Field(0.0, ge=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    warmup_epochs: float = Field(0.0, ge=0)
+
+
+class TrainConfig(_Strict):
+    """One training (or fine-tuning) run."""
+
+    epochs: float = Field(10, gt=0, description="may be fractional: training stops after that many epochs' steps")
+    max_steps: int | None = Field(None, gt=0, description="stop after this many iterations (overrides epochs when smaller)")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    lr_schedule: LRScheduleConfig = LRScheduleConfig()
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 0
+    eval_every_epochs: int = Field(1, ge=0, description="0 = only at the end")
+    checkpoint_every_epochs: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _milestones_in_range(self) -> TrainConfig:
+        bad = [m for m in self.lr_schedule.milestones if not 0 < m < self.epochs]
+        if bad:
+            raise ValueError(f"lr_schedule.milestones {bad} must lie strictly between 0 and epochs={self.epochs}")
+        return self

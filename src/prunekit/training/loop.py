@@ -1,0 +1,178 @@
+"""The train/eval loop: seeded, resumable from safetensors checkpoints, with callbacks and progress."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from prunekit.metrics.accuracy import evaluate
+from prunekit.progress import make_progress
+from prunekit.training.callbacks import Callback
+from prunekit.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from prunekit.training.config import TrainConfig
+from prunekit.training.optim import make_lr_scheduler, make_optimizer
+
+log = logging.getLogger(__name__)
+
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+@dataclass
+class TrainResult:
+    """History of per-epoch records and the last one's validation metrics."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    resumed_from_epoch: int | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The RNG seed used for epoch ``epoch`` (so a resumed run draws the same numbers)."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+class Trainer:
+    """Holds what callbacks may need: model, optimizer, scheduler, progress, config."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, device: torch.device) -> None:
+        self.model = model
+        self.config = config
+        self.device = device
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = math.ceil(config.epochs * steps_per_epoch)
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.optimizer = make_optimizer(model.parameters(), config.optimizer)
+        self.scheduler = make_lr_scheduler(self.optimizer, config.lr_schedule, steps_per_epoch, self.total_steps)
+        self.state = TrainState()
+        self.last_batch: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def num_epochs(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+
+def fit(
+    model: nn.Module,
+    train: Batches,
+    config: TrainConfig | None = None,
+    *,
+    val: Batches | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    description: str = "train",
+) -> TrainResult:
+    """Train ``model`` on ``train`` batches; evaluate on ``val`` after epochs; resume from ``checkpoint``.
+
+    ``train`` is any re-iterable of ``(inputs, labels)`` with ``len()``; if it has ``set_epoch(e)``
+    it is called before each epoch so data order depends only on the epoch (exact resume).
+    When ``checkpoint`` names an existing file from the same run, training continues after its
+    last completed epoch and ends with the same result as an uninterrupted run.
+    """
+    config = config or TrainConfig()
+    device = torch.device(device)
+    model.to(device)
+    steps_per_epoch = len(train)  # type: ignore[arg-type]
+    if steps_per_epoch == 0:
+        raise ValueError("the training data yields no batches; check the dataset and batch size")
+    trainer = Trainer(model, config, steps_per_epoch, device)
+    result = TrainResult()
+    if checkpoint is not None and Path(checkpoint).exists():
+        trainer.state = load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler)
+        result.history = list(trainer.state.extra.get("history", []))
+        for cb, cb_state in zip(callbacks, trainer.state.extra.get("callbacks", [])):
+            cb.load_state_dict(cb_state)
+        result.resumed_from_epoch = trainer.state.epoch
+        log.info("resuming %s from %s at epoch %d (step %d)", description, checkpoint, trainer.state.epoch, trainer.state.step)
+    for cb in callbacks:
+        cb.on_train_start(trainer)
+    with make_progress(progress) as bar:
+        task = bar.add_task(description, total=trainer.total_steps, completed=trainer.state.step, status="")
+        while trainer.state.step < trainer.total_steps:
+            record = _run_epoch(trainer, train, callbacks, bar, task)
+            if val is not None and config.eval_every_epochs and (trainer.state.epoch % config.eval_every_epochs == 0 or trainer.state.step >= trainer.total_steps):
+                ev = evaluate(model, val, device=device)
+                record.update(val_accuracy=ev.accuracy, val_loss=ev.loss)
+            for cb in callbacks:
+                cb.on_epoch_end(trainer, trainer.state.epoch - 1, record)
+            result.history.append(record)
+            bar.update(task, status=_status(record))
+            done = trainer.state.step >= trainer.total_steps
+            if checkpoint is not None and (done or trainer.state.epoch % config.checkpoint_every_epochs == 0):
+                trainer.state.extra = {"history": result.history, "callbacks": [cb.state_dict() for cb in callbacks]}
+                save_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler, trainer.state)
+    for cb in callbacks:
+        cb.on_train_end(trainer)
+    result.steps = trainer.state.step
+    return result
+
+
+def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], bar: Any, task: Any) -> dict[str, Any]:
+    model, cfg, epoch = trainer.model, trainer.config, trainer.state.epoch
+    torch.manual_seed(epoch_seed(cfg.seed, epoch))
+    if hasattr(train, "set_epoch"):
+        train.set_epoch(epoch)
+    for cb in callbacks:
+        cb.on_epoch_start(trainer, epoch)
+    model.train()
+    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    for x, y in train:
+        if trainer.state.step >= trainer.total_steps:
+            break
+        x, y = x.to(trainer.device), y.to(trainer.device)
+        trainer.last_batch = (x, y)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        total = loss
+        for cb in callbacks:
+            penalty = cb.loss_penalty(trainer)
+            if penalty is not None:
+                total = total + penalty
+        trainer.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for cb in callbacks:
+            cb.after_backward(trainer)
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+        trainer.state.step += 1
+        loss_value = float(loss.detach())
+        for cb in callbacks:
+            cb.on_step_end(trainer, trainer.state.step, loss_value)
+        loss_sum += loss_value * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+        bar.advance(task)
+    trainer.state.epoch += 1
+    return {
+        "epoch": epoch,
+        "step": trainer.state.step,
+        "train_loss": loss_sum / max(1, seen),
+        "train_accuracy": correct / max(1, seen),
+        "lr": trainer.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _status(record: dict[str, Any]) -> str:
+    parts = [f"loss {record['train_loss']:.3f}"]
+    if "val_accuracy" in record:
+        parts.append(f"val {100 * record['val_accuracy']:.2f}%")
+    return " ".join(parts)

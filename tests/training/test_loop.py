@@ -1,0 +1,106 @@
+import pytest
+import torch
+from torch import nn
+
+from prunekit.errors import CheckpointError
+from prunekit.masks import MaskSet, prunable_parameters, raw_parameter
+from prunekit.training import Callback, LRScheduleConfig, OptimizerConfig, TrainConfig, fit, read_train_state
+
+from tests.training.helpers import Batches, blobs
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 4))
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(epochs=4, optimizer=OptimizerConfig(name="sgd", lr=0.05), lr_schedule=LRScheduleConfig(name="cosine"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_fit_learns_separable_data():
+    x, y = blobs()
+    model = _mlp()
+    result = fit(model, Batches(x, y, 32), _cfg(), val=Batches(x, y, 128, shuffle=False), progress=False)
+    assert result.final["val_accuracy"] > 0.95
+    assert result.steps == 4 * 16
+    assert [r["epoch"] for r in result.history] == [0, 1, 2, 3]
+
+
+def test_max_steps_and_fractional_epochs_stop_early():
+    x, y = blobs()
+    assert fit(_mlp(), Batches(x, y, 32), _cfg(epochs=1.5), progress=False).steps == 24
+    assert fit(_mlp(), Batches(x, y, 32), _cfg(max_steps=5), progress=False).steps == 5
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _KillAfter(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer, epoch):
+        if epoch == self.epoch:
+            raise _Interrupt
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("schedule", ["step", "onecycle", "cosine"])
+def test_resume_gives_identical_result(tmp_path, opt, schedule):
+    x, y = blobs()
+    cfg = _cfg(optimizer=OptimizerConfig(name=opt, lr=0.01), lr_schedule=LRScheduleConfig(name=schedule, milestones=(2,) if schedule == "step" else ()))
+    straight = _mlp()
+    fit(straight, Batches(x, y, 32), cfg, progress=False)
+
+    ckpt = tmp_path / "last.safetensors"
+    interrupted = _mlp()
+    with pytest.raises(_Interrupt):
+        fit(interrupted, Batches(x, y, 32), cfg, checkpoint=ckpt, callbacks=[_KillAfter(2)], progress=False)
+    assert read_train_state(ckpt).epoch == 2
+    resumed = _mlp()  # a fresh process would rebuild the model from scratch
+    result = fit(resumed, Batches(x, y, 32), cfg, checkpoint=ckpt, progress=False)
+    assert result.resumed_from_epoch == 2
+    assert len(result.history) == 4
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_masks_stay_applied_through_training_and_resume(tmp_path):
+    x, y = blobs()
+    model = _mlp()
+    masks = MaskSet({n: torch.rand_like(raw_parameter(model, n)) > 0.7 for n in prunable_parameters(model)})
+    masks.attach(model)
+    fit(model, Batches(x, y, 32), _cfg(optimizer=OptimizerConfig(name="sgd", lr=0.05, weight_decay=1e-4)), checkpoint=tmp_path / "c.safetensors", progress=False)
+    for name, mask in masks.items():
+        w = model.get_submodule(name.rsplit(".", 1)[0]).weight
+        assert torch.all(w[~mask] == 0)
+    # the checkpoint holds the masked model: it loads only into a model with the same masks attached
+    plain = _mlp()
+    with pytest.raises(CheckpointError, match="attach the same masks"):
+        fit(plain, Batches(x, y, 32), _cfg(epochs=5), checkpoint=tmp_path / "c.safetensors", progress=False)
+
+
+def test_loss_penalty_and_after_backward_hooks_run():
+    calls = []
+
+    class Probe(Callback):
+        def loss_penalty(self, trainer):
+            calls.append("penalty")
+            return 0.0 * sum(p.sum() for p in trainer.model.parameters())
+
+        def after_backward(self, trainer):
+            assert all(p.grad is not None for p in trainer.model.parameters())
+            calls.append("grad")
+
+    x, y = blobs(64)
+    fit(_mlp(), Batches(x, y, 32), _cfg(epochs=1), callbacks=[Probe()], progress=False)
+    assert calls == ["penalty", "grad"] * 2
+
+
+def test_step_schedule_milestones_must_lie_inside_training():
+    with pytest.raises(ValueError, match="milestones"):
+        TrainConfig(epochs=3, lr_schedule=LRScheduleConfig(name="step", milestones=(5,)))
