@@ -1,0 +1,122 @@
+"""Build ``report.md`` and a self-contained ``report.html`` (plots embedded) from a run's records."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+from prunekit._io import read_jsonl, write_text
+from prunekit.report import plots
+from prunekit.report.tables import Table
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+.note{color:#555;font-size:.9em}code{background:#f3f3f3;padding:1px 4px}
+"""
+
+
+def summary_tables(summary: dict[str, Any]) -> list[Table]:
+    """Tables for a run summary: headline, curve, per-layer, per-class."""
+    dense, pruned = summary["dense"], summary["pruned"]
+    rows = []
+    for key, label in (
+        ("accuracy", "test accuracy"),
+        ("params", "parameters"),
+        ("nonzero_params", "nonzero parameters"),
+        ("macs", "MACs / example"),
+        ("effective_macs", "effective MACs / example"),
+        ("disk_bytes", "size on disk (safetensors)"),
+        ("disk_compressed_bytes", "size on disk (xz-compressed)"),
+        ("latency_ms", "latency (ms, median)"),
+    ):
+        if key in dense or key in pruned:
+            rows.append([label, dense.get(key), pruned.get(key)])
+    headline = [
+        ["compression ratio (params / nonzero params)", summary.get("compression_ratio")],
+        ["theoretical speed-up (dense / effective MACs)", summary.get("theoretical_speedup")],
+    ]
+    if "measured_speedup" in summary:
+        headline.append(["measured speed-up (latency ratio)", summary["measured_speedup"]])
+    if "agreement" in pruned:
+        headline.append(["agreement with dense predictions", pruned["agreement"]])
+    tables = [
+        Table("Dense vs pruned", ["metric", "dense", "pruned"], rows, note=summary.get("counting_note", "")),
+        Table("Headline", ["measure", "value"], headline),
+    ]
+    if summary.get("curve"):
+        tables.append(
+            Table(
+                "Accuracy vs weights remaining",
+                ["method", "round", "weights remaining", "test accuracy"],
+                [[r["method"], r.get("round"), r["fraction_remaining"], r["accuracy"]] for r in summary["curve"]],
+            )
+        )
+    layers = summary.get("layers") or []
+    if layers:
+        keys = [k for k in layers[0] if k != "name"]
+        tables.append(Table("Per layer", ["layer", *keys], [[row["name"], *[row[k] for k in keys]] for row in layers]))
+    per_class = summary.get("per_class")
+    if per_class:
+        tables.append(
+            Table(
+                "Per-class accuracy",
+                ["class", "dense", "pruned", "change (points)"],
+                [[c, d, p, 100 * (p - d)] for c, d, p in zip(per_class["classes"], per_class["dense"], per_class["pruned"])],
+            )
+        )
+    return tables
+
+
+def make_figures(summary: dict[str, Any], records: list[dict[str, Any]], out_dir: Path) -> dict[str, bytes]:
+    """Write the report's PNG plots into ``out_dir``; returns ``{file name: png bytes}``."""
+    figures = {}
+    if summary.get("curve"):
+        fig = plots.accuracy_vs_remaining(summary["curve"], summary["dense"].get("accuracy"))
+        figures["accuracy_vs_remaining.png"] = fig
+    layers = summary.get("layers") or []
+    if layers and "kept_fraction" in layers[0]:
+        figures["layer_sparsity.png"] = plots.layer_bars(
+            [r["name"] for r in layers], {"kept fraction": [r["kept_fraction"] for r in layers]}, "fraction of weights kept", "Per-layer kept fraction"
+        )
+    elif layers and "channels_before" in layers[0]:
+        figures["layer_channels.png"] = plots.layer_bars(
+            [r["name"] for r in layers],
+            {"before": [r["channels_before"] for r in layers], "after": [r["channels_after"] for r in layers]},
+            "output channels",
+            "Per-layer channels before/after",
+        )
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    if epochs:
+        figures["training_curves.png"] = plots.training_curves(epochs)
+    return {name: plots.save_png(fig, str(out_dir / name)) for name, fig in figures.items()}
+
+
+def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``run_dir``."""
+    run_dir = Path(run_dir)
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    pngs = make_figures(summary, records, run_dir / "plots")
+    tables = summary_tables(summary)
+    title = f"prunekit report: {summary['run']['name']}"
+    meta = summary["run"]
+    intro = [
+        f"- run: `{meta['id']}` — model `{meta['model']}` on `{meta['dataset']}`, method `{meta['method']}`",
+        *[f"- {note}" for note in summary.get("notes", [])],
+    ]
+    md = [f"# {title}", "", *intro, ""]
+    md += [t.to_markdown() for t in tables]
+    md += [f"![{name}](plots/{name})\n" for name in pngs]
+    md_path = run_dir / "report.md"
+    write_text(md_path, "\n".join(md))
+    body = [f"<h1>{html.escape(title)}</h1>", "<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>" for line in intro) + "</ul>"]
+    body += [t.to_html() for t in tables]
+    body += [f"<h3>{html.escape(name)}</h3><img alt='{name}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>" for name, data in pngs.items()]
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    html_path = run_dir / "report.html"
+    write_text(html_path, page)
+    return md_path, html_path

@@ -1,0 +1,96 @@
+"""Matplotlib figures for reports (Agg backend; figures are returned, never shown)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def accuracy_vs_remaining(curve: Sequence[Mapping[str, Any]], dense_accuracy: float | None = None, title: str = "") -> Figure:
+    """Test accuracy against the fraction of weights remaining (log x), one line per method.
+
+    ``curve`` rows need ``method``, ``fraction_remaining`` and ``accuracy`` (optionally ``accuracy_std``).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    by_method: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in curve:
+        by_method[row["method"]].append(row)
+    for method, rows in by_method.items():
+        rows = sorted(rows, key=lambda r: -r["fraction_remaining"])
+        xs = [100 * r["fraction_remaining"] for r in rows]
+        ys = [100 * r["accuracy"] for r in rows]
+        errs = [100 * r.get("accuracy_std", 0.0) for r in rows]
+        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", ms=4, capsize=3, label=method)
+    if dense_accuracy is not None:
+        ax.axhline(100 * dense_accuracy, color="black", ls="--", lw=1, label="dense")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Accuracy vs weights remaining")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def layer_bars(names: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str, title: str) -> Figure:
+    """Grouped bars per layer (e.g. kept fraction, or channels before/after)."""
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.35 * len(names) + 2), 4.2))
+    width = 0.8 / max(1, len(series))
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar([j + i * width for j in range(len(names))], values, width, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(records: Sequence[Mapping[str, Any]]) -> Figure:
+    """Loss and accuracy per epoch for every training phase, laid end to end."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = 0
+    phases: dict[str, list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
+    for rec in records:
+        phases[rec.get("phase", "train")].append((x, rec))
+        x += 1
+    for phase, rows in phases.items():
+        xs = [i for i, _ in rows]
+        ax_loss.plot(xs, [r["train_loss"] for _, r in rows], ".-", label=phase)
+        acc_rows = [(i, r) for i, r in rows if "val_accuracy" in r]
+        ax_acc.plot([i for i, _ in acc_rows], [100 * r["val_accuracy"] for _, r in acc_rows], ".-", label=phase)
+    ax_loss.set_xlabel("epoch (all phases, in order)")
+    ax_loss.set_ylabel("training loss")
+    ax_acc.set_xlabel("epoch (all phases, in order)")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save_png(fig: Figure, path: str) -> bytes:
+    """Write ``fig`` as PNG (atomically) and return the bytes (for embedding in HTML)."""
+    import io
+
+    from prunekit._io import write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    data = buffer.getvalue()
+    write_bytes(path, data)
+    return data
