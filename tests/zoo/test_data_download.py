@@ -81,6 +81,7 @@ def test_download_into_empty_root_then_load(mirrors, data_root, tmp_path):
     folder = root / "mnist"
     for name in MNIST_FILES:
         assert md5_file(folder / name) == md5_file(data_root / "mnist" / name)
+        assert (folder / name).stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600
     assert (folder / SIDECAR).is_file() and not leftovers(folder)
     assert bundle.train.dataset.images.shape == (60000, 1, 28, 28)
     assert bundle.test.dataset_size == 10000
@@ -123,6 +124,7 @@ def test_no_mirror_reachable_reports_every_failure(tmp_path, monkeypatch):
     assert "t10k-labels-idx1-ubyte.gz  (md5 ec29112dd5afa0611ce80d1b7f02629c)" in message
     assert "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz" in message
     assert "PRUNEKIT_DATA" in message
+    assert "download=True" not in message  # it was already tried
 
 
 def test_corrupt_local_file_moved_aside_and_redownloaded(mirrors, data_root, tmp_path, caplog):
@@ -149,6 +151,11 @@ def test_partial_download_fetches_only_missing_files(mirrors, data_root, tmp_pat
     download_dataset("mnist", root=tmp_path, mirrors=[mirrors["good"]], progress=False)
     assert kept.stat().st_mtime_ns == 10**9  # verified, not re-downloaded
     assert all((folder / name).is_file() for name in MNIST_FILES)
+
+
+def test_file_url_mirror(data_root, tmp_path):
+    folder = download_dataset("mnist", root=tmp_path, mirrors=[(data_root / "mnist").as_uri()], progress=False)
+    assert all(md5_file(folder / n) == md5_file(data_root / "mnist" / n) for n in MNIST_FILES)
 
 
 def test_cifar_tarball_download(server, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, DataError
 from prunekit.zoo.data.augment import Augment
 from prunekit.zoo.data.dataset import ArrayDataset
 from prunekit.zoo.data.loaders import BatchLoader, DataBundle, split_indices
@@ -157,5 +157,5 @@ def _load_splits(
     }
     for split, ds in datasets.items():
         if ds.input_shape != spec.input_shape:
-            raise ConfigError(f"dataset {spec.name!r} {split}: images have shape {ds.input_shape}, expected {spec.input_shape}")
+            raise DataError(f"dataset {spec.name!r} {split}: images have shape {ds.input_shape}, expected {spec.input_shape}")
     return datasets, source

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,7 +84,8 @@ def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) ->
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     digest = hashlib.md5(usedforsecurity=False)
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (schemes are the caller's mirrors)
-        total = response.length
+        length = response.headers.get("Content-Length", "")
+        total = int(length) if length.isdigit() else None
         with atomic_open(dest, "wb") as out, progress_bar(progress) as bar:
             task = bar.add_task(dest.name, total=total, status=urlsplit(url).netloc or url)
             while chunk := response.read(_CHUNK):
@@ -92,3 +94,5 @@ def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) ->
                 bar.advance(task, len(chunk))
             if digest.hexdigest() != md5:
                 raise _BadChecksum(digest.hexdigest())  # atomic_open removes the temporary file
+            if hasattr(os, "fchmod"):  # the temporary file is private (0600); data files are not
+                os.fchmod(out.fileno(), 0o644)

@@ -7,6 +7,7 @@ uint32 sizes, then the values in C order (big-endian for multi-byte types).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -59,7 +60,7 @@ def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.nda
         raise _malformed(source, f"header declares {ndim} dimensions but the file ends after {len(data)} bytes")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     if len(data) - header != expected:
         raise _malformed(source, f"shape {dims} needs {expected} bytes of data, found {len(data) - header}")
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)

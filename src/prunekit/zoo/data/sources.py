@@ -54,7 +54,7 @@ def prepare_files(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise missing_files_error(spec, folder, root, f"cannot create {folder} ({exc})") from exc
+        raise missing_files_error(spec, folder, root, f"cannot create {folder} ({exc})", tried_download=True) from exc
     for file in fileset.files:
         path = folder / file.name
         if path.is_file():
@@ -63,7 +63,7 @@ def prepare_files(
         try:
             download_file(fileset.urls(file, mirrors), path, file.md5, progress=progress)
         except DataError as exc:
-            raise missing_files_error(spec, folder, root, f"downloading failed\n{exc}", error_type=type(exc)) from exc
+            raise missing_files_error(spec, folder, root, f"downloading failed\n{exc}", error_type=type(exc), tried_download=True) from exc
     _announce(spec, fileset, folder)
     return fileset, folder
 
@@ -105,6 +105,7 @@ def missing_files_error(
     reason: str,
     *,
     error_type: type[DataError] = DataError,
+    tried_download: bool = False,
 ) -> DataError:
     """A :class:`DataError` saying which files are needed, where, and where to download them."""
     origin = "the root argument" if root is not None else (f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default cache directory")
@@ -119,5 +120,5 @@ def missing_files_error(
         f"dataset {spec.name!r} is not available in {folder} ({reason}).\n"
         f"Put {either} in {folder}:\n" + "\n".join(options) + "\n"
         f"The data root {folder.parent} comes from {origin}; to use a directory that already holds "
-        f"'{spec.folder}/', pass root=... or set {DATA_ENV}. Or load with download=True."
+        f"'{spec.folder}/', pass root=... or set {DATA_ENV}." + ("" if tried_download else " Or load with download=True.")
     )
