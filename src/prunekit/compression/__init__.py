@@ -20,6 +20,7 @@ from __future__ import annotations
 from prunekit.compression.api import (
     CompressedModel,
     compress_model,
+    decode_compressed,
     decompress_file,
     load_compressed_into,
     read_compressed,
@@ -50,6 +51,7 @@ __all__ = [
     "WeightSharingHandle",
     "attach_weight_sharing",
     "compress_model",
+    "decode_compressed",
     "decompress_file",
     "kmeans_1d",
     "load_compressed_into",

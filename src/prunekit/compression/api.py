@@ -121,7 +121,12 @@ def read_compressed(path: str | os.PathLike[str]) -> CompressedModel:
     target = Path(path)
     if not target.is_file():
         raise CheckpointError(f"no such compressed file: {target}")
-    header, sections = packed.unpack(target.read_bytes(), source=str(target))
+    return decode_compressed(target.read_bytes(), source=str(target))
+
+
+def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedModel:
+    """:func:`read_compressed` on an in-memory file image."""
+    header, sections = packed.unpack(data, source=source)
     try:
         if header.get("format") != FORMAT_NAME:
             raise ValueError(f"format field is {header.get('format')!r}, expected {FORMAT_NAME!r}")
@@ -135,7 +140,7 @@ def read_compressed(path: str | os.PathLike[str]) -> CompressedModel:
             raise ValueError("tensor order does not list exactly the stored tensors")
         spec = CompressionSpec.model_validate(header["spec"])
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
-        raise CheckpointError(f"{target} has a malformed or inconsistent body ({exc}); re-create the file") from exc
+        raise CheckpointError(f"{source} has a malformed or inconsistent body ({exc}); re-create the file") from exc
     meta = {
         "format_version": packed.FORMAT_VERSION,
         "prunekit_version": header.get("prunekit_version"),

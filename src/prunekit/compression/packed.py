@@ -112,7 +112,8 @@ def _split_sections(header: dict[str, Any], data: bytes, start: int, end: int, s
     sections: dict[str, bytes] = {}
     expected = 0
     try:
-        items = sorted(header["sections"].items(), key=lambda kv: int(kv[1]["offset"]))
+        # JSON keys are sorted by name; sections tile the data area in (offset, length) order.
+        items = sorted(header["sections"].items(), key=lambda kv: (int(kv[1]["offset"]), int(kv[1]["length"])))
         for name, info in items:
             offset, length = int(info["offset"]), int(info["length"])
             if offset != expected or length < 0:
