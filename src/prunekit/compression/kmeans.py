@@ -101,19 +101,19 @@ def kmeans_1d(
         if reseeded.size <= int(live.sum()):
             break  # nothing left to split (every cluster holds a single distinct value)
         c = reseeded
-    # Final assignment with the final centroids, then centroids = means of that assignment, so
-    # every code value is the mean of its members (up to float rounding).
+    # Final assignment with the final centroids; code values are the exact member means (summed per
+    # cluster, not from prefix differences, and clamped into the cluster's range so they stay ordered).
     mids = (c[:-1] + c[1:]) * 0.5
-    final_splits = np.searchsorted(s, mids, side="right")
-    c = _update(c, final_splits, prefix, s.size)
-    counts = np.diff(np.concatenate(([0], final_splits, [s.size])))
+    edges = np.concatenate(([0], np.searchsorted(s, mids, side="right"), [s.size]))
+    counts = np.diff(edges)
+    live = counts > 0
+    starts, ends = edges[:-1][live], edges[1:][live]
+    means = np.add.reduceat(s, starts) / counts[live]
+    centroids = np.clip(means, s[starts], s[ends - 1])
     labels = np.searchsorted(mids, x, side="left")  # same rule as the splits: x <= mid goes left
-    keep = counts > 0
-    if not keep.all():
-        remap = np.cumsum(keep) - 1
-        labels = remap[labels]
-        c = c[keep]
-    return c, labels.astype(np.int64)
+    if not live.all():
+        labels = (np.cumsum(live) - 1)[labels]
+    return centroids, labels.astype(np.int64)
 
 
 def _lloyd(c: np.ndarray, s: np.ndarray, prefix: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
