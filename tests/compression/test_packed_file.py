@@ -253,3 +253,13 @@ def test_report_accounting(tmp_path):
     md = report.to_markdown()
     assert "classifier.weight" in md and "P+Q+H" in md and md.count("\n|") >= 5
     np.testing.assert_array_less(0, [r for r in report.ratios().values()])
+
+
+def test_spec_round_trips_through_the_header_with_override_order(tmp_path):
+    model = prune_(TinyConvNet(), 0.5)
+    spec = CompressionSpec(overrides={"features.*": 3, "features.0.*": 6}, huffman=False)
+    compress_model(model, tmp_path / "m.pkdc", spec)
+    content = read_compressed(tmp_path / "m.pkdc")
+    assert content.quantization.spec == spec
+    assert list(content.quantization.spec.overrides) == ["features.*", "features.0.*"]
+    assert content.metadata["layers"]["features.0.weight"]["bits"] == 3  # first match wins

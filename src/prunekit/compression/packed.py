@@ -55,7 +55,8 @@ def pack(header: dict[str, Any], sections: Iterable[tuple[str, bytes]]) -> bytes
         table[name] = {"offset": offset, "length": len(blob), "crc32": zlib.crc32(blob)}
         blobs.append(blob)
         offset += len(blob)
-    head = json.dumps({**header, "sections": table}, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    # Key order is kept as given (deterministic, and meaningful for ordered settings like overrides).
+    head = json.dumps({**header, "sections": table}, separators=(",", ":"), allow_nan=False).encode("utf-8")
     file_len = PREFIX_SIZE + len(head) + offset + TRAILER_SIZE
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(head), file_len)
     body = b"".join([prefix, struct.pack("<I", zlib.crc32(prefix)), head, *blobs])
@@ -112,7 +113,7 @@ def _split_sections(header: dict[str, Any], data: bytes, start: int, end: int, s
     sections: dict[str, bytes] = {}
     expected = 0
     try:
-        # JSON keys are sorted by name; sections tile the data area in (offset, length) order.
+        # Sections must tile the data area; check them in (offset, length) order.
         items = sorted(header["sections"].items(), key=lambda kv: (int(kv[1]["offset"]), int(kv[1]["length"])))
         for name, info in items:
             offset, length = int(info["offset"]), int(info["length"])

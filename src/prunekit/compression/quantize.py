@@ -8,7 +8,7 @@ order), and the sparsity mask.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,7 +80,7 @@ class QuantizationResult:
     def __getitem__(self, name: str) -> QuantizedLayer:
         return self.layers[name]
 
-    def __iter__(self):  # noqa: ANN204 - plain iterator over names
+    def __iter__(self) -> Iterator[str]:
         return iter(self.layers)
 
     def __len__(self) -> int:

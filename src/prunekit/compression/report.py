@@ -189,4 +189,5 @@ def _finite(obj: Any) -> Any:
 
 
 def _kb(nbytes: float) -> str:
-    return f"{nbytes / 1024:.1f}"
+    kb = nbytes / 1024
+    return f"{kb:.2f}" if kb < 10 else f"{kb:.1f}"
