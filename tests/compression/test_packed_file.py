@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import random
@@ -195,8 +196,6 @@ def _with_version(data: bytes, version: int) -> bytes:
     struct.pack_into("<H", buf, 4, version)
     struct.pack_into("<I", buf, 20, zlib.crc32(bytes(buf[:20])))
     body = bytes(buf[:-32])
-    import hashlib
-
     return body + hashlib.sha256(body).digest()
 
 
