@@ -1,0 +1,186 @@
+"""Compress a model to a packed file and back: the glue between quantization, codec and container."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from prunekit import __version__
+from prunekit._io import write_bytes
+from prunekit.compression import packed
+from prunekit.compression._tensors import effective_state
+from prunekit.compression.codec import decode_layer, decode_raw, encode_layer, encode_raw
+from prunekit.compression.quantize import QuantizationResult, quantize_model
+from prunekit.compression.report import CompressionReport
+from prunekit.compression.spec import CompressionSpec
+from prunekit.errors import CheckpointError, ConfigError, StructureError
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "prunekit-compressed"
+
+
+@dataclass
+class CompressedModel:
+    """The decoded content of a compressed file."""
+
+    quantization: QuantizationResult  # quantized layers (codebooks, indices, masks)
+    extras: dict[str, Tensor]  # unquantized tensors
+    order: list[str]  # state_dict key order of the source model
+    metadata: dict[str, Any]  # format/version info, spec, per-layer info, user metadata
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every tensor under its plain name, in the source model's order."""
+        layers = self.quantization.layers
+        return {name: layers[name].dense() if name in layers else self.extras[name] for name in self.order}
+
+
+def compress_model(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    spec: CompressionSpec | Mapping | None = None,
+    quantization: QuantizationResult | None = None,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> CompressionReport:
+    """Write ``model`` to a packed Deep Compression file at ``path`` (atomically); return its accounting.
+
+    Without ``quantization``, k-means runs on the model's current weights (the model is not
+    modified; a model whose weights are already shared, e.g. after :func:`quantize_model` or
+    fine-tuning, is re-encoded losslessly). With ``quantization``, its records are stored and the
+    model's weights must equal them. ``spec`` defaults to the quantization's spec. Parametrized
+    tensors (masks, attached weight sharing) are stored by their current values under plain names.
+    ``metadata`` is any JSON-serialisable mapping, returned by :func:`decompress_file`.
+    """
+    if spec is None and quantization is not None:
+        spec = quantization.spec
+    spec = CompressionSpec.parse(spec)  # type: ignore[arg-type]
+    tensors = effective_state(model)
+    if quantization is None:
+        quantization = quantize_model(model, spec, apply=False)
+    else:
+        _check_matches(quantization, tensors)
+    entries, extras, sections, accounts = [], [], [], []
+    extras_dense = extras_stored = 0
+    for name, tensor in tensors.items():
+        layer = quantization.layers.get(name)
+        if layer is not None:
+            entry, secs, account = encode_layer(layer, spec.index_bits_for(layer.kind), spec.huffman)
+            entries.append(entry)
+            sections += secs
+            accounts.append(account)
+            continue
+        stored = torch.float16 if spec.extras_precision == "float16" and tensor.is_floating_point() else None
+        try:
+            entry, blob = encode_raw(name, tensor, stored)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+        extras.append(entry)
+        sections.append((entry["section"], blob))
+        extras_dense += tensor.numel() * (4 if tensor.is_floating_point() else tensor.element_size())
+        extras_stored += len(blob)
+    header = {
+        "format": FORMAT_NAME,
+        "prunekit_version": __version__,
+        "spec": spec.model_dump(mode="json"),
+        "order": list(tensors),
+        "layers": entries,
+        "extras": extras,
+        "metadata": dict(metadata or {}),
+    }
+    try:
+        data = packed.pack(header, sections)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot write {path}: {exc} (metadata must be JSON-serialisable, without NaN)") from exc
+    write_bytes(path, data)
+    report = CompressionReport(
+        path=str(path),
+        layers=accounts,
+        extras_dense_bytes=extras_dense,
+        extras_stored_bytes=extras_stored,
+        n_extras=len(extras),
+        file_bytes=len(data),
+        file_overhead_bytes=len(data) - sum(len(b) for _, b in sections),
+        huffman=spec.huffman,
+        format_version=packed.FORMAT_VERSION,
+    )
+    log.info("wrote %s: %d bytes, %.1fx smaller than dense float32", path, len(data), report.ratios()["file"])
+    return report
+
+
+def read_compressed(path: str | os.PathLike[str]) -> CompressedModel:
+    """Read and check a compressed file; raises :class:`CheckpointError` if it is not intact."""
+    target = Path(path)
+    if not target.is_file():
+        raise CheckpointError(f"no such compressed file: {target}")
+    return decode_compressed(target.read_bytes(), source=str(target))
+
+
+def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedModel:
+    """:func:`read_compressed` on an in-memory file image."""
+    header, sections = packed.unpack(data, source=source)
+    try:
+        if header.get("format") != FORMAT_NAME:
+            raise ValueError(f"format field is {header.get('format')!r}, expected {FORMAT_NAME!r}")
+        layers = {}
+        for entry in header["layers"]:
+            layer = decode_layer(entry, sections)
+            layers[layer.name] = layer
+        extras = {str(e["name"]): decode_raw(e, sections) for e in header["extras"]}
+        order = [str(n) for n in header["order"]]
+        if sorted(order) != sorted([*layers, *extras]):
+            raise ValueError("tensor order does not list exactly the stored tensors")
+        spec = CompressionSpec.model_validate(header["spec"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f"{source} has a malformed or inconsistent body ({exc}); re-create the file") from exc
+    meta = {
+        "format_version": packed.FORMAT_VERSION,
+        "prunekit_version": header.get("prunekit_version"),
+        "spec": header["spec"],
+        "layers": {e["name"]: {k: e[k] for k in ("kind", "shape", "dtype", "bits", "index_bits", "n_clusters", "nnz", "n_fillers")} for e in header["layers"]},
+        "metadata": header.get("metadata", {}),
+    }
+    return CompressedModel(QuantizationResult(layers, spec), extras, order, meta)
+
+
+def decompress_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``(state_dict, metadata)`` from a compressed file; shared weights come back bit-identical."""
+    content = read_compressed(path)
+    return content.state_dict(), content.metadata
+
+
+def load_compressed_into(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:
+    """Load a compressed file into a plain (unparametrized) ``model`` in place; returns the metadata."""
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            raise StructureError(
+                f"module {name or '(root)'!r} is parametrized (mask or weight sharing attached); "
+                "strip it before loading a compressed file"
+            )
+    state, meta = decompress_file(path)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit this model: {exc}") from exc
+    return meta
+
+
+def _check_matches(quantization: QuantizationResult, tensors: Mapping[str, Tensor]) -> None:
+    for name, layer in quantization.layers.items():
+        if name not in tensors:
+            raise ConfigError(f"quantization record {name!r} names no tensor of the model")
+        current = tensors[name].to("cpu")
+        if current.shape != torch.Size(layer.shape) or not torch.equal(current, layer.dense()):
+            raise ConfigError(
+                f"{name}: the model's weight differs from its quantization record (weights changed after "
+                "quantize_model?); pass quantization=None to re-derive codebooks from the current weights"
+            )
+

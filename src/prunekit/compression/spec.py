@@ -1,0 +1,119 @@
+"""What to compress and how: :class:`CompressionSpec` and the layer-kind table."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from torch import nn
+
+from prunekit.errors import ConfigError
+
+LayerKind = Literal["conv", "fc"]
+
+#: Module type -> layer kind whose ``weight`` is quantized. Subclasses are found through the MRO.
+LAYER_KINDS: dict[type[nn.Module], LayerKind] = {
+    nn.Conv1d: "conv",
+    nn.Conv2d: "conv",
+    nn.Conv3d: "conv",
+    nn.ConvTranspose1d: "conv",
+    nn.ConvTranspose2d: "conv",
+    nn.ConvTranspose3d: "conv",
+    nn.Linear: "fc",
+}
+
+MAX_BITS = 16  # codebook indices are stored as uint16
+
+
+class CompressionSpec(BaseModel):
+    """Settings for weight sharing and packing (Deep Compression defaults: conv 8 bits, fc 5 bits).
+
+    ``overrides`` maps shell-style patterns over parameter names (``"features.0.weight"``,
+    ``"classifier.*"``) to bits; patterns are tried in order and the first match wins.
+    ``exclude`` patterns leave weights unquantized (stored raw with the other tensors).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    conv_bits: int = Field(8, ge=1, le=MAX_BITS, description="codebook bits (k = 2**bits) for conv weights")
+    fc_bits: int = Field(5, ge=1, le=MAX_BITS, description="codebook bits for linear weights")
+    overrides: dict[str, int] = Field(default_factory=dict, description="parameter-name pattern -> bits")
+    exclude: tuple[str, ...] = Field((), description="parameter-name patterns left unquantized")
+    conv_index_bits: int = Field(8, ge=1, le=16, description="relative-index bits for conv weights")
+    fc_index_bits: int = Field(5, ge=1, le=16, description="relative-index bits for linear weights")
+    init: Literal["linear", "density", "random"] = "linear"
+    seed: int = 0
+    max_iter: int = Field(300, ge=1, description="k-means iteration cap (per Lloyd run)")
+    reseed_empty: bool = Field(True, description="re-seed clusters k-means leaves empty (else drop them)")
+    huffman: bool = True
+    extras_precision: Literal["exact", "float16"] = Field(
+        "exact", description="unquantized float tensors: stored in their own dtype, or as float16 (lossy)"
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _check_overrides(cls, value: dict[str, int]) -> dict[str, int]:
+        for pattern, bits in value.items():
+            if not 1 <= int(bits) <= MAX_BITS:
+                raise ValueError(f"bits for {pattern!r} must lie in [1, {MAX_BITS}], got {bits}")
+        return value
+
+    @classmethod
+    def parse(cls, data: dict | CompressionSpec | None) -> CompressionSpec:
+        """Build a spec from a dict (or pass one through), as :class:`ConfigError` on bad values."""
+        if data is None:
+            return cls()
+        if isinstance(data, cls):
+            return data
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid compression spec: {exc}") from exc
+
+    def bits_for(self, name: str, kind: LayerKind) -> int:
+        """Codebook bits for parameter ``name`` of layer kind ``kind``."""
+        for pattern, bits in self.overrides.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return int(bits)
+        return self.conv_bits if kind == "conv" else self.fc_bits
+
+    def index_bits_for(self, kind: LayerKind) -> int:
+        """Relative-index bits for layer kind ``kind``."""
+        return self.conv_index_bits if kind == "conv" else self.fc_index_bits
+
+    def excludes(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.exclude)
+
+
+def layer_kind(module: nn.Module) -> LayerKind | None:
+    """The kind of ``module`` from :data:`LAYER_KINDS` (walking its MRO), or ``None``."""
+    for cls in type(module).__mro__:
+        kind = LAYER_KINDS.get(cls)
+        if kind is not None:
+            return kind
+    return None
+
+
+def iter_targets(model: nn.Module, spec: CompressionSpec) -> Iterator[tuple[str, nn.Module, LayerKind]]:
+    """``(parameter name, module, kind)`` for every weight the spec quantizes, in module order.
+
+    Patterns in ``overrides`` and ``exclude`` that match no candidate weight raise
+    :class:`ConfigError`, so typos do not pass silently.
+    """
+    found: list[tuple[str, nn.Module, LayerKind]] = []
+    for mod_name, module in model.named_modules():
+        kind = layer_kind(module)
+        if kind is None or getattr(module, "weight", None) is None:
+            continue
+        found.append((f"{mod_name}.weight" if mod_name else "weight", module, kind))
+    names = [n for n, _, _ in found]
+    for pattern in [*spec.overrides, *spec.exclude]:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise ConfigError(
+                f"compression pattern {pattern!r} matches no conv/linear weight; weights look like {names[:4]}"
+            )
+    for item in found:
+        if not spec.excludes(item[0]):
+            yield item
