@@ -15,6 +15,9 @@ from safetensors.torch import load_file, save_file
 
 from prunekit.errors import CheckpointError
 
+#: Permissions of files prunekit writes (temporary files would otherwise be owner-only).
+FILE_MODE = 0o644
+
 
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[BinaryIO]:
@@ -27,6 +30,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Bina
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.chmod(tmp, FILE_MODE)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle  # type: ignore[misc]
@@ -85,6 +89,7 @@ def save_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.T
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, FILE_MODE)
     try:
         clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
         save_file(clean, tmp, metadata=dict(metadata) if metadata else None)

@@ -159,7 +159,7 @@ def test_file_url_mirror(data_root, tmp_path):
 
 
 def test_cifar_tarball_download(server, tmp_path):
-    from test_data_cifar import make_archive  # noqa: PLC0415 (shared synthetic-archive builder)
+    from tests.zoo.test_data_cifar import make_archive  # noqa: PLC0415 (shared synthetic-archive builder)
 
     served, base = server
     source = served / f"{tmp_path.name}-cifar"

@@ -1,0 +1,59 @@
+"""Recipe sections that do not depend on the pruning method: model, data, evaluation, export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    """Base of every recipe section: unknown keys are errors; values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    """Which model to prune: a zoo name (``prunekit list models``) or ``timm/<name>``."""
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments")
+    checkpoint: str | None = Field(None, description="dense weights (safetensors) to start from instead of training")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from prunekit.zoo import MODELS
+
+        if not name.startswith("timm/") and name not in MODELS:
+            raise ValueError(f"unknown model {name!r}; allowed values: {', '.join(MODELS.names())} or timm/<name>")
+        return name
+
+
+class DataSpec(Strict):
+    """Which dataset and how to batch it (``prunekit list datasets``)."""
+
+    name: str
+    root: str | None = Field(None, description="data directory (default: $PRUNEKIT_DATA, then the user cache)")
+    batch_size: int = Field(128, ge=1)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    subset: int | None = Field(None, ge=1, description="use only this many training examples (quick runs)")
+    augment: bool | None = Field(None, description="default: the dataset's own (crop+flip for CIFAR-10)")
+    download: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from prunekit.zoo.data import DATASETS
+
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; allowed values: {', '.join(DATASETS.names())}")
+        return name
+
+
+class EvaluateSpec(Strict):
+    """What the evaluation step measures besides accuracy, size and MACs."""
+
+    latency: bool = True
+    latency_batch_size: int = Field(64, ge=1)
+    latency_repeats: int = Field(20, ge=1)
