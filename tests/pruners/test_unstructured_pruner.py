@@ -141,8 +141,9 @@ def test_overrides_lth_style_output_layer_at_half_rate():
     glob = prune_unstructured(create_model("lenet_300_100"), config.model_copy(update={"scope": "global"}))
     assert _pruned(glob)["fc3.weight"] == 100
     assert _pruned(glob)["fc1.weight"] + _pruned(glob)["fc2.weight"] == _expected(784 * 300 + 300 * 100, 0.2)
-    with pytest.raises(ConfigError, match="fc9"):
-        prune_unstructured(create_model("lenet_300_100"), UnstructuredConfig(sparsity=0.2, overrides={"fc9.*": 0.1}))
+    for scope in ("layer", "global"):
+        with pytest.raises(ConfigError, match=r"'fc9.\*' matches no pruned parameter; pruned parameters: \['fc1.weight'"):
+            prune_unstructured(create_model("lenet_300_100"), UnstructuredConfig(sparsity=0.2, scope=scope, overrides={"fc9.*": 0.1}))
 
 
 def test_at_sparsity_scales_overrides_with_the_schedule():

@@ -150,8 +150,9 @@ def _select_layerwise(scores: Mapping[str, Tensor], keeps: Mapping[str, Tensor],
 
 def _select_global(scores: Mapping[str, Tensor], keeps: Mapping[str, Tensor], config: UnstructuredConfig) -> dict[str, Tensor]:
     names = list(scores)
+    targets = layer_sparsities(names, config.sparsity, config.overrides)
     fixed = overridden(names, config.overrides)
-    out = _select_layerwise({n: scores[n] for n in fixed}, keeps, config)
+    out = {n: select(scores[n], keeps[n], prune_count(keeps[n].numel(), targets[n])) for n in fixed}
     shared = [n for n in names if n not in fixed]
     if shared:
         flat_scores = torch.cat([scores[n].flatten().float().cpu() for n in shared])
