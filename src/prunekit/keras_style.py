@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from prunekit.errors import ConfigError
-from prunekit.masks import MaskSet, prunable_parameters, strip
+from prunekit.masks import prunable_parameters, strip
 from prunekit.pruners.unstructured import UnstructuredConfig
 from prunekit.schedules import Constant, Schedule
 from prunekit.schedules import PolynomialDecay as _PolynomialDecay
 from prunekit.training.callbacks import Callback
-from prunekit.training.pruning_callbacks import GradualPruning
+from prunekit.training.pruning_callbacks import GradualPruning, attach_missing_masks
 
 if TYPE_CHECKING:
     from prunekit.training.loop import Trainer
@@ -71,12 +71,9 @@ def prune_low_magnitude(
     schedule on the model; :class:`UpdatePruningStep` then applies it during training.
     """
     schedule = pruning_schedule if pruning_schedule is not None else ConstantSparsity(0.5, 0)
-    names = tuple(prunable_parameters(model, include, exclude))
-    attached = MaskSet.from_model(model)
-    missing = [n for n in names if n not in attached]
-    if missing:
-        MaskSet.ones(model, missing).attach(model)
-    setattr(model, PRUNING_ATTR, _LowMagnitude(schedule, names))
+    names = prunable_parameters(model, include, exclude)
+    attach_missing_masks(model, names)
+    setattr(model, PRUNING_ATTR, _LowMagnitude(schedule, tuple(names)))
     return model
 
 

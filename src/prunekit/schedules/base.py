@@ -52,7 +52,7 @@ class Schedule(BaseModel):
         """Replace this schedule's configuration with ``state`` (validated first)."""
         loaded = type(self).model_validate(dict(state))
         for field in type(self).model_fields:
-            object.__setattr__(self, field, getattr(loaded, field))
+            setattr(self, field, getattr(loaded, field))
 
 
 #: name → schedule class; metadata ``example`` holds valid keyword arguments (used by contract tests).

@@ -137,14 +137,13 @@ class _Run:
     def round_zero(self) -> LotteryRecord:
         round_dir = self.out / "round_00"
         model = self.build(self.config.seed)
-        masks = MaskSet.from_model(model)
         if not (round_dir / "masks.safetensors").exists():
-            masks.save(round_dir / "masks.safetensors")
+            MaskSet.from_model(model).save(round_dir / "masks.safetensors")
         rewind_path = self.out / "rewind.safetensors"
         if self.config.rewind_step == 0 and not rewind_path.exists():
             save_safetensors(rewind_path, model.state_dict())
         extra = [RewindPoint(self.config.rewind_step, rewind_path)] if self.config.rewind_step else []
-        return self.train_and_record(model, masks, 0, "ticket", extra)
+        return self.train_and_record(model, 0, "ticket", extra)
 
     def round(self, r: int) -> list[LotteryRecord]:
         round_dir = self.out / f"round_{r:02d}"
@@ -161,9 +160,9 @@ class _Run:
         if not rewind_path.exists():
             raise ConfigError(f"rewind_step={self.config.rewind_step} was never reached in round 0 (no {rewind_path}); lower it")
         rewind_state = load_safetensors(rewind_path)
-        records = [self.train_and_record(rewind(self.build(self.config.seed), rewind_state, masks), masks, r, "ticket")]
+        records = [self.train_and_record(rewind(self.build(self.config.seed), rewind_state, masks), r, "ticket")]
         for control in self.config.controls:
-            records.append(self.train_and_record(self.control(control, r, masks, rewind_state), masks, r, control))
+            records.append(self.train_and_record(self.control(control, r, masks, rewind_state), r, control))
         return records
 
     def control(self, kind: Control, r: int, masks: MaskSet, rewind_state: Mapping[str, Tensor]) -> nn.Module:
@@ -172,7 +171,7 @@ class _Run:
         generator = torch.Generator().manual_seed(self.config.seed + 20_000 + r)
         return rewind(self.build(self.config.seed), rewind_state, random_masks_like(masks, generator))
 
-    def train_and_record(self, model: nn.Module, masks: MaskSet, r: int, kind: str, extra: list[Callback] | None = None) -> LotteryRecord:
+    def train_and_record(self, model: nn.Module, r: int, kind: str, extra: list[Callback] | None = None) -> LotteryRecord:
         round_dir = self.out / f"round_{r:02d}"
         record_path = round_dir / f"{kind}.json"
         if record_path.exists():

@@ -47,11 +47,7 @@ class GradualPruning(Callback):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Attach all-keep masks to the targets that have none, bind ``model`` and apply an event due at step 0."""
-        names = prunable_parameters(model, self.config.include, self.config.exclude)
-        attached = MaskSet.from_model(model)
-        missing = [n for n in names if n not in attached]
-        if missing:
-            MaskSet.ones(model, missing).attach(model)
+        attach_missing_masks(model, prunable_parameters(model, self.config.include, self.config.exclude))
         self.model = model
         self._update(None)
         return model
@@ -103,6 +99,14 @@ class GradualPruning(Callback):
         self.last_pruned = t
         log.debug("step %d: pruned to sparsity %.4f", t, masks.sparsity())
 
+
+
+def attach_missing_masks(model: nn.Module, names: list[str]) -> None:
+    """Attach all-keep masks to the named parameters that carry none (existing masks are kept)."""
+    attached = MaskSet.from_model(model)
+    missing = [n for n in names if n not in attached]
+    if missing:
+        MaskSet.ones(model, missing).attach(model)
 
 
 def require_masks(model: nn.Module, names: list[str], how: str) -> None:
