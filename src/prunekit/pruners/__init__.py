@@ -1,0 +1,5 @@
+"""Pruners: target filter + allocation + importance + selection."""
+
+from prunekit.pruners.unstructured import UnstructuredConfig, collect_gradients, compute_scores, prune_unstructured
+
+__all__ = ["UnstructuredConfig", "collect_gradients", "compute_scores", "prune_unstructured"]

@@ -1,0 +1,184 @@
+"""Unstructured pruning: targets → scores (criterion) → exact-count selection → masks attached.
+
+Masks are monotone: weights already pruned by an attached mask stay pruned (their score is −∞),
+so repeated calls with growing sparsity only ever remove more. Counts are exact: layer scope
+prunes ``round(s · n)`` entries in each layer, global scope ``round(s · N)`` over all
+non-overridden layers together; equal scores are broken by position (layer order, then index).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Annotated, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
+
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.importance.unstructured import UNSTRUCTURED_CRITERIA
+from prunekit.masks import MaskSet, effective_weight, prunable_parameters
+from prunekit.pruners.allocation import layer_sparsities, overridden, prune_count
+
+log = logging.getLogger(__name__)
+
+Batches = Iterable[tuple[Tensor, Tensor]]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+_LayerSparsity = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class UnstructuredConfig(BaseModel):
+    """What to prune and how: criterion, target sparsity, scope, per-layer overrides, targets.
+
+    ``overrides`` maps shell-wildcard patterns over parameter names to their own sparsity (first
+    match wins), e.g. ``{"fc3.*": 0.45}``. ``include``/``exclude`` select targets as in
+    :func:`prunekit.masks.prunable_parameters` (default: conv/linear weights; biases and norms
+    are never pruned unless included). ``n_batches`` is how many batches gradient criteria
+    (taylor, snip) average over; ``seed`` seeds the random criterion.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    criterion: str = "magnitude"
+    sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of the targeted weights to prune")
+    scope: Literal["layer", "global"] = "layer"
+    overrides: dict[str, _LayerSparsity] = Field(default_factory=dict)
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    n_batches: int = Field(1, ge=1)
+    seed: int = 0
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_criterion(cls, value: str) -> str:
+        if value not in UNSTRUCTURED_CRITERIA:
+            raise ValueError(f"unknown criterion {value!r}; allowed values: {', '.join(UNSTRUCTURED_CRITERIA.names())}")
+        return value
+
+    def at_sparsity(self, sparsity: float) -> UnstructuredConfig:
+        """This config with target ``sparsity``; overrides scale by ``sparsity / self.sparsity``.
+
+        Used when a schedule drives the sparsity: ``self.sparsity`` is then the final target, and
+        a layer overridden to half of it stays at half of the schedule's value at every step.
+        """
+        if not self.overrides:
+            return self.model_copy(update={"sparsity": sparsity})
+        if sparsity > self.sparsity:
+            raise ConfigError(
+                f"with overrides, 'sparsity' ({self.sparsity}) is the final target and the schedule may not exceed it (asked for {sparsity})"
+            )
+        ratio = sparsity / self.sparsity if self.sparsity else 1.0
+        scaled = {p: v * ratio for p, v in self.overrides.items()}
+        return self.model_copy(update={"sparsity": sparsity, "overrides": scaled})
+
+
+def collect_gradients(
+    model: nn.Module,
+    batches: Batches,
+    names: Sequence[str],
+    n_batches: int = 1,
+    loss_fn: LossFn = F.cross_entropy,
+) -> dict[str, Tensor]:
+    """Mean gradient of the loss w.r.t. each named *effective* weight over the first ``n_batches``.
+
+    For a masked parameter this is the dense gradient (also at pruned positions). The model's
+    ``.grad`` fields, buffers (BatchNorm statistics) and the global RNG are left as they were.
+    """
+    if n_batches < 1:
+        raise ConfigError(f"n_batches must be >= 1, got {n_batches}")
+    device = next(model.parameters()).device
+    saved_buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    totals: dict[str, Tensor] = {}
+    seen = 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for x, y in batches:
+            if seen == n_batches:
+                break
+            with parametrize.cached():
+                weights = [effective_weight(model, n) for n in names]
+                loss = loss_fn(model(x.to(device)), y.to(device))
+                grads = torch.autograd.grad(loss, weights, allow_unused=True)
+            for name, weight, grad in zip(names, weights, grads):
+                grad = torch.zeros_like(weight) if grad is None else grad.detach()
+                totals[name] = totals[name] + grad if name in totals else grad
+            seen += 1
+    with torch.no_grad():
+        for key, buf in model.named_buffers():
+            buf.copy_(saved_buffers[key])
+    if seen == 0:
+        raise ConfigError("collect_gradients got no batches; pass an iterable of (inputs, labels)")
+    return {name: g / seen for name, g in totals.items()}
+
+
+def compute_scores(model: nn.Module, config: UnstructuredConfig, names: Sequence[str], batches: Batches | None = None) -> dict[str, Tensor]:
+    """Criterion scores for each named parameter (its effective, masked value), normalised as registered."""
+    criterion = UNSTRUCTURED_CRITERIA.get(config.criterion)
+    meta = UNSTRUCTURED_CRITERIA.meta(config.criterion)
+    grads: dict[str, Tensor] = {}
+    if meta["needs_grad"]:
+        if batches is None:
+            raise ConfigError(f"criterion {config.criterion!r} needs gradients: pass batches=... (an iterable of (inputs, labels))")
+        grads = collect_gradients(model, batches, names, config.n_batches)
+    generator = torch.Generator().manual_seed(config.seed)
+    scores = {n: criterion(effective_weight(model, n).detach(), grad=grads.get(n), generator=generator) for n in names}
+    for name, s in scores.items():
+        if torch.isnan(s).any():
+            raise PrunekitError(f"criterion {config.criterion!r} gave NaN scores for {name!r}; are the weights or gradients finite?")
+    return meta["normalize"](scores) if meta["normalize"] else scores
+
+
+def select(scores: Tensor, keep: Tensor, n_prune: int) -> Tensor:
+    """New keep-mask ⊆ ``keep`` with the ``n_prune`` lowest-scoring entries pruned (ties: lower index first).
+
+    Entries already pruned count towards ``n_prune``; if there are more of them, none is added.
+    """
+    flat = torch.where(keep.flatten().to(scores.device), scores.flatten().float(), torch.tensor(float("-inf"), device=scores.device))
+    n_prune = max(n_prune, int((~keep).sum()))
+    order = torch.argsort(flat, stable=True)
+    new = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
+    new[order[:n_prune]] = False
+    return new.view_as(keep).cpu()
+
+
+def _select_layerwise(scores: Mapping[str, Tensor], keeps: Mapping[str, Tensor], config: UnstructuredConfig) -> dict[str, Tensor]:
+    targets = layer_sparsities(list(scores), config.sparsity, config.overrides)
+    return {n: select(scores[n], keeps[n], prune_count(keeps[n].numel(), targets[n])) for n in scores}
+
+
+def _select_global(scores: Mapping[str, Tensor], keeps: Mapping[str, Tensor], config: UnstructuredConfig) -> dict[str, Tensor]:
+    names = list(scores)
+    targets = layer_sparsities(names, config.sparsity, config.overrides)
+    fixed = overridden(names, config.overrides)
+    out = {n: select(scores[n], keeps[n], prune_count(keeps[n].numel(), targets[n])) for n in fixed}
+    shared = [n for n in names if n not in fixed]
+    if shared:
+        flat_scores = torch.cat([scores[n].flatten().float().cpu() for n in shared])
+        flat_keep = torch.cat([keeps[n].flatten() for n in shared])
+        flat_new = select(flat_scores, flat_keep, prune_count(flat_keep.numel(), config.sparsity))
+        for name, part in zip(shared, torch.split(flat_new, [keeps[n].numel() for n in shared])):
+            out[name] = part.view_as(keeps[name])
+    return {n: out[n] for n in names}
+
+
+_SCOPES = {"layer": _select_layerwise, "global": _select_global}
+
+
+def prune_unstructured(model: nn.Module, config: UnstructuredConfig, batches: Batches | None = None) -> MaskSet:
+    """Compute masks for ``config`` on ``model``'s current weights, attach them, and return them.
+
+    ``batches`` (an iterable of ``(inputs, labels)``) is needed by gradient criteria (taylor,
+    snip). Masks already attached are respected: pruned weights stay pruned.
+    """
+    names = prunable_parameters(model, config.include, config.exclude)
+    if not names:
+        raise ConfigError("no parameters to prune: 'include'/'exclude' leave nothing (conv/linear weights by default)")
+    attached = MaskSet.from_model(model)
+    keeps = {n: attached[n] if n in attached else torch.ones(effective_weight(model, n).shape, dtype=torch.bool) for n in names}
+    scores = compute_scores(model, config, names, batches)
+    masks = MaskSet(_SCOPES[config.scope](scores, keeps, config))
+    masks.attach(model)
+    log.info("%s pruning (%s scope, target %.4f): sparsity %.4f over %d parameters", config.criterion, config.scope, config.sparsity, masks.sparsity(), len(names))
+    return masks

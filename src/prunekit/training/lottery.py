@@ -1,0 +1,257 @@
+"""Lottery tickets (Frankle & Carbin 2019): iterative magnitude pruning with reset or rewinding.
+
+Round 0 trains the dense network and remembers its weights at ``rewind_step`` (0 = the
+initialisation). Round ``r ≥ 1`` prunes the previous round's *trained* ticket to
+``1 − (1 − rate)^r`` per layer (monotone masks), resets the surviving weights to the remembered
+ones and trains again. Controls per round: ``random_reinit`` (same masks, a fresh initialisation
+from another seed) and ``random_mask`` (remembered weights, random masks with the same number of
+weights per layer). Every trained network is evaluated on ``test`` at the end and at the epoch of
+lowest validation loss (early stopping, checked once per epoch).
+
+Files under ``out_dir``: ``rewind.safetensors`` and, per round, ``round_NN/masks.safetensors``,
+``ticket.safetensors`` (the trained ticket) and ``<kind>.json`` records. A rerun skips what
+exists and resumes an interrupted training from ``round_NN/train_<kind>.safetensors``.
+
+Simplification: after rewinding to step ``k`` every round trains for the full ``train`` budget
+(open_lth trains for the remaining ``T − k`` steps, continuing the learning-rate schedule).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from prunekit._io import load_safetensors, save_safetensors, write_json
+from prunekit.errors import ConfigError
+from prunekit.masks import MaskSet, prunable_parameters
+from prunekit.metrics.accuracy import evaluate
+from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
+from prunekit.training.callbacks import Callback
+from prunekit.training.config import TrainConfig
+from prunekit.training.loop import fit
+
+if TYPE_CHECKING:
+    from prunekit.training.loop import Trainer
+
+log = logging.getLogger(__name__)
+
+Control = Literal["random_reinit", "random_mask"]
+_Rate = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class LotteryConfig(BaseModel):
+    """Settings of a lottery-ticket experiment.
+
+    ``rate`` is the fraction of each layer's *remaining* weights pruned per round;
+    ``rate_overrides`` give some layers their own rate (e.g. ``{"fc3.weight": 0.1}``: the output
+    layer at half the rate, as in the paper). ``scope="global"`` ranks all non-overridden layers
+    together instead. Weights remaining are counted over the pruned parameters only.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rounds: int = Field(12, ge=0, description="pruning rounds after the dense round 0")
+    rate: float = Field(0.2, gt=0.0, lt=1.0)
+    rate_overrides: dict[str, _Rate] = Field(default_factory=dict)
+    scope: Literal["layer", "global"] = "layer"
+    rewind_step: int = Field(0, ge=0, description="0 = reset to initialisation; k = rewind to iteration k")
+    controls: tuple[Control, ...] = ()
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    train: TrainConfig = TrainConfig()
+    seed: int = Field(0, description="initialisation seed; random_reinit uses other seeds derived from it")
+
+    def pruning_config(self, round_index: int) -> UnstructuredConfig:
+        """Magnitude pruning to the cumulative sparsity of round ``round_index``."""
+        return UnstructuredConfig(
+            criterion="magnitude",
+            sparsity=_cumulative(self.rate, round_index),
+            scope=self.scope,
+            overrides={p: _cumulative(r, round_index) for p, r in self.rate_overrides.items()},
+            include=self.include,
+            exclude=self.exclude,
+        )
+
+
+@dataclass
+class LotteryRecord:
+    """Test accuracy of one trained network of one round."""
+
+    round: int
+    kind: str
+    weights_remaining: float
+    test_accuracy: float
+    early_stop_test_accuracy: float
+    early_stop_step: int
+    layer_remaining: dict[str, float] = field(default_factory=dict)
+
+
+def run_lottery(
+    model_fn: Callable[[], nn.Module],
+    train: Batches,
+    val: Batches | None,
+    test: Batches,
+    config: LotteryConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[LotteryRecord]:
+    """Run rounds ``0..config.rounds``; return the records of tickets and controls, round by round.
+
+    ``model_fn()`` builds the untrained network; it is called after seeding, so it must draw its
+    initialisation from torch's global RNG (every ``nn.Module`` does).
+    """
+    out = Path(out_dir)
+    run = _Run(model_fn, train, val, test, config, out, torch.device(device), progress)
+    records = [run.round_zero()]
+    for r in range(1, config.rounds + 1):
+        records += run.round(r)
+    return records
+
+
+class _Run:
+    """One experiment's state: where files live and how to build, train and evaluate networks."""
+
+    def __init__(self, model_fn: Callable[[], nn.Module], train: Batches, val: Batches | None, test: Batches,
+                 config: LotteryConfig, out: Path, device: torch.device, progress: bool) -> None:
+        self.model_fn, self.train, self.val, self.test = model_fn, train, val, test
+        self.config, self.out, self.device, self.progress = config, out, device, progress
+
+    def build(self, seed: int, masks: MaskSet | None = None) -> nn.Module:
+        torch.manual_seed(seed)
+        model = self.model_fn()
+        targets = prunable_parameters(model, self.config.include, self.config.exclude)
+        (masks if masks is not None else MaskSet.ones(model, targets)).attach(model)
+        return model
+
+    def round_zero(self) -> LotteryRecord:
+        round_dir = self.out / "round_00"
+        model = self.build(self.config.seed)
+        if not (round_dir / "masks.safetensors").exists():
+            MaskSet.from_model(model).save(round_dir / "masks.safetensors")
+        rewind_path = self.out / "rewind.safetensors"
+        if self.config.rewind_step == 0 and not rewind_path.exists():
+            save_safetensors(rewind_path, model.state_dict())
+        extra = [RewindPoint(self.config.rewind_step, rewind_path)] if self.config.rewind_step else []
+        return self.train_and_record(model, 0, "ticket", extra)
+
+    def round(self, r: int) -> list[LotteryRecord]:
+        round_dir = self.out / f"round_{r:02d}"
+        masks_path = round_dir / "masks.safetensors"
+        if masks_path.exists():
+            masks = MaskSet.load(masks_path)
+        else:
+            previous = self.out / f"round_{r - 1:02d}"
+            trained = self.build(self.config.seed, MaskSet.load(previous / "masks.safetensors"))
+            trained.load_state_dict(load_safetensors(previous / "ticket.safetensors"))
+            masks = prune_unstructured(trained, self.config.pruning_config(r))
+            masks.save(masks_path)
+        rewind_path = self.out / "rewind.safetensors"
+        if not rewind_path.exists():
+            raise ConfigError(f"rewind_step={self.config.rewind_step} was never reached in round 0 (no {rewind_path}); lower it")
+        rewind_state = load_safetensors(rewind_path)
+        records = [self.train_and_record(rewind(self.build(self.config.seed), rewind_state, masks), r, "ticket")]
+        for control in self.config.controls:
+            records.append(self.train_and_record(self.control(control, r, masks, rewind_state), r, control))
+        return records
+
+    def control(self, kind: Control, r: int, masks: MaskSet, rewind_state: Mapping[str, Tensor]) -> nn.Module:
+        if kind == "random_reinit":
+            return self.build(self.config.seed + 10_000 + r, masks)
+        generator = torch.Generator().manual_seed(self.config.seed + 20_000 + r)
+        return rewind(self.build(self.config.seed), rewind_state, random_masks_like(masks, generator))
+
+    def train_and_record(self, model: nn.Module, r: int, kind: str, extra: list[Callback] | None = None) -> LotteryRecord:
+        round_dir = self.out / f"round_{r:02d}"
+        record_path = round_dir / f"{kind}.json"
+        if record_path.exists():
+            return LotteryRecord(**json.loads(record_path.read_text(encoding="utf-8")))
+        tracker = EarlyStopTest(self.test, self.device)
+        fit(model, self.train, self.config.train, val=self.val, callbacks=[tracker, *(extra or [])],
+            checkpoint=round_dir / f"train_{kind}.safetensors", device=self.device, progress=self.progress,
+            description=f"lottery round {r} {kind}")
+        final = evaluate(model, self.test, device=self.device).accuracy
+        used = MaskSet.from_model(model)
+        record = LotteryRecord(
+            round=r,
+            kind=kind,
+            weights_remaining=used.kept() / used.numel(),
+            test_accuracy=final,
+            early_stop_test_accuracy=tracker.best_test_accuracy if tracker.best_step is not None else final,
+            early_stop_step=tracker.best_step if tracker.best_step is not None else -1,
+            layer_remaining={n: 1.0 - s for n, s in used.layer_sparsity().items()},
+        )
+        if kind == "ticket":
+            save_safetensors(round_dir / "ticket.safetensors", model.state_dict())
+        write_json(record_path, asdict(record))
+        log.info("lottery round %d %s: %.2f%% weights remaining, test accuracy %.4f (early stop %.4f)",
+                 r, kind, 100 * record.weights_remaining, final, record.early_stop_test_accuracy)
+        return record
+
+
+def _cumulative(rate: float, rounds: int) -> float:
+    return 1.0 - (1.0 - rate) ** rounds
+
+
+def rewind(model: nn.Module, state: Mapping[str, Tensor], masks: MaskSet) -> nn.Module:
+    """Load the remembered ``state`` into ``model`` and attach ``masks``: effective weights = state · mask."""
+    model.load_state_dict(dict(state))
+    masks.attach(model)
+    return model
+
+
+def random_masks_like(masks: MaskSet, generator: torch.Generator) -> MaskSet:
+    """Random masks keeping exactly as many entries per parameter as ``masks`` does."""
+    out = {}
+    for name, mask in masks.items():
+        flat = torch.zeros(mask.numel(), dtype=torch.bool)
+        flat[torch.randperm(mask.numel(), generator=generator)[: int(mask.sum())]] = True
+        out[name] = flat.view_as(mask)
+    return MaskSet(out)
+
+
+class RewindPoint(Callback):
+    """Saves the model's state after iteration ``step`` to ``path`` (once; kept across resumes)."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step = step
+        self.path = path
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
+        if step == self.step and not self.path.exists():
+            save_safetensors(self.path, trainer.model.state_dict())
+
+
+class EarlyStopTest(Callback):
+    """Evaluates ``test`` whenever the validation loss reaches a new minimum (epoch ends)."""
+
+    def __init__(self, test: Batches, device: torch.device) -> None:
+        self.test = test
+        self.device = device
+        self.best_val_loss = float("inf")
+        self.best_step: int | None = None
+        self.best_test_accuracy = 0.0
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
+        if "val_loss" in record and record["val_loss"] < self.best_val_loss:
+            self.best_val_loss = record["val_loss"]
+            self.best_step = trainer.state.step
+            self.best_test_accuracy = evaluate(trainer.model, self.test, device=self.device).accuracy
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_val_loss": self.best_val_loss, "best_step": self.best_step, "best_test_accuracy": self.best_test_accuracy}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_val_loss = state["best_val_loss"]
+        self.best_step = state["best_step"]
+        self.best_test_accuracy = state["best_test_accuracy"]

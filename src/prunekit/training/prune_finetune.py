@@ -1,0 +1,108 @@
+"""Prune → fine-tune cycles: each round prunes to the schedule's next sparsity, then fine-tunes.
+
+One-shot pruning is one round (``OneShot``); iterative pruning is several (``Iterative``, or any
+finite schedule, whose pruning steps are taken as the rounds). With ``checkpoint_dir`` every
+round leaves ``round_NNN/{masks,model}.safetensors`` and ``record.json``; a rerun skips rounds
+whose record exists and resumes an interrupted fine-tuning from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunekit._io import load_safetensors, save_safetensors, write_json
+from prunekit.masks import MaskSet
+from prunekit.metrics.accuracy import evaluate
+from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
+from prunekit.schedules import Schedule
+from prunekit.training.config import TrainConfig
+from prunekit.training.loop import fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundRecord:
+    """One prune → fine-tune round: sparsities reached and validation accuracy before/after fine-tuning."""
+
+    round: int
+    target_sparsity: float
+    sparsity: float
+    accuracy_pruned: float | None
+    accuracy: float | None
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
+
+
+def prune_finetune(
+    model: nn.Module,
+    train: Batches,
+    config: UnstructuredConfig,
+    schedule: Schedule,
+    finetune: TrainConfig,
+    *,
+    val: Batches | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    batches: Batches | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[RoundRecord]:
+    """Run one round per pruning step of ``schedule``; return a record per round.
+
+    Each round prunes ``model`` (in place, masks monotone) to ``config.at_sparsity(sparsity_at(step))``
+    and fine-tunes it with ``finetune``. Accuracies are on ``val`` (``None`` without it).
+    ``batches`` feed gradient criteria; the training batches are used when it is ``None``.
+    """
+    root = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    records: list[RoundRecord] = []
+    finished: Path | None = None
+    for index, step in enumerate(schedule.event_steps()):
+        round_dir = root / f"round_{index:03d}" if root is not None else None
+        if round_dir is not None and (round_dir / "record.json").exists():
+            records.append(RoundRecord(**json.loads((round_dir / "record.json").read_text(encoding="utf-8"))))
+            finished = round_dir
+            log.info("round %d already done in %s; skipping", index, round_dir)
+            continue
+        if finished is not None:
+            load_round(model, finished)
+            finished = None
+        target = schedule.sparsity_at(step)
+        masks = prune_unstructured(model, config.at_sparsity(target), batches if batches is not None else train)
+        accuracy_pruned = evaluate(model, val, device=device).accuracy if val is not None else None
+        checkpoint = round_dir / "train.safetensors" if round_dir is not None else None
+        fit(model, train, finetune, val=val, checkpoint=checkpoint, device=device, progress=progress, description=f"fine-tune {index}")
+        record = RoundRecord(
+            round=index,
+            target_sparsity=target,
+            sparsity=masks.sparsity(),
+            accuracy_pruned=accuracy_pruned,
+            accuracy=evaluate(model, val, device=device).accuracy if val is not None else None,
+            layer_sparsity=masks.layer_sparsity(),
+        )
+        if round_dir is not None:
+            save_round(model, masks, round_dir)
+            write_json(round_dir / "record.json", asdict(record))
+        log.info("round %d: sparsity %.4f, accuracy %s → %s", index, record.sparsity, accuracy_pruned, record.accuracy)
+        records.append(record)
+    if finished is not None:
+        load_round(model, finished)
+    return records
+
+
+def save_round(model: nn.Module, masks: MaskSet, round_dir: Path) -> None:
+    """Save a round's masks and the model's state (masks attached) atomically."""
+    masks.save(round_dir / "masks.safetensors")
+    save_safetensors(round_dir / "model.safetensors", model.state_dict())
+
+
+def load_round(model: nn.Module, round_dir: Path) -> nn.Module:
+    """Attach a saved round's masks to ``model`` and load its weights."""
+    MaskSet.load(round_dir / "masks.safetensors").attach(model)
+    model.load_state_dict(load_safetensors(round_dir / "model.safetensors"))
+    return model
