@@ -104,3 +104,27 @@ def test_loss_penalty_and_after_backward_hooks_run():
 def test_step_schedule_milestones_must_lie_inside_training():
     with pytest.raises(ValueError, match="milestones"):
         TrainConfig(epochs=3, lr_schedule=LRScheduleConfig(name="step", milestones=(5,)))
+
+
+def test_optimizer_state_survives_masks_attached_in_a_different_order(tmp_path):
+    """Attaching masks reorders model.parameters(); optimizer state is keyed by name, not position."""
+    from prunekit.training import load_checkpoint, save_checkpoint
+    from prunekit.training.checkpoint import TrainState
+    from prunekit.training.optim import make_optimizer
+
+    x, y = blobs(64)
+    model = _mlp()
+    opt = make_optimizer(model.parameters(), OptimizerConfig(name="adam", lr=0.01))  # built before masks
+    masks = MaskSet.ones(model)
+    masks.attach(model)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    save_checkpoint(tmp_path / "c.safetensors", model, opt, None, TrainState(epoch=1, step=1))
+
+    other = _mlp()
+    masks.attach(other)
+    other_opt = make_optimizer(other.parameters(), OptimizerConfig(name="adam", lr=0.01))  # built after masks
+    load_checkpoint(tmp_path / "c.safetensors", other, other_opt)
+    by_name = dict(model.named_parameters())
+    for name, p in other.named_parameters():
+        assert torch.equal(other_opt.state[p]["exp_avg"], opt.state[by_name[name]]["exp_avg"]), name

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from prunekit import _parametrize
+
 from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, quantize_model, resolve_parameter
 from prunekit.compression.spec import CompressionSpec
 from prunekit.errors import StructureError
@@ -90,7 +92,7 @@ def attach_weight_sharing(
         if tuple(weight.shape) != tuple(layer.shape):
             raise StructureError(f"{name}: model has shape {tuple(weight.shape)}, record has {tuple(layer.shape)}")
         param = SharedWeight(layer, device=weight.device, spec=result.spec)
-        parametrize.register_parametrization(module, pname, param)
+        _parametrize.register(module, pname, param)
         original = module.parametrizations[pname].original  # type: ignore[index]
         param.original_requires_grad = bool(original.requires_grad)
         original.requires_grad_(False)
@@ -116,7 +118,7 @@ def strip_weight_sharing(model: nn.Module) -> QuantizationResult:
             name = f"{mod_name}.{pname}" if mod_name else pname
             layers[name] = shared.layer()
             spec = spec or shared.spec
-            parametrize.remove_parametrizations(module, pname, leave_parametrized=True)
+            _parametrize.remove(module, pname, leave_parametrized=True)
             getattr(module, pname).requires_grad_(shared.original_requires_grad)
     return QuantizationResult(layers, spec or CompressionSpec())
 

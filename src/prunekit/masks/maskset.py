@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 
 from prunekit._io import load_safetensors, safetensors_metadata, save_safetensors
 from prunekit.errors import CheckpointError, ConfigError
+from prunekit import _parametrize
 from prunekit.masks.targets import owner, prunable_parameters, raw_parameter
 
 FORMAT = "prunekit.maskset/1"
@@ -136,7 +137,7 @@ class MaskSet(Mapping[str, Tensor]):
             if existing is not None:
                 existing.mask.copy_(mask.to(existing.mask.device))
             else:
-                parametrize.register_parametrization(module, pname, WeightMask(mask.to(target.device)), unsafe=True)
+                _parametrize.register(module, pname, WeightMask(mask.to(target.device)))
         return model
 
     def apply_(self, model: nn.Module) -> nn.Module:
@@ -205,6 +206,6 @@ def _remove_mask(module: nn.Module, pname: str, apply: bool) -> None:
     if apply:
         with torch.no_grad():
             original.mul_(mask_mod.mask.to(original.dtype))
-    parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
+    _parametrize.remove(module, pname, leave_parametrized=False)
     for p in others:
-        parametrize.register_parametrization(module, pname, p, unsafe=True)
+        _parametrize.register(module, pname, p)

@@ -49,13 +49,14 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
     optim_meta: dict[str, Any] = {}
     if optimizer is not None:
         sd = optimizer.state_dict()
-        optim_meta = {"param_groups": sd["param_groups"], "scalars": {}}
-        for pid, pstate in sd["state"].items():
+        names = _optimizer_param_names(model, optimizer)
+        optim_meta = {"param_groups": sd["param_groups"], "param_names": names, "scalars": {}}
+        for index, pstate in sd["state"].items():
             for key, value in pstate.items():
                 if isinstance(value, torch.Tensor):
-                    tensors[f"optim/{pid}/{key}"] = value
+                    tensors[f"optim/{names[index]}/{key}"] = value
                 else:
-                    optim_meta["scalars"].setdefault(str(pid), {})[key] = value
+                    optim_meta["scalars"].setdefault(names[index], {})[key] = value
     meta = {
         "format": FORMAT,
         "state": json.dumps({"epoch": state.epoch, "step": state.step, "extra": state.extra}),
@@ -77,15 +78,7 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit this model (attach the same masks/structure first): {exc}") from None
     if optimizer is not None:
-        optim_meta = json.loads(meta["optimizer"])
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim/"):
-                _, pid, name = key.split("/", 2)
-                state.setdefault(int(pid), {})[name] = value
-        for pid, scalars in optim_meta.get("scalars", {}).items():
-            state.setdefault(int(pid), {}).update(scalars)
-        optimizer.load_state_dict({"state": state, "param_groups": optim_meta["param_groups"]})
+        _load_optimizer(optimizer, model, json.loads(meta["optimizer"]), tensors, path)
     if scheduler is not None:
         sched = json.loads(meta["scheduler"])
         if "lr_lambdas" in scheduler.state_dict():
@@ -94,6 +87,35 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
     torch.set_rng_state(tensors["rng/torch"])
     progress = json.loads(meta["state"])
     return TrainState(epoch=progress["epoch"], step=progress["step"], extra=progress["extra"])
+
+
+def _optimizer_param_names(model: nn.Module, optimizer: Optimizer) -> list[str]:
+    """Names of the optimizer's parameters in its own order (state is keyed by name, not position,
+    so attaching masks — which reorders ``model.parameters()`` — cannot scramble it)."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    names = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in by_id:
+                raise CheckpointError("the optimizer holds a parameter that is not part of the model")
+            names.append(by_id[id(p)])
+    return names
+
+
+def _load_optimizer(optimizer: Optimizer, model: nn.Module, optim_meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: object) -> None:
+    names = _optimizer_param_names(model, optimizer)
+    if sorted(names) != sorted(optim_meta["param_names"]):
+        raise CheckpointError(f"{path}: the optimizer's parameters differ from the checkpoint's (attach the same masks/structure first)")
+    index = {name: i for i, name in enumerate(names)}
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            name, _, field = key.removeprefix("optim/").rpartition("/")
+            state.setdefault(index[name], {})[field] = value
+    for name, scalars in optim_meta.get("scalars", {}).items():
+        state.setdefault(index[name], {}).update(scalars)
+    groups = [dict(saved, params=current["params"]) for saved, current in zip(optim_meta["param_groups"], optimizer.state_dict()["param_groups"])]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 def read_train_state(path: str | os.PathLike[str]) -> TrainState:

@@ -1,0 +1,32 @@
+"""Safe edits of ``torch.nn.utils.parametrize`` state on modules that may have been deep-copied.
+
+``parametrize`` gives a parametrized module a generated class holding one property per
+parametrized tensor; ``copy.deepcopy`` shares that class between original and copy, so
+removing (or adding) a parametrization on one would delete (or add) the property on both.
+Before any such edit we give the module a private copy of its generated class.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.utils import parametrize
+
+
+def own_parametrized_class(module: nn.Module) -> None:
+    """Give a parametrized ``module`` its own generated class (no-op for plain modules)."""
+    if not parametrize.is_parametrized(module):
+        return
+    cls = type(module)
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+
+
+def register(module: nn.Module, name: str, parametrization: nn.Module) -> None:
+    """``register_parametrization`` (unsafe=True) that never touches another module's class."""
+    own_parametrized_class(module)
+    parametrize.register_parametrization(module, name, parametrization, unsafe=True)
+
+
+def remove(module: nn.Module, name: str, leave_parametrized: bool) -> None:
+    """``remove_parametrizations`` that never touches another module's class."""
+    own_parametrized_class(module)
+    parametrize.remove_parametrizations(module, name, leave_parametrized=leave_parametrized)
