@@ -19,16 +19,26 @@ EXIT_DATA = 3
 
 
 def format_validation_error(exc: ValidationError, source: str = "recipe") -> str:
-    """One line per problem: ``source: field.path: message``."""
+    """One line per problem: ``source: field.path: message (got value)``."""
+    from prunekit.experiment.recipe import method_names
+
+    tags = set(method_names())
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        parts = [str(p) for p in err["loc"]]
+        # a discriminated union puts the chosen tag into the path: prune.unstructured.x -> prune.x
+        parts = [p for i, p in enumerate(parts) if not (i > 0 and parts[i - 1] == "prune" and p in tags)]
+        loc = ".".join(parts) or "(top level)"
+        kind, msg = err["type"], err["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
             msg = "unknown key (remove it or check its spelling)"
-        elif err["type"] == "literal_error":
-            msg = f"{msg}"
-        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
+        elif kind == "union_tag_invalid":
+            msg = f"unknown method {err['input'].get('method')!r}; allowed values: {', '.join(sorted(tags))}"
+        elif kind == "missing":
+            msg = "required setting is missing"
+        elif kind not in ("value_error", "assertion_error"):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"{source}: {loc}: {msg}")
     return "\n".join(lines)
 
 

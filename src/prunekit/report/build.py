@@ -23,9 +23,10 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 def summary_tables(summary: dict[str, Any]) -> list[Table]:
     """Tables for a run summary: headline, curve, per-layer, per-class."""
     dense, pruned = summary["dense"], summary["pruned"]
+    pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
     rows = []
     for key, label in (
-        ("accuracy", "test accuracy"),
+        ("accuracy", "test accuracy (%)"),
         ("params", "parameters"),
         ("nonzero_params", "nonzero parameters"),
         ("macs", "MACs / example"),
@@ -35,7 +36,8 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         ("latency_ms", "latency (ms, median)"),
     ):
         if key in dense or key in pruned:
-            rows.append([label, dense.get(key), pruned.get(key)])
+            convert = pct if key == "accuracy" else (lambda v: v)
+            rows.append([label, convert(dense.get(key)), convert(pruned.get(key))])
     headline = [
         ["compression ratio (params / nonzero params)", summary.get("compression_ratio")],
         ["theoretical speed-up (dense / effective MACs)", summary.get("theoretical_speedup")],
@@ -43,7 +45,7 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
     if "measured_speedup" in summary:
         headline.append(["measured speed-up (latency ratio)", summary["measured_speedup"]])
     if "agreement" in pruned:
-        headline.append(["agreement with dense predictions", pruned["agreement"]])
+        headline.append(["agreement with dense predictions (%)", pct(pruned["agreement"])])
     tables = [
         Table("Dense vs pruned", ["metric", "dense", "pruned"], rows, note=summary.get("counting_note", "")),
         Table("Headline", ["measure", "value"], headline),
@@ -52,8 +54,8 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         tables.append(
             Table(
                 "Accuracy vs weights remaining",
-                ["method", "round", "weights remaining", "test accuracy"],
-                [[r["method"], r.get("round"), r["fraction_remaining"], r["accuracy"]] for r in summary["curve"]],
+                ["method", "round", "weights remaining (%)", "test accuracy (%)"],
+                [[r["method"], r.get("round"), pct(r["fraction_remaining"]), pct(r["accuracy"])] for r in summary["curve"]],
             )
         )
     layers = summary.get("layers") or []
@@ -65,8 +67,8 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         tables.append(
             Table(
                 "Per-class accuracy",
-                ["class", "dense", "pruned", "change (points)"],
-                [[c, d, p, 100 * (p - d)] for c, d, p in zip(per_class["classes"], per_class["dense"], per_class["pruned"])],
+                ["class", "dense (%)", "pruned (%)", "change (points)"],
+                [[c, pct(d), pct(p), round(100 * (p - d), 2)] for c, d, p in zip(per_class["classes"], per_class["dense"], per_class["pruned"])],
             )
         )
     return tables

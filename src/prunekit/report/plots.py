@@ -64,7 +64,8 @@ def training_curves(records: Sequence[Mapping[str, Any]]) -> Figure:
     x = 0
     phases: dict[str, list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
     for rec in records:
-        phases[rec.get("phase", "train")].append((x, rec))
+        label = " ".join(str(rec[k]) for k in ("phase", "method") if rec.get(k) is not None) or "train"
+        phases[label].append((x, rec))
         x += 1
     for phase, rows in phases.items():
         xs = [i for i, _ in rows]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from prunekit.masks import MaskSet
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
 from prunekit.schedules import Schedule
+from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import fit
 
@@ -52,12 +54,14 @@ def prune_finetune(
     batches: Batches | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    round_callbacks: Callable[[int], Sequence[Callback]] | None = None,
 ) -> list[RoundRecord]:
     """Run one round per pruning step of ``schedule``; return a record per round.
 
     Each round prunes ``model`` (in place, masks monotone) to ``config.at_sparsity(sparsity_at(step))``
     and fine-tunes it with ``finetune``. Accuracies are on ``val`` (``None`` without it).
     ``batches`` feed gradient criteria; the training batches are used when it is ``None``.
+    ``round_callbacks(index)`` supplies extra fine-tuning callbacks for round ``index`` (e.g. loggers).
     """
     root = Path(checkpoint_dir) if checkpoint_dir is not None else None
     records: list[RoundRecord] = []
@@ -76,7 +80,8 @@ def prune_finetune(
         masks = prune_unstructured(model, config.at_sparsity(target), batches if batches is not None else train)
         accuracy_pruned = evaluate(model, val, device=device).accuracy if val is not None else None
         checkpoint = round_dir / "train.safetensors" if round_dir is not None else None
-        fit(model, train, finetune, val=val, checkpoint=checkpoint, device=device, progress=progress, description=f"fine-tune {index}")
+        callbacks = round_callbacks(index) if round_callbacks is not None else ()
+        fit(model, train, finetune, val=val, checkpoint=checkpoint, callbacks=callbacks, device=device, progress=progress, description=f"fine-tune {index}")
         record = RoundRecord(
             round=index,
             target_sparsity=target,

@@ -1,0 +1,132 @@
+"""The ``prunekit`` command: run recipes, the demo, reports, listings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table as RichTable
+
+from prunekit.cli.errors import user_errors
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prune computer-vision networks and measure what it really gains.")
+console = Console()
+
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="parent folder of run directories")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a setting: KEY=VALUE (dotted key, YAML value); repeatable")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Warnings from everything; step-level progress messages from the experiment runner."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)], force=True)
+    logging.getLogger("prunekit.experiment").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _print_summary(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    dense, pruned = summary["dense"], summary["pruned"]
+    table = RichTable(title=f"{summary['run']['name']}: dense vs pruned")
+    for col in ("", "dense", "pruned"):
+        table.add_column(col, justify="right")
+    rows = [("test accuracy", f"{100 * dense['accuracy']:.2f}%", f"{100 * pruned['accuracy']:.2f}%"),
+            ("nonzero params", f"{dense['nonzero_params']:,}", f"{pruned['nonzero_params']:,}"),
+            ("effective MACs", f"{dense['effective_macs']:,}", f"{pruned['effective_macs']:,}"),
+            ("size on disk (xz)", f"{dense['disk_compressed_bytes']:,} B", f"{pruned['disk_compressed_bytes']:,} B")]
+    if "compression" in summary:
+        rows.append(("Deep Compression file", "", f"{summary['compression']['file_bytes']:,} B"))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"compression ratio {summary['compression_ratio']:.1f}×, theoretical speed-up {summary['theoretical_speedup']:.1f}×, "
+                  f"agreement with dense {100 * pruned['agreement']:.1f}%")
+    console.print(f"report: {run_dir / 'report.html'}  (also report.md)")
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+    quiet: QuietOption = False,
+) -> None:
+    """Run a recipe (re-running skips finished steps and resumes interrupted training)."""
+    from prunekit.experiment.recipe import load_recipe
+    from prunekit.experiment.runner import run_recipe
+
+    _configure_logging(quiet)
+    with user_errors(str(recipe)):
+        parsed = load_recipe(recipe, set_ or [])
+        run_dir = run_recipe(parsed, out, progress=not quiet)
+    _print_summary(run_dir)
+
+
+@app.command()
+def demo(out: OutOption = Path("runs"), quiet: QuietOption = False) -> None:
+    """Train, prune, fine-tune, compress and report on the embedded digits data (offline, < 3 min)."""
+    from prunekit.experiment.recipe import load_recipe
+    from prunekit.experiment.runner import run_recipe
+
+    _configure_logging(quiet)
+    source = resources.files("prunekit") / "recipes" / "demo.yaml"
+    with user_errors("demo recipe"), resources.as_file(source) as path:
+        run_dir = run_recipe(load_recipe(path), out, progress=not quiet)
+    _print_summary(run_dir)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds summary.json)")]) -> None:
+    """Rebuild report.md and report.html of a finished run."""
+    from prunekit.errors import CheckpointError
+    from prunekit.report import write_report
+
+    with user_errors(str(run_dir)):
+        summary_file = run_dir / "summary.json"
+        if not summary_file.exists():
+            raise CheckpointError(f"{summary_file} not found: is {run_dir} a finished run directory?")
+        md, html = write_report(run_dir, json.loads(summary_file.read_text()))
+    console.print(f"wrote {md} and {html}")
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria | schedules | methods | recipes | all")] = "all") -> None:
+    """List registered models, datasets, criteria, schedules, pruning methods and shipped recipes."""
+    from prunekit.experiment.methods import METHODS
+    from prunekit.importance import UNSTRUCTURED_CRITERIA
+    from prunekit.schedules import SCHEDULES
+    from prunekit.zoo import MODELS
+    from prunekit.zoo.data import DATASETS
+
+    tables = {
+        "models": [(n, MODELS.meta(n)["description"]) for n in MODELS.names()],
+        "datasets": [(n, "") for n in DATASETS.names()],
+        "criteria": [(n, UNSTRUCTURED_CRITERIA.meta(n).get("description", "")) for n in UNSTRUCTURED_CRITERIA.names()],
+        "schedules": [(n, "") for n in SCHEDULES.names()],
+        "methods": [(n, "") for n in METHODS.names()],
+        "recipes": [(p.name, "") for p in sorted((resources.files("prunekit") / "recipes").iterdir()) if p.name.endswith(".yaml")],
+    }
+    with user_errors("list"):
+        if what != "all" and what not in tables:
+            from prunekit.errors import ConfigError
+
+            raise ConfigError(f"unknown listing {what!r}; allowed values: {', '.join(tables)}, all")
+    for name, rows in tables.items():
+        if what in ("all", name):
+            table = RichTable(title=name, show_header=False)
+            table.add_column("name", style="bold")
+            table.add_column("description")
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``prunekit`` console script."""
+    app()

@@ -1,0 +1,33 @@
+"""``method: lottery``: iterative magnitude pruning with reset/rewind, plus the chosen controls."""
+
+from __future__ import annotations
+
+from prunekit._io import load_safetensors
+from prunekit.experiment.context import MethodResult, RunContext
+from prunekit.experiment.evaluation import layer_sparsity_rows
+from prunekit.experiment.methods import METHODS
+from prunekit.masks import MaskSet
+from prunekit.training.lottery import LotteryConfig, run_lottery
+
+
+@METHODS.register("lottery")
+def run_lottery_method(ctx: RunContext) -> MethodResult:
+    spec = ctx.recipe.prune
+    config = LotteryConfig(**spec.model_dump(include=set(LotteryConfig.model_fields) - {"train"}), train=ctx.recipe.train)
+    out = ctx.run.path / "lottery"
+    records = run_lottery(lambda: ctx.new_model(config.seed), ctx.data.train, ctx.data.val, ctx.data.test, config, out,
+                          device=ctx.device, progress=ctx.progress)
+    curve = []
+    for rec in records:
+        row = {"method": rec.kind, "round": rec.round, "fraction_remaining": rec.weights_remaining,
+               "accuracy": rec.early_stop_test_accuracy, "final_accuracy": rec.test_accuracy, "early_stop_step": rec.early_stop_step}
+        ctx.log(kind="round", **row)
+        curve.append(row)
+    for control in config.controls:  # controls share the dense round 0
+        curve.insert(0, {**curve[0], "method": control})
+    last = out / f"round_{config.rounds:02d}"
+    model = ctx.new_model(config.seed)
+    MaskSet.load(last / "masks.safetensors").attach(model)
+    model.load_state_dict(load_safetensors(last / "ticket.safetensors"))
+    return MethodResult(model=model, curve=curve, layers=layer_sparsity_rows(model, list(MaskSet.from_model(model))),
+                        extra={"lottery_note": "accuracy = test accuracy at the iteration of minimum validation loss (early stopping), as in Frankle & Carbin"})

@@ -1,0 +1,45 @@
+"""``method: unstructured``: prune → fine-tune rounds for the chosen criterion and each baseline."""
+
+from __future__ import annotations
+
+from prunekit.experiment.context import MethodResult, RunContext
+from prunekit.experiment.evaluation import layer_sparsity_rows
+from prunekit.experiment.methods import METHODS
+from prunekit.masks import MaskSet
+from prunekit.pruners.unstructured import UnstructuredConfig
+from prunekit.schedules import OneShot, build_schedule
+from prunekit.training.prune_finetune import load_round, prune_finetune
+
+
+def label(criterion: str, scope: str) -> str:
+    return f"{criterion} ({scope})"
+
+
+@METHODS.register("unstructured")
+def run_unstructured(ctx: RunContext) -> MethodResult:
+    spec = ctx.recipe.prune
+    schedule = build_schedule(spec.schedule) if spec.schedule else OneShot(sparsity=spec.sparsity)
+    base = UnstructuredConfig(**spec.model_dump(include=set(UnstructuredConfig.model_fields)))
+    dense_accuracy = ctx.run.result("dense")["test_accuracy"]
+    curve, final = [], None
+    for criterion in dict.fromkeys((spec.criterion, *spec.baselines)):
+        name = label(criterion, spec.scope)
+        rounds_dir = ctx.run.path / "rounds" / criterion
+        model = ctx.dense_model()
+        records = prune_finetune(
+            model, ctx.data.train, base.model_copy(update={"criterion": criterion}), schedule, spec.finetune,
+            val=ctx.data.val, checkpoint_dir=rounds_dir, device=ctx.device, progress=ctx.progress,
+            round_callbacks=lambda i, c=criterion: [ctx.logger("finetune", method=c, round=i)],
+        )
+        curve.append({"method": name, "round": 0, "fraction_remaining": 1.0, "accuracy": dense_accuracy})
+        for record in records:
+            round_model = load_round(ctx.dense_model(), rounds_dir / f"round_{record.round:03d}")
+            accuracy = ctx.test(round_model).accuracy
+            row = {"method": name, "round": record.round + 1, "fraction_remaining": 1.0 - record.sparsity, "accuracy": accuracy}
+            ctx.log(kind="round", **row)
+            curve.append(row)
+        if criterion == spec.criterion:
+            final = model
+    assert final is not None
+    names = list(MaskSet.from_model(final))
+    return MethodResult(model=final, curve=curve, layers=layer_sparsity_rows(final, names))

@@ -1,0 +1,133 @@
+"""Recipes: YAML files validated by pydantic; the same objects drive the Python API.
+
+A recipe names a model, a dataset, dense training, a pruning ``method`` with its settings, and
+optional compression/export. Unknown keys, wrong types, out-of-range values and unknown names
+fail with the field path and the allowed values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from prunekit.compression import CompressionSpec
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.experiment.overrides import apply_overrides
+from prunekit.experiment.recipe_base import DataSpec, EvaluateSpec, ModelSpec, Strict
+from prunekit.pruners.unstructured import UnstructuredConfig
+from prunekit.schedules import build_schedule
+from prunekit.training.config import TrainConfig
+from prunekit.training.lottery import LotteryConfig
+
+
+def _check_schedule(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    if spec is None:
+        return spec
+    try:
+        build_schedule(spec)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"invalid {spec.get('name')} schedule: {problems}") from None
+    except PrunekitError as exc:
+        raise ValueError(str(exc)) from None
+    return spec
+
+
+class UnstructuredMethod(UnstructuredConfig):
+    """Prune → fine-tune: one round (one-shot, the default) or the rounds of ``schedule``.
+
+    ``schedule`` is a schedule in its dict form, e.g. ``{name: iterative, rate: 0.5,
+    final_sparsity: 0.9}``; each of its pruning steps is one prune + fine-tune round.
+    ``baselines`` are other criteria run through the same rounds and fine-tuning budget.
+    """
+
+    method: Literal["unstructured"] = "unstructured"
+    schedule: dict[str, Any] | None = None
+    finetune: TrainConfig = TrainConfig(epochs=2)
+    baselines: tuple[str, ...] = ("random",)
+
+    _schedule = field_validator("schedule")(_check_schedule)
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            cls._known_criterion(value)
+        return values
+
+
+class GradualMethod(UnstructuredConfig):
+    """Pruning during training: masks follow ``schedule`` (e.g. polynomial decay or cubic) every
+    ``frequency`` steps while training with ``train`` (starting from the dense model)."""
+
+    method: Literal["gradual"] = "gradual"
+    schedule: dict[str, Any] = Field(default_factory=lambda: {"name": "polynomial_decay", "final_sparsity": 0.9, "end_step": 1000})
+    train: TrainConfig = TrainConfig(epochs=5)
+
+    _schedule = field_validator("schedule")(_check_schedule)
+
+
+class LotteryMethod(LotteryConfig):
+    """Lottery tickets: iterative magnitude pruning with reset (or rewind) to the initial weights.
+    Each round trains with the recipe's top-level ``train``; ``prune.train`` must stay unset."""
+
+    method: Literal["lottery"] = "lottery"
+
+
+PRUNE_METHODS = (UnstructuredMethod, GradualMethod, LotteryMethod)
+PruneMethod = Annotated[UnstructuredMethod | GradualMethod | LotteryMethod, Field(discriminator="method")]
+
+
+def method_names() -> list[str]:
+    """The allowed values of ``prune.method``."""
+    return [cls.model_fields["method"].default for cls in PRUNE_METHODS]
+
+
+class Recipe(Strict):
+    """A whole experiment (``prunekit run RECIPE.yaml``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="used in the run directory's name")
+    seed: int = 0
+    device: str = "cpu"
+    model: ModelSpec
+    data: DataSpec
+    train: TrainConfig = Field(TrainConfig(), description="dense training (and each lottery round)")
+    prune: PruneMethod
+    compress: CompressionSpec | None = None
+    evaluate: EvaluateSpec = EvaluateSpec()
+
+    @model_validator(mode="after")
+    def _lottery_trains_with_top_level(self) -> Recipe:
+        if isinstance(self.prune, LotteryMethod) and "train" in self.prune.model_fields_set:
+            raise ValueError("prune.train: lottery rounds train with the top-level 'train' section; move the settings there")
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """Every setting, defaults included, as plain JSON-able data."""
+        return self.model_dump(mode="json")
+
+
+def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequence[str] = ()) -> Recipe:
+    """Read a YAML recipe (or a dict), apply ``--set`` overrides, validate.
+
+    Raises :class:`ConfigError` for unreadable files and pydantic's ``ValidationError`` (with
+    field paths) for invalid settings.
+    """
+    if isinstance(source, dict):
+        raw = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"recipe file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
+    return Recipe.model_validate(apply_overrides(raw, overrides))

@@ -1,0 +1,129 @@
+"""Run a recipe: dense → prune (method) → evaluate → compress → report, skipping finished steps.
+
+Each step records its result in ``steps/<step>.json`` only after its outputs are written, so a
+run killed at any point (even with SIGKILL) resumes where it stopped when started again;
+training inside a step resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from prunekit._io import write_json
+from prunekit.experiment.artifacts import load_model, save_model
+from prunekit.experiment.context import MethodResult, RunContext
+from prunekit.experiment.env import environment
+from prunekit.experiment.evaluation import compare
+from prunekit.experiment.methods import METHODS
+from prunekit.experiment.recipe import Recipe
+from prunekit.experiment.rundir import RunDir, settings_hash
+from prunekit.masks import MaskSet
+from prunekit.report import write_report
+from prunekit.training import fit
+from prunekit.zoo import get_loaders
+
+log = logging.getLogger(__name__)
+
+
+def run_dir_for(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> RunDir:
+    """``<out_dir>/<name>-<hash of the resolved settings>``."""
+    return RunDir(Path(out_dir) / f"{recipe.name}-{settings_hash(recipe.resolved())}")
+
+
+def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> Path:
+    """Run (or resume) ``recipe`` under ``out_dir``; returns the run directory."""
+    d = recipe.data
+    data = get_loaders(d.name, d.root, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=recipe.seed,
+                       augment=d.augment, subset=d.subset, download=d.download, progress=progress)
+    run = run_dir_for(recipe, out_dir)
+    run.initialise(recipe.resolved(), environment())
+    ctx = RunContext(recipe, run, data, progress)
+    log.info("run directory: %s", run.path)
+    dense_step(ctx)
+    pruned = prune_step(ctx)
+    summary = evaluate_step(ctx, pruned)
+    if recipe.compress is not None:
+        summary["compression"] = compress_step(ctx, pruned.model)
+    write_json(run.path / "summary.json", summary)
+    write_report(run.path, summary)
+    return run.path
+
+
+def dense_step(ctx: RunContext) -> None:
+    """Train the dense model (or load ``model.checkpoint``) and save it as ``checkpoints/dense``."""
+    run, recipe = ctx.run, ctx.recipe
+    if run.done("dense"):
+        return
+    start = time.perf_counter()
+    model = ctx.new_model()
+    if recipe.model.checkpoint:
+        from prunekit._io import load_safetensors
+
+        model.load_state_dict(load_safetensors(recipe.model.checkpoint))
+    else:
+        fit(model, ctx.data.train, recipe.train, val=ctx.data.val, callbacks=[ctx.logger("dense")],
+            checkpoint=run.checkpoint("dense-train"), device=ctx.device, progress=ctx.progress, description="dense training")
+    save_model(run.path / "checkpoints" / "dense", model, ctx.description)
+    run.mark_done("dense", {"test_accuracy": ctx.test(model).accuracy, "seconds": time.perf_counter() - start})
+
+
+def prune_step(ctx: RunContext) -> MethodResult:
+    """Run the recipe's pruning method once; afterwards reload its saved result."""
+    run = ctx.run
+    path = run.path / "checkpoints" / "pruned"
+    if run.done("prune"):
+        model, description = load_model(path, attach_masks=True)
+        saved = run.result("prune")
+        return MethodResult(model=model.to(ctx.device), curve=saved["curve"], layers=saved["layers"], extra=saved["extra"],
+                            architecture=description.get("architecture"))
+    start = time.perf_counter()
+    result = METHODS.get(ctx.recipe.prune.method)(ctx)
+    description = ctx.description
+    if result.architecture is not None:
+        description["architecture"] = result.architecture
+    save_model(path, result.model, description)
+    run.mark_done("prune", {"curve": result.curve, "layers": result.layers, "extra": result.extra, "seconds": time.perf_counter() - start})
+    return result
+
+
+def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
+    """Dense vs pruned on the test set, with size/MACs/disk/latency: the body of ``summary.json``."""
+    run, recipe = ctx.run, ctx.recipe
+    if not run.done("evaluate"):
+        ev = recipe.evaluate
+        result = compare(ctx.dense_model(), pruned.model, ctx.data.test, ctx.example_input(), ctx.data.num_classes,
+                         latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats)
+        run.mark_done("evaluate", result)
+    result = run.result("evaluate")
+    result["per_class"]["classes"] = list(ctx.data.class_names)
+    notes = [f"data: {ctx.data.source}"]
+    if len(MaskSet.from_model(pruned.model)):
+        notes.append("unstructured sparsity keeps dense tensors: the measured speed-up stays ≈1× unless the model is "
+                     "deployed with sparse kernels (prunekit.deploy)")
+    notes += [str(v) for k, v in pruned.extra.items() if k.endswith("_note")]
+    return {
+        "run": {"name": recipe.name, "id": run.id, "model": recipe.model.name, "dataset": recipe.data.name,
+                "method": recipe.prune.method},
+        **result,
+        "curve": pruned.curve,
+        "layers": pruned.layers,
+        "notes": notes,
+    }
+
+
+def compress_step(ctx: RunContext, model: Any) -> dict[str, Any]:
+    """Deep Compression of the pruned model into ``compressed.pkdc``; returns the byte accounting."""
+    import copy
+
+    from prunekit.compression import compress_model
+    from prunekit.masks import strip
+
+    run = ctx.run
+    if not run.done("compress"):
+        report = compress_model(strip(copy.deepcopy(model)), run.path / "compressed.pkdc", ctx.recipe.compress)
+        run.mark_done("compress", report.to_dict())
+    return run.result("compress")
