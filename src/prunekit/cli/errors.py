@@ -11,7 +11,7 @@ from rich.console import Console
 
 from prunekit.errors import CheckpointError, ConfigError, DataError, PrunekitError
 
-_stderr = Console(stderr=True)
+_stderr = Console(stderr=True, soft_wrap=True)
 
 #: exit codes: 2 = invalid input/settings, 3 = missing/corrupt data or artifacts.
 EXIT_CONFIG = 2

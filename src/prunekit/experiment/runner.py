@@ -57,7 +57,9 @@ def dense_step(ctx: RunContext) -> None:
     """Train the dense model (or load ``model.checkpoint``) and save it as ``checkpoints/dense``."""
     run, recipe = ctx.run, ctx.recipe
     if run.done("dense"):
+        log.info("dense model: already trained (%s)", run.path / "checkpoints" / "dense.safetensors")
         return
+    log.info("dense model: %s", f"loading {recipe.model.checkpoint}" if recipe.model.checkpoint else "training")
     start = time.perf_counter()
     model = ctx.new_model()
     if recipe.model.checkpoint:
@@ -76,10 +78,12 @@ def prune_step(ctx: RunContext) -> MethodResult:
     run = ctx.run
     path = run.path / "checkpoints" / "pruned"
     if run.done("prune"):
+        log.info("pruning: already done; loading %s", path)
         model, description = load_model(path, attach_masks=True)
         saved = run.result("prune")
         return MethodResult(model=model.to(ctx.device), curve=saved["curve"], layers=saved["layers"], extra=saved["extra"],
                             architecture=description.get("architecture"))
+    log.info("pruning: method %s", ctx.recipe.prune.method)
     start = time.perf_counter()
     result = METHODS.get(ctx.recipe.prune.method)(ctx)
     description = ctx.description

@@ -1,0 +1,5 @@
+"""``python -m prunekit`` is the ``prunekit`` command."""
+
+from prunekit.cli.app import main
+
+main()

@@ -1,0 +1,81 @@
+import json
+
+import pytest
+import torch
+
+from prunekit.experiment.artifacts import load_model
+from prunekit.experiment.recipe import load_recipe
+from prunekit.experiment.runner import run_dir_for, run_recipe
+from prunekit.masks import MaskSet
+
+from tests.experiment.recipes import tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    recipe = load_recipe(tiny_recipe(), ["compress.fc_bits=5"])
+    return recipe, run_recipe(recipe, out, progress=False)
+
+
+def test_run_directory_holds_everything(finished_run):
+    _, run = finished_run
+    for name in ("recipe.yaml", "environment.json", "metrics.jsonl", "summary.json", "report.md", "report.html",
+                 "compressed.pkdc", "checkpoints/dense.safetensors", "checkpoints/pruned.safetensors", "plots/accuracy_vs_remaining.png"):
+        assert (run / name).exists(), name
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<img alt='accuracy_vs_remaining.png'" in html
+
+
+def test_summary_reports_dense_and_pruned(finished_run):
+    _, run = finished_run
+    s = json.loads((run / "summary.json").read_text())
+    for side in ("dense", "pruned"):
+        for key in ("accuracy", "params", "nonzero_params", "macs", "effective_macs", "disk_bytes", "disk_compressed_bytes"):
+            assert key in s[side], (side, key)
+    prunable = s["pruned"]["prunable_params"]
+    assert s["pruned"]["nonzero_prunable_params"] == prunable - round(0.8 * prunable)  # exact global sparsity
+    assert s["theoretical_speedup"] == pytest.approx(s["dense"]["macs"] / s["pruned"]["effective_macs"])
+    assert s["compression_ratio"] == pytest.approx(s["dense"]["params"] / s["pruned"]["nonzero_params"])
+    assert {r["method"] for r in s["curve"]} == {"magnitude (global)", "random (global)"}
+    assert s["compression"]["file_bytes"] == (run / "compressed.pkdc").stat().st_size
+
+
+def test_saved_pruned_model_reloads_with_masks(finished_run):
+    _, run = finished_run
+    model, description = load_model(run / "checkpoints" / "pruned", attach_masks=True)
+    assert description["name"] == "lenet_300_100" and description["input_shape"] == [1, 8, 8]
+    assert MaskSet.from_model(model).sparsity() == pytest.approx(0.8, abs=1e-4)
+
+
+def test_rerun_skips_finished_steps(finished_run):
+    recipe, run = finished_run
+    stamps = {p: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
+    assert run_recipe(recipe, run.parent, progress=False) == run
+    assert {p: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()} == stamps
+
+
+def test_run_directory_name_is_a_hash_of_the_resolved_settings():
+    a = run_dir_for(load_recipe(tiny_recipe()))
+    b = run_dir_for(load_recipe(tiny_recipe(), ["prune.sparsity=0.8"]))  # same value as the default: same run
+    c = run_dir_for(load_recipe(tiny_recipe(), ["prune.sparsity=0.7"]))
+    assert a.path == b.path != c.path
+    assert a.path.name.startswith("tiny-")
+
+
+@pytest.mark.parametrize("method", ["gradual", "lottery"])
+def test_other_methods_run_end_to_end(tmp_path, method):
+    prune = {
+        "gradual": {"method": "gradual", "criterion": "magnitude", "scope": "layer", "sparsity": 0.5,
+                    "schedule": {"name": "polynomial_decay", "initial_sparsity": 0.0, "final_sparsity": 0.5, "begin_step": 0, "end_step": 20, "frequency": 5},
+                    "train": {"epochs": 2, "optimizer": {"name": "sgd", "lr": 0.01}}},
+        "lottery": {"method": "lottery", "rounds": 2, "rate": 0.5, "controls": ["random_reinit"]},
+    }[method]
+    raw = tiny_recipe()
+    raw["prune"] = prune
+    run = run_recipe(load_recipe(raw), tmp_path, progress=False)
+    s = json.loads((run / "summary.json").read_text())
+    expected = {"gradual": 0.5, "lottery": 0.75}[method]
+    assert 1 - s["pruned"]["nonzero_prunable_params"] / s["pruned"]["prunable_params"] == pytest.approx(expected, abs=2e-3)
+    if method == "lottery":
+        assert {r["method"] for r in s["curve"]} == {"ticket", "random_reinit"}
