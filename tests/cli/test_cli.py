@@ -83,7 +83,7 @@ def test_sigkill_during_finetuning_resumes_to_the_same_result(tmp_path):
     deadline = time.time() + 300
     ckpt = None
     while time.time() < deadline and proc.poll() is None:
-        found = list(out.glob("*/rounds/magnitude/round_000/train.safetensors"))
+        found = list(out.glob("*/rounds/magnitude-global/round_000/train.safetensors"))
         if found:
             ckpt = found[0]
             break

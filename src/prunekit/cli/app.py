@@ -52,7 +52,7 @@ def _print_summary(run_dir: Path) -> None:
 
 @app.command()
 def run(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file, or the name of a shipped recipe (prunekit list recipes)")],
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     quiet: QuietOption = False,
@@ -99,6 +99,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds 
 def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria | schedules | methods | recipes | all")] = "all") -> None:
     """List registered models, datasets, criteria, schedules, pruning methods and shipped recipes."""
     from prunekit.experiment.methods import METHODS
+    from prunekit.experiment.recipe import shipped_recipes
     from prunekit.importance import UNSTRUCTURED_CRITERIA
     from prunekit.schedules import SCHEDULES
     from prunekit.zoo import MODELS
@@ -110,7 +111,7 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
         "criteria": [(n, UNSTRUCTURED_CRITERIA.meta(n).get("description", "")) for n in UNSTRUCTURED_CRITERIA.names()],
         "schedules": [(n, "") for n in SCHEDULES.names()],
         "methods": [(n, "") for n in METHODS.names()],
-        "recipes": [(p.name, "") for p in sorted((resources.files("prunekit") / "recipes").iterdir()) if p.name.endswith(".yaml")],
+        "recipes": [(name, _first_comment(path)) for name, path in sorted(shipped_recipes().items())],
     }
     with user_errors("list"):
         if what != "all" and what not in tables:
@@ -125,6 +126,13 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
             for row in rows:
                 table.add_row(*row)
             console.print(table)
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
 
 
 def main() -> None:

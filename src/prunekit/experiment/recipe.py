@@ -43,7 +43,8 @@ class UnstructuredMethod(UnstructuredConfig):
 
     ``schedule`` is a schedule in its dict form, e.g. ``{name: iterative, rate: 0.5,
     final_sparsity: 0.9}``; each of its pruning steps is one prune + fine-tune round.
-    ``baselines`` are other criteria run through the same rounds and fine-tuning budget.
+    ``baselines`` are other criteria run through the same rounds and fine-tuning budget, as
+    ``criterion`` (same scope) or ``criterion:scope`` (e.g. ``magnitude:layer``).
     """
 
     method: Literal["unstructured"] = "unstructured"
@@ -57,8 +58,19 @@ class UnstructuredMethod(UnstructuredConfig):
     @classmethod
     def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:
-            cls._known_criterion(value)
+            criterion, _, scope = value.partition(":")
+            cls._known_criterion(criterion)
+            if scope not in ("", "layer", "global"):
+                raise ValueError(f"baseline {value!r}: unknown scope {scope!r}; allowed values: layer, global")
         return values
+
+    def variants(self) -> list[tuple[str, str]]:
+        """``(criterion, scope)`` of the main method first, then of each baseline (duplicates dropped)."""
+        pairs = [(self.criterion, self.scope)]
+        for value in self.baselines:
+            criterion, _, scope = value.partition(":")
+            pairs.append((criterion, scope or self.scope))
+        return list(dict.fromkeys(pairs))
 
 
 class GradualMethod(UnstructuredConfig):
@@ -112,6 +124,25 @@ class Recipe(Strict):
         return self.model_dump(mode="json")
 
 
+def shipped_recipes() -> dict[str, Path]:
+    """Recipes that ship with prunekit (``prunekit list recipes``), by name without ``.yaml``."""
+    from importlib import resources
+
+    folder = resources.files("prunekit") / "recipes"
+    return {p.name.removesuffix(".yaml"): Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_recipe_path(source: str | os.PathLike[str]) -> Path:
+    """A recipe file path, or the name of a shipped recipe (e.g. ``han_lenet300``)."""
+    path = Path(source)
+    if path.exists():
+        return path
+    shipped = shipped_recipes()
+    if str(source) in shipped:
+        return shipped[str(source)]
+    raise ConfigError(f"recipe file not found: {path}; shipped recipes: {', '.join(sorted(shipped))}")
+
+
 def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequence[str] = ()) -> Recipe:
     """Read a YAML recipe (or a dict), apply ``--set`` overrides, validate.
 
@@ -121,9 +152,7 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequ
     if isinstance(source, dict):
         raw = source
     else:
-        path = Path(source)
-        if not path.exists():
-            raise ConfigError(f"recipe file not found: {path}")
+        path = resolve_recipe_path(source)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:

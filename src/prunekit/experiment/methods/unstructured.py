@@ -22,14 +22,14 @@ def run_unstructured(ctx: RunContext) -> MethodResult:
     base = UnstructuredConfig(**spec.model_dump(include=set(UnstructuredConfig.model_fields)))
     dense_accuracy = ctx.run.result("dense")["test_accuracy"]
     curve, final = [], None
-    for criterion in dict.fromkeys((spec.criterion, *spec.baselines)):
-        name = label(criterion, spec.scope)
-        rounds_dir = ctx.run.path / "rounds" / criterion
+    for criterion, scope in spec.variants():
+        name = label(criterion, scope)
+        rounds_dir = ctx.run.path / "rounds" / f"{criterion}-{scope}"
         model = ctx.dense_model()
         records = prune_finetune(
-            model, ctx.data.train, base.model_copy(update={"criterion": criterion}), schedule, spec.finetune,
+            model, ctx.data.train, base.model_copy(update={"criterion": criterion, "scope": scope}), schedule, spec.finetune,
             val=ctx.data.val, checkpoint_dir=rounds_dir, device=ctx.device, progress=ctx.progress,
-            round_callbacks=lambda i, c=criterion: [ctx.logger("finetune", method=c, round=i)],
+            round_callbacks=lambda i, n=name: [ctx.logger("finetune", method=n, round=i)],
         )
         curve.append({"method": name, "round": 0, "fraction_remaining": 1.0, "accuracy": dense_accuracy})
         for record in records:
@@ -38,7 +38,7 @@ def run_unstructured(ctx: RunContext) -> MethodResult:
             row = {"method": name, "round": record.round + 1, "fraction_remaining": 1.0 - record.sparsity, "accuracy": accuracy}
             ctx.log(kind="round", **row)
             curve.append(row)
-        if criterion == spec.criterion:
+        if final is None:  # the main method comes first
             final = model
     assert final is not None
     names = list(MaskSet.from_model(final))
