@@ -11,13 +11,16 @@ import sys
 import types
 from typing import Any
 
+from prunekit.deploy.int8 import Int8Export, quantize_int8
+from prunekit.deploy.onnx_export import OnnxExport, OnnxRunner, evaluate_onnx, export_onnx, time_onnx
 from prunekit.deploy.semi_structured import CPU_MESSAGE, SemiStructuredResult, to_semi_structured
 from prunekit.deploy.sparse import DeployConfig, DeployReport, LayerDecision, deploy
 from prunekit.deploy.sparse_modules import SparseConv1x1, SparseLinear
 
 __all__ = [
-    "CPU_MESSAGE", "DeployConfig", "DeployReport", "LayerDecision", "SemiStructuredResult", "SparseConv1x1",
-    "SparseLinear", "deploy", "to_semi_structured",
+    "CPU_MESSAGE", "DeployConfig", "DeployReport", "Int8Export", "LayerDecision", "OnnxExport", "OnnxRunner",
+    "SemiStructuredResult", "SparseConv1x1", "SparseLinear", "deploy", "evaluate_onnx", "export_onnx",
+    "quantize_int8", "time_onnx", "to_semi_structured",
 ]
 
 
