@@ -91,9 +91,10 @@ def deploy(
 ) -> tuple[nn.Module, DeployReport]:
     """A copy of ``model`` whose sparse layers run CSR/BSR kernels where measured faster, and the report.
 
-    ``model`` may carry masks (they are made permanent on the copy, as are other parametrizations) or be plain. ``settings`` are
-    :class:`DeployConfig` fields (``force``, ``min_sparsity``, ``min_speedup``, ``budget_s``,
-    ``layouts``) and override ``config``. The returned model is for inference on CPU.
+    ``model`` may carry masks or be plain; masks and other parametrizations are made permanent on
+    the copy. ``settings`` are :class:`DeployConfig` fields (``force``, ``min_sparsity``,
+    ``min_speedup``, ``budget_s``, ``layouts``) and override ``config``. The returned model is for
+    inference on CPU.
     """
     base = config.model_dump() if config is not None else {}
     cfg = DeployConfig.model_validate({**base, **settings})
