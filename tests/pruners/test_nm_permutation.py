@@ -131,3 +131,22 @@ def test_search_never_loses(pattern, rows, groups, seed):
     perm, _ = search_permutation(scores, n, m, max_partners=2, seed=seed)
     assert sorted(perm.tolist()) == list(range(groups * m))
     assert retained_score(scores[:, perm], n, m) >= retained_score(scores, n, m) - 1e-6
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([(2, 4), (1, 4), (3, 4), (4, 8)]), st.integers(1, 5), st.integers(2, 4), st.integers(0, 2**16))
+def test_swap_gains_match_brute_force(pattern, rows, groups, seed):
+    from prunekit.pruners.nm_permutation import _GroupStats
+
+    n, m = pattern
+    scores = torch.rand(rows, groups * m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    stats = _GroupStats(scores.t().reshape(groups, m, rows).clone(), n)
+    partners = torch.arange(1, groups)
+    gains = stats.swap_gains(0, partners)
+    base = retained_score(scores, n, m)
+    for p, g2 in enumerate(partners.tolist()):
+        for a in range(m):
+            for b in range(m):
+                swapped = scores.clone()
+                swapped[:, [a, g2 * m + b]] = scores[:, [g2 * m + b, a]]
+                assert float(gains[p, a, b]) == pytest.approx(retained_score(swapped, n, m) - base, abs=1e-9)

@@ -92,9 +92,41 @@ class PermutationResult:
 
 
 # -- pure search ----------------------------------------------------------------------------------
-def _kept(block: Tensor, n: int) -> Tensor:
-    """Sum over rows of the top-``n`` of the last dim: ``(..., R, M) → (...)``."""
-    return block.topk(n, dim=-1).values.sum((-1, -2))
+class _GroupStats:
+    """Per group ``g`` and channel ``a``: what the group keeps once ``a`` is taken out.
+
+    With ``a`` removed, the group keeps ``base[g, a]`` (top-``n`` sum of the other ``m - 1``
+    channels, per row) and its weakest kept value is ``floor[g, a]``; putting a channel ``c`` in
+    ``a``'s place keeps ``base + relu(c - floor)`` per row. That turns a swap's gain into sums of
+    element-wise terms, with no sorting in the inner loop.
+    """
+
+    def __init__(self, groups: Tensor, n: int) -> None:
+        self.groups, self.n = groups, n  # (G, M, R): group, channel in group, row
+        m = groups.shape[1]
+        self.base = torch.empty(groups.shape, dtype=groups.dtype)
+        self.floor = torch.empty(groups.shape, dtype=groups.dtype)
+        self.kept = torch.empty(groups.shape[0], dtype=groups.dtype)
+        self._others = [[j for j in range(m) if j != a] for a in range(m)]
+        self.update(torch.arange(groups.shape[0]))
+
+    def update(self, which: Tensor) -> None:
+        """Recompute the statistics of groups ``which`` after their channels changed."""
+        block = self.groups[which]  # (K, M, R)
+        self.kept[which] = block.topk(self.n, dim=1).values.sum((1, 2))
+        for a, others in enumerate(self._others):
+            top = block[:, others].topk(self.n, dim=1).values  # (K, n, R)
+            self.base[which, a] = top.sum(1)
+            self.floor[which, a] = top[:, -1]
+
+    def swap_gains(self, g1: int, partners: Tensor) -> Tensor:
+        """Gain in kept score of swapping channel ``a`` of ``g1`` with channel ``b`` of each partner: ``(P, M, M)``."""
+        x, y = self.groups[g1], self.groups[partners]  # (M, R), (P, M, R)
+        into_x = (y[:, None, :, :] - self.floor[g1][None, :, None, :]).clamp_min(0).sum(-1)  # [p, a, b]
+        into_y = (x[None, :, None, :] - self.floor[partners][:, None, :, :]).clamp_min(0).sum(-1)  # [p, a, b]
+        base_x = self.base[g1].sum(-1)[None, :, None]
+        base_y = self.base[partners].sum(-1)[:, None, :]
+        return base_x + into_x + base_y + into_y - self.kept[g1] - self.kept[partners][:, None, None]
 
 
 def search_permutation(
@@ -115,56 +147,39 @@ def search_permutation(
     check_nm(n, m)
     if scores.dim() != 2 or scores.shape[1] % m:
         raise ValueError(f"scores must be (rows, channels) with channels divisible by {m}, got {tuple(scores.shape)}")
-    work = scores.detach().to(torch.float64).abs().clone()
-    rows, cols = work.shape
+    rows, cols = scores.shape
     num_groups = cols // m
-    perm = torch.arange(cols)
+    groups = scores.detach().to(torch.float64).abs().t().reshape(num_groups, m, rows).clone()
+    stats = _GroupStats(groups, n)
+    perm = torch.arange(cols).reshape(num_groups, m)
     generator = torch.Generator().manual_seed(seed)
-    tolerance = 1e-9 * float(work.sum()) + 1e-30
-    chunk = max(1, (1 << 22) // (m * m * rows * m))
+    tolerance = 1e-9 * float(groups.sum()) + 1e-30
+    chunk = max(1, (1 << 22) // (m * m * rows))
     swaps = 0
     for _ in range(max_passes):
         improved = False
         for g1 in range(num_groups):
-            others = torch.tensor([g for g in range(num_groups) if g != g1], dtype=torch.long)
+            others = torch.cat([torch.arange(g1), torch.arange(g1 + 1, num_groups)])
             if len(others) > max_partners:
                 others = others[torch.randperm(len(others), generator=generator)[:max_partners]]
-            best = _best_swap(work, g1, others, n, m, chunk)
-            if best is not None and best[0] > tolerance:
-                _, col_a, col_b = best
-                work[:, [col_a, col_b]] = work[:, [col_b, col_a]]
-                perm[[col_a, col_b]] = perm[[col_b, col_a]]
+            best_gain, best = tolerance, None
+            for start in range(0, len(others), chunk):
+                part = others[start:start + chunk]
+                gains = stats.swap_gains(g1, part)
+                value, flat = gains.reshape(-1).max(0)
+                if float(value) > best_gain:
+                    p, rest = divmod(int(flat), m * m)
+                    best_gain, best = float(value), (int(part[p]), *divmod(rest, m))
+            if best is not None:
+                g2, a, b = best
+                groups[[g1, g2], [a, b]] = groups[[g2, g1], [b, a]]
+                perm[[g1, g2], [a, b]] = perm[[g2, g1], [b, a]]
+                stats.update(torch.tensor([g1, g2]))
                 swaps += 1
                 improved = True
         if not improved:
             break
-    return perm, swaps
-
-
-def _best_swap(work: Tensor, g1: int, others: Tensor, n: int, m: int, chunk: int) -> tuple[float, int, int] | None:
-    """Best (gain, column in g1, column elsewhere) over all swaps between group ``g1`` and ``others``."""
-    rows = work.shape[0]
-    x = work[:, g1 * m:(g1 + 1) * m]  # (R, M)
-    kept_x = _kept(x, n)
-    best: tuple[float, int, int] | None = None
-    for start in range(0, len(others), chunk):
-        part = others[start:start + chunk]
-        cols = (part[:, None] * m + torch.arange(m)).reshape(-1)
-        y = work[:, cols].reshape(rows, len(part), m).permute(1, 0, 2)  # (P, R, M)
-        kept_y = _kept(y, n)  # (P,)
-        # xs[p, a, b] = x with its column a replaced by y[p]'s column b; ys likewise the other way.
-        xs = x.expand(len(part), m, m, rows, m).clone()
-        ys = y[:, None, None].expand(len(part), m, m, rows, m).clone()
-        for j in range(m):
-            xs[:, j, :, :, j] = y.transpose(1, 2)
-            ys[:, :, j, :, j] = x.t()
-        gain = _kept(xs, n) + _kept(ys, n) - kept_x - kept_y[:, None, None]  # (P, M, M)
-        value, flat = gain.reshape(-1).max(0)
-        if best is None or float(value) > best[0]:
-            p, rest = divmod(int(flat), m * m)
-            a, b = divmod(rest, m)
-            best = (float(value), g1 * m + a, int(part[p]) * m + b)
-    return best
+    return perm.reshape(-1), swaps
 
 
 # -- dependency discovery -------------------------------------------------------------------------
