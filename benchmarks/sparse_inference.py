@@ -52,7 +52,8 @@ def run_case(name: str, sparsity: float, batch: int, threads: int, repeats: int,
     dense, _ = prunekit.deploy(model, x, force="dense")
     auto, report = prunekit.deploy(model, x)
     all_sparse, _ = prunekit.deploy(model, x, force="sparse")
-    timings = compare_latency({"dense": dense, "auto": auto, "all_sparse": all_sparse}, x, warmup=5, repeats=repeats, min_time_s=min_time_s)
+    variants = {"dense": dense, "auto": auto, "all_sparse": all_sparse}
+    timings = compare_latency(variants, x, warmup=5, repeats=repeats, min_time_s=min_time_s)
     with torch.inference_mode():
         reference = dense(x)
         scale = float(reference.abs().max())
@@ -87,7 +88,8 @@ def markdown(rows: list[dict], env: dict) -> str:
         "(OpenMP threads wait on each other); compare rows with the same thread count only.",
         "`auto` = `prunekit.deploy` (per-layer measured choice); `all sparse` = every Linear as CSR.",
         "",
-        "| model | sparsity | batch | threads | dense ms | auto ms | all-sparse ms | speed-up auto | speed-up all-sparse | layers sparse (auto) | max abs error (auto / all) |",
+        "| model | sparsity | batch | threads | dense ms | auto ms | all-sparse ms | speed-up auto | speed-up all-sparse "
+        "| layers sparse (auto) | max abs error (auto / all) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

@@ -46,7 +46,12 @@ class ConvNet(nn.Module):
 
 
 CASES = {
-    "mlp_bn": (lambda: nn.Sequential(nn.Linear(12, 32), nn.BatchNorm1d(32), nn.GELU(), nn.Dropout(), nn.Linear(32, 16), nn.Tanh(), nn.Linear(16, 8)), (6, 12)),
+    "mlp_bn": (
+        lambda: nn.Sequential(
+            nn.Linear(12, 32), nn.BatchNorm1d(32), nn.GELU(), nn.Dropout(), nn.Linear(32, 16), nn.Tanh(), nn.Linear(16, 8)
+        ),
+        (6, 12),
+    ),
     "convnet": (ConvNet, (2, 3, 8, 8)),
     "lenet_300_100": (lambda: create_model("lenet_300_100"), (3, 1, 28, 28)),
     "resnet20": (lambda: create_model("resnet20"), (2, 3, 8, 8)),

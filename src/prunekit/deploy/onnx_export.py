@@ -37,7 +37,9 @@ def require_onnx() -> tuple[Any, Any]:
         import onnxruntime
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError as exc:
-        raise ConfigError(f"ONNX export needs onnx and onnxruntime ({exc}); install them with: pip install 'prunekit[onnx]'") from exc
+        raise ConfigError(
+            f"ONNX export needs onnx, onnxruntime and onnxscript ({exc}); install them with: pip install 'prunekit[onnx]'"
+        ) from exc
     return onnx, onnxruntime
 
 
@@ -137,7 +139,9 @@ def _validate(model: nn.Module, args: tuple[Any, ...], data: bytes, rtol: float,
     return max_abs, max_rel
 
 
-def time_onnx(path: str | os.PathLike[str], inputs: Inputs, warmup: int = 5, repeats: int = 30, threads: int | None = None) -> Latency:
+def time_onnx(
+    path: str | os.PathLike[str], inputs: Inputs, warmup: int = 5, repeats: int = 30, threads: int | None = None
+) -> Latency:
     """Median onnxruntime latency of ``path`` on ``inputs`` after ``warmup`` runs.
 
     For a side-by-side comparison with torch, pass ``OnnxRunner(path)`` and the model to
