@@ -33,14 +33,15 @@ class SemiStructuredResult:
 def to_semi_structured(model: nn.Module) -> SemiStructuredResult:
     """Convert, in place, every 2:4-valid ``nn.Linear`` weight of a CUDA model to a semi-structured tensor.
 
-    Masks (and other parametrizations) are made permanent on converted layers first. On CPU (no CUDA, or the weight
-    lives on the CPU) nothing is converted and the result's ``message`` is :data:`CPU_MESSAGE`,
-    also logged as a warning. Shape/dtype limits of the CUDA kernels are reported per layer in
+    Masks (and other parametrizations) are made permanent on converted layers first. On CPU (no
+    CUDA, or no Linear weight on a CUDA device) nothing is converted and the result's ``message``
+    is :data:`CPU_MESSAGE`, also logged as a warning. Shape/dtype limits of the CUDA kernels are reported per layer in
     ``skipped`` with PyTorch's own reason.
     """
     result = SemiStructuredResult()
     linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not torch.cuda.is_available() or all(module.weight.device.type != "cuda" for _, module in linears):
+    on_cuda = [name for name, module in linears if module.weight.device.type == "cuda"]
+    if not torch.cuda.is_available() or (linears and not on_cuda):
         result.message = CPU_MESSAGE
         result.skipped = {name: "on CPU" for name, _ in linears}
         logger.warning(CPU_MESSAGE)

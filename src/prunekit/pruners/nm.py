@@ -8,7 +8,8 @@ input dimension is not a multiple of M are skipped with a logged warning (see ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,7 @@ from prunekit.pruners.nm_permutation import permute_for_nm
 logger = logging.getLogger(__name__)
 
 #: Built-in scores for N:M selection (tensor in, scores out). A callable may be passed instead.
-CRITERIA: dict[str, Callable[[Tensor], Tensor]] = {"magnitude": torch.abs}
+CRITERIA: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType({"magnitude": torch.abs})
 
 
 def _criterion(criterion: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
