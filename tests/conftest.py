@@ -28,6 +28,12 @@ def data_root() -> Path:
     return root
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread per test process: ``pytest -n 2`` on 2 cores would otherwise oversubscribe them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

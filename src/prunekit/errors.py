@@ -36,3 +36,7 @@ class CheckpointError(PrunekitError):
 
 class StructureError(PrunekitError):
     """A model's structure cannot be handled the way it was asked to."""
+
+
+class ExportError(PrunekitError):
+    """A model could not be exported, or the exported model disagrees with the original."""
