@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-import prunekit.deploy
+import prunekit.deployment
 from prunekit._io import write_json, write_text
 from prunekit.masks import MaskSet
 from prunekit.metrics import compare_latency

@@ -1,5 +1,34 @@
-"""prunekit: prune computer-vision networks in PyTorch, and measure what it really gains."""
+"""prunekit: prune computer-vision networks in PyTorch, and measure what it really gains.
+
+The most used entry points are re-exported here; every subpackage has its own API too::
+
+    import prunekit as pk
+    model = pk.create_model("resnet20")
+    data = pk.get_loaders("cifar10")
+    masks = pk.prune_unstructured(model, pk.UnstructuredConfig(sparsity=0.9, scope="global"))
+    pk.fit(model, data.train, pk.TrainConfig(epochs=5), val=data.val)
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from prunekit.compression import CompressionSpec, compress_model, decompress_file, load_compressed_into, quantize_model
+from prunekit.deployment import deploy, export_onnx, quantize_int8
+from prunekit.errors import ConfigError, DataError, PrunekitError
+from prunekit.experiment.recipe import Recipe, load_recipe
+from prunekit.experiment.runner import run_recipe
+from prunekit.masks import MaskSet, from_torch_prune, prunable_parameters, strip, to_torch_prune
+from prunekit.metrics import compare_latency, count_macs, count_parameters, evaluate, measure_latency, size_on_disk
+from prunekit.pruners import UnstructuredConfig, nm_prune, prune_unstructured
+from prunekit.schedules import build_schedule
+from prunekit.training import TrainConfig, fit
+from prunekit.zoo import create_model, get_loaders, list_datasets, list_models
+
+__all__ = [
+    "CompressionSpec", "ConfigError", "DataError", "MaskSet", "PrunekitError", "Recipe", "TrainConfig", "UnstructuredConfig",
+    "build_schedule", "compare_latency", "compress_model", "count_macs", "count_parameters", "create_model",
+    "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",
+    "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
+    "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "size_on_disk", "strip", "to_torch_prune",
+]

@@ -8,6 +8,8 @@ Before any such edit we give the module a private copy of its generated class.
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -30,3 +32,19 @@ def remove(module: nn.Module, name: str, leave_parametrized: bool) -> None:
     """``remove_parametrizations`` that never touches another module's class."""
     own_parametrized_class(module)
     parametrize.remove_parametrizations(module, name, leave_parametrized=leave_parametrized)
+
+
+def bake_parametrizations(module: nn.Module) -> None:
+    """Replace each parametrized tensor of ``module`` by its current value, in place."""
+    for name in list(module.parametrizations):  # type: ignore[attr-defined]
+        remove(module, name, leave_parametrized=True)
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with every parametrization (masks, weight sharing) made
+    permanent, as one would deploy it; ``model`` itself is untouched."""
+    work = copy.deepcopy(model).eval()
+    for module in work.modules():
+        if parametrize.is_parametrized(module):
+            bake_parametrizations(module)
+    return work

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunekit.deploy import evaluate_onnx, export_onnx, quantize_int8
+from prunekit.deployment import evaluate_onnx, export_onnx, quantize_int8
 from prunekit.errors import ConfigError
 from prunekit.metrics import evaluate
 from prunekit.pruners.nm import nm_prune

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunekit.deploy import OnnxRunner, deploy, export_onnx, time_onnx
+from prunekit.deployment import OnnxRunner, deploy, export_onnx, time_onnx
 from prunekit.errors import ConfigError, ExportError
 from prunekit.masks import MaskSet
 from prunekit.metrics import compare_latency

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunekit.deploy import CPU_MESSAGE, to_semi_structured
+from prunekit.deployment import CPU_MESSAGE, to_semi_structured
 from prunekit.pruners.nm import nm_prune
 
 
@@ -16,7 +16,7 @@ def test_cpu_says_there_is_no_kernel(caplog):
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
     nm_prune(model, 2, 4)
     before = [p.detach().clone() for p in model.parameters()]
-    with caplog.at_level(logging.WARNING, logger="prunekit.deploy.semi_structured"):
+    with caplog.at_level(logging.WARNING, logger="prunekit.deployment.semi_structured"):
         result = to_semi_structured(model)
     assert result.message == CPU_MESSAGE == "no CPU kernel for 2:4 semi-structured sparsity; the model stays dense-with-zeros"
     assert CPU_MESSAGE in caplog.text

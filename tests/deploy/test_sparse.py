@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from torch import nn
 from torch.nn.utils import parametrize
 
-import prunekit.deploy
-from prunekit.deploy import DeployConfig, SparseConv1x1, SparseLinear, deploy
+import prunekit.deployment
+from prunekit.deployment import DeployConfig, SparseConv1x1, SparseLinear, deploy
 from prunekit.masks import MaskSet
 
 
@@ -152,7 +152,7 @@ def test_bsr_is_tried_only_for_block_clustered_weights():
         _close(converted(x), model(x))
 
 
-def test_config_validation_and_callable_package():
+def test_config_validation_and_top_level_entry_point():
     with pytest.raises(ValidationError):
         DeployConfig(forced="sparse")
     with pytest.raises(ValidationError):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from prunekit._parametrize import plain_copy
 from prunekit.metrics import agreement, compare_latency, count_macs, count_parameters, evaluate, size_on_disk
 
 COUNTING_NOTE = (
@@ -63,7 +64,8 @@ def compare(
     if latency_batch_size:
         reps = max(1, -(-latency_batch_size // example_input.shape[0]))
         batch = example_input.repeat(reps, *([1] * (example_input.dim() - 1)))[:latency_batch_size]
-        timing = compare_latency({"dense": dense, "pruned": pruned}, batch, warmup=3, repeats=latency_repeats)
+        # time what a user would deploy: masks and other parametrizations made permanent
+        timing = compare_latency({"dense": plain_copy(dense), "pruned": plain_copy(pruned)}, batch, warmup=3, repeats=latency_repeats)
         out["dense"]["latency_ms"] = timing["dense"].median_ms
         out["pruned"]["latency_ms"] = timing["pruned"].median_ms
         out["latency_batch_size"] = latency_batch_size

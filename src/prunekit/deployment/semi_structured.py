@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunekit.deploy._plain import bake_parametrizations
+from prunekit._parametrize import bake_parametrizations
 from prunekit.masks.nm import is_valid_nm
 
 logger = logging.getLogger(__name__)

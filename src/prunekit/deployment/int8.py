@@ -4,7 +4,7 @@
 ranges are calibrated (MinMax) on a few batches; ``quant_pre_process`` (shape inference and graph
 optimisation) runs first when it succeeds. ``dynamic``: int8 weights only, activation ranges
 computed at run time; no calibration data, suits MLPs (MatMul/Gemm-heavy models).
-Evaluate the result with :func:`prunekit.deploy.onnx_export.evaluate_onnx`.
+Evaluate the result with :func:`prunekit.deployment.onnx_export.evaluate_onnx`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from prunekit._io import write_bytes
-from prunekit.deploy.onnx_export import OnnxRunner, require_onnx
+from prunekit.deployment.onnx_export import OnnxRunner, require_onnx
 from prunekit.errors import ConfigError
 
 logger = logging.getLogger(__name__)

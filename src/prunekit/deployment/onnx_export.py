@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from prunekit._io import write_bytes
-from prunekit.deploy._plain import plain_copy
-from prunekit.deploy.sparse_modules import SparseConv1x1, SparseLinear
+from prunekit._parametrize import plain_copy
+from prunekit.deployment.sparse_modules import SparseConv1x1, SparseLinear
 from prunekit.errors import ConfigError, ExportError
 from prunekit.metrics import Evaluation, Latency, evaluate, measure_latency
 from prunekit.metrics._inputs import Inputs, as_args

@@ -20,8 +20,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from prunekit.deploy._plain import plain_copy
-from prunekit.deploy.sparse_modules import Layout, SparseConv1x1, SparseLinear
+from prunekit._parametrize import plain_copy
+from prunekit.deployment.sparse_modules import Layout, SparseConv1x1, SparseLinear
 from prunekit.metrics import compare_latency
 from prunekit.metrics._inputs import Inputs, as_args
 
