@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from prunekit._io import load_safetensors, safetensors_metadata, save_safetensors
 from prunekit.errors import CheckpointError
 
-FORMAT = "prunekit.train-checkpoint/1"
+FORMAT = "prunekit.train-checkpoint/2"
 
 
 @dataclass
@@ -70,7 +70,10 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
     """Restore model (strictly), optimizer, scheduler and RNG from ``path``; return the progress."""
     meta = safetensors_metadata(path)
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a prunekit training checkpoint (format {meta.get('format')!r})")
+        raise CheckpointError(
+            f"{path} is not a training checkpoint this prunekit can resume (format {meta.get('format')!r}, "
+            f"expected {FORMAT!r}); delete it to start that training over"
+        )
     tensors = load_safetensors(path)
     model_state = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
     try:
