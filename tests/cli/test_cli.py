@@ -99,3 +99,40 @@ def test_sigkill_during_finetuning_resumes_to_the_same_result(tmp_path):
     assert a["pruned"]["accuracy"] == b["pruned"]["accuracy"]
     assert a["pruned"]["loss"] == b["pruned"]["loss"]
     assert a["curve"] == b["curve"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    raw = tiny_recipe(baselines=[], schedule=None)
+    result = runner.invoke(app, ["run", str(_write(tmp, raw)), "--out", str(tmp / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    return next((tmp / "runs").iterdir())
+
+
+def test_compress_decompress_and_export_a_run(finished_run, tmp_path):
+    result = runner.invoke(app, ["compress", str(finished_run), "--set", "fc_bits=4", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert all(layer["bits"] == 4 for layer in summary["compression"]["layers"])
+    result = runner.invoke(app, ["decompress", str(finished_run / "compressed.pkdc"), "--out", str(tmp_path / "w.safetensors")])
+    assert result.exit_code == 0 and "checksums OK" in result.output
+    assert (tmp_path / "w.safetensors").exists()
+    result = runner.invoke(app, ["export", str(finished_run), "--format", "onnx", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (finished_run / "export" / "model.onnx").exists()
+    assert runner.invoke(app, ["export", str(finished_run), "--format", "tflite"]).exit_code == 2
+
+
+def test_decompress_rejects_a_corrupted_file(finished_run, tmp_path):
+    data = bytearray((finished_run / "compressed.pkdc").read_bytes())
+    data[len(data) // 2] ^= 0x10
+    bad = tmp_path / "bad.pkdc"
+    bad.write_bytes(bytes(data))
+    result = runner.invoke(app, ["decompress", str(bad)])
+    assert result.exit_code == 3 and "bad.pkdc" in result.output
+
+
+def test_compress_needs_a_finished_run(tmp_path):
+    result = runner.invoke(app, ["compress", str(tmp_path)])
+    assert result.exit_code == 3 and "not a finished run directory" in result.output

@@ -14,14 +14,14 @@ from tests.experiment.recipes import tiny_recipe
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    recipe = load_recipe(tiny_recipe(), ["compress.fc_bits=5"])
+    recipe = load_recipe(tiny_recipe(), ["compress.fc_bits=5", "compress.finetune.epochs=1", "export.int8=true"])
     return recipe, run_recipe(recipe, out, progress=False)
 
 
 def test_run_directory_holds_everything(finished_run):
     _, run = finished_run
     for name in ("recipe.yaml", "environment.json", "metrics.jsonl", "summary.json", "report.md", "report.html",
-                 "compressed.pkdc", "checkpoints/dense.safetensors", "checkpoints/pruned.safetensors", "plots/accuracy_vs_remaining.png"):
+                 "compressed.pkdc", "export/model.onnx", "export/model.int8.onnx", "checkpoints/dense.safetensors", "checkpoints/pruned.safetensors", "plots/accuracy_vs_remaining.png"):
         assert (run / name).exists(), name
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "<img alt='accuracy_vs_remaining.png'" in html
@@ -39,6 +39,11 @@ def test_summary_reports_dense_and_pruned(finished_run):
     assert s["compression_ratio"] == pytest.approx(s["dense"]["params"] / s["pruned"]["nonzero_params"])
     assert {r["method"] for r in s["curve"]} == {"magnitude (global)", "random (global)"}
     assert s["compression"]["file_bytes"] == (run / "compressed.pkdc").stat().st_size
+    assert s["compression"]["bit_identical"] and s["compression"]["predictions_identical"]
+    assert s["compression"]["accuracy_decompressed"] == s["compression"]["accuracy_quantized"]
+    assert s["export"]["onnx"]["accuracy"] == pytest.approx(s["pruned"]["accuracy"], abs=0.01)
+    assert s["export"]["int8"]["bytes"] < s["export"]["onnx"]["bytes"]
+    assert set(s["export"]["latency_ms"]) == {"torch eager", "onnxruntime", "onnxruntime int8"}
 
 
 def test_saved_pruned_model_reloads_with_masks(finished_run):

@@ -95,6 +95,92 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds 
     console.print(f"wrote {md} and {html}")
 
 
+RunDirArgument = Annotated[Path, typer.Argument(help="a finished run directory")]
+
+
+def _update_summary(run_dir: Path, key: str, value: dict) -> None:
+    from prunekit._io import write_json
+    from prunekit.report import write_report
+
+    summary_file = run_dir / "summary.json"
+    if summary_file.exists():
+        summary = json.loads(summary_file.read_text())
+        summary[key] = value
+        write_json(summary_file, summary)
+        write_report(run_dir, summary)
+
+
+@app.command()
+def compress(
+    run_dir: RunDirArgument,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Deep-Compress a run's pruned model into RUN_DIR/compressed.pkdc (settings: the recipe's
+    ``compress`` section, changed with --set, e.g. --set fc_bits=4 --set finetune.epochs=2)."""
+    from prunekit.experiment.compress_step import compress_step
+    from prunekit.experiment.overrides import apply_overrides
+    from prunekit.experiment.recipe import CompressSection
+    from prunekit.experiment.runner import open_run
+
+    _configure_logging(quiet)
+    with user_errors(str(run_dir)):
+        ctx, pruned = open_run(run_dir, progress=not quiet)
+        base = ctx.recipe.compress.model_dump() if ctx.recipe.compress else {}
+        section = CompressSection.model_validate(apply_overrides(base, set_ or []))
+        ctx.run.step_file("compress").unlink(missing_ok=True)
+        result = compress_step(ctx, pruned.model, section)
+    _update_summary(run_dir, "compression", result)
+    console.print(f"wrote {run_dir / 'compressed.pkdc'}: {result['file_bytes']:,} bytes, {result['ratio_vs_dense_float32']:.1f}× smaller than "
+                  f"dense float32; test accuracy {100 * result['accuracy_decompressed']:.2f}% (decompressed, bit-identical)")
+
+
+@app.command()
+def decompress(
+    file: Annotated[Path, typer.Argument(help="a .pkdc file written by prunekit compress")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write the weights as a safetensors state dict")] = None,
+) -> None:
+    """Verify a compressed file (checksums, format version) and optionally write its weights."""
+    from prunekit._io import save_safetensors
+    from prunekit.compression import decompress_file
+
+    with user_errors(str(file)):
+        state, header = decompress_file(file)
+        if out is not None:
+            save_safetensors(out, state)
+    total = sum(t.numel() for t in state.values())
+    console.print(f"{file}: format version OK, checksums OK, {len(state)} tensors, {total:,} values"
+                  + (f"; weights written to {out}" if out else ""))
+
+
+@app.command()
+def export(
+    run_dir: RunDirArgument,
+    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    int8: Annotated[bool, typer.Option("--int8", help="also quantize to int8 with onnxruntime (static, calibrated)")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Export a run's pruned model to ONNX (validated in onnxruntime, timed), optionally int8."""
+    from prunekit.errors import ConfigError
+    from prunekit.experiment.export_step import export_step
+    from prunekit.experiment.recipe import ExportSection
+    from prunekit.experiment.runner import open_run
+
+    _configure_logging(quiet)
+    with user_errors(str(run_dir)):
+        if format != "onnx":
+            raise ConfigError(f"unknown export format {format!r}; allowed values: onnx")
+        ctx, pruned = open_run(run_dir, progress=not quiet)
+        section = (ctx.recipe.export or ExportSection()).model_copy(update={"int8": int8})
+        ctx.run.step_file("export").unlink(missing_ok=True)
+        result = export_step(ctx, pruned.model, section)
+    _update_summary(run_dir, "export", result)
+    for name in ("onnx", "int8"):
+        if name in result:
+            console.print(f"{run_dir / result[name]['path']}: {result[name]['bytes']:,} bytes, test accuracy {100 * result[name]['accuracy']:.2f}%")
+    console.print("latency (ms, median, batch %d): %s" % (result["latency_batch_size"], ", ".join(f"{k} {v:.2f}" for k, v in result["latency_ms"].items())))
+
+
 @app.command("list")
 def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria | schedules | methods | recipes | all")] = "all") -> None:
     """List registered models, datasets, criteria, schedules, pruning methods and shipped recipes."""

@@ -100,6 +100,22 @@ def method_names() -> list[str]:
     return [cls.model_fields["method"].default for cls in PRUNE_METHODS]
 
 
+class CompressSection(CompressionSpec):
+    """Deep Compression of the pruned model: k-means weight sharing (bits per layer kind), optional
+    centroid fine-tuning (``finetune``), relative indices and Huffman coding into ``compressed.pkdc``."""
+
+    finetune: TrainConfig | None = None
+
+
+class ExportSection(Strict):
+    """Export of the pruned model to ONNX (validated in onnxruntime), optionally int8-quantized."""
+
+    int8: bool = False
+    int8_mode: Literal["static", "dynamic"] = "static"
+    calibration_batches: int = Field(8, ge=1)
+    latency_batch_size: int = Field(64, ge=1)
+
+
 class Recipe(Strict):
     """A whole experiment (``prunekit run RECIPE.yaml``)."""
 
@@ -110,7 +126,8 @@ class Recipe(Strict):
     data: DataSpec
     train: TrainConfig = Field(TrainConfig(), description="dense training (and each lottery round)")
     prune: PruneMethod
-    compress: CompressionSpec | None = None
+    compress: CompressSection | None = None
+    export: ExportSection | None = None
     evaluate: EvaluateSpec = EvaluateSpec()
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""Run a recipe: dense → prune (method) → evaluate → compress → report, skipping finished steps.
+"""Run a recipe: dense → prune (method) → evaluate → compress → export → report, skipping finished steps.
 
 Each step records its result in ``steps/<step>.json`` only after its outputs are written, so a
 run killed at any point (even with SIGKILL) resumes where it stopped when started again;
@@ -15,9 +15,11 @@ from typing import Any
 
 from prunekit._io import write_json
 from prunekit.experiment.artifacts import load_model, save_model
+from prunekit.experiment.compress_step import compress_step
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.env import environment
 from prunekit.experiment.evaluation import compare
+from prunekit.experiment.export_step import export_step
 from prunekit.experiment.methods import METHODS
 from prunekit.experiment.recipe import Recipe
 from prunekit.experiment.rundir import RunDir, settings_hash
@@ -34,11 +36,15 @@ def run_dir_for(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> Run
     return RunDir(Path(out_dir) / f"{recipe.name}-{settings_hash(recipe.resolved())}")
 
 
+def _loaders(recipe: Recipe, progress: bool):
+    d = recipe.data
+    return get_loaders(d.name, d.root, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=recipe.seed,
+                       augment=d.augment, subset=d.subset, download=d.download, progress=progress)
+
+
 def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> Path:
     """Run (or resume) ``recipe`` under ``out_dir``; returns the run directory."""
-    d = recipe.data
-    data = get_loaders(d.name, d.root, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=recipe.seed,
-                       augment=d.augment, subset=d.subset, download=d.download, progress=progress)
+    data = _loaders(recipe, progress)
     run = run_dir_for(recipe, out_dir)
     run.initialise(recipe.resolved(), environment())
     ctx = RunContext(recipe, run, data, progress)
@@ -47,10 +53,25 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progres
     pruned = prune_step(ctx)
     summary = evaluate_step(ctx, pruned)
     if recipe.compress is not None:
-        summary["compression"] = compress_step(ctx, pruned.model)
+        summary["compression"] = compress_step(ctx, pruned.model, recipe.compress)
+    if recipe.export is not None:
+        summary["export"] = export_step(ctx, pruned.model, recipe.export)
     write_json(run.path / "summary.json", summary)
     write_report(run.path, summary)
     return run.path
+
+
+def open_run(run_dir: str | os.PathLike[str], progress: bool = True) -> tuple[RunContext, MethodResult]:
+    """The context and pruned result of a finished run directory (for ``compress``/``export`` later)."""
+    from prunekit.errors import CheckpointError
+    from prunekit.experiment.recipe import load_recipe
+
+    run = RunDir(run_dir)
+    if not (run.done("dense") and run.done("prune")):
+        raise CheckpointError(f"{run.path} is not a finished run directory (no steps/dense.json and steps/prune.json)")
+    recipe = load_recipe(run.path / "recipe.yaml")
+    ctx = RunContext(recipe, run, _loaders(recipe, progress), progress)
+    return ctx, prune_step(ctx)
 
 
 def dense_step(ctx: RunContext) -> None:
@@ -118,16 +139,3 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         "notes": notes,
     }
 
-
-def compress_step(ctx: RunContext, model: Any) -> dict[str, Any]:
-    """Deep Compression of the pruned model into ``compressed.pkdc``; returns the byte accounting."""
-    import copy
-
-    from prunekit.compression import compress_model
-    from prunekit.masks import strip
-
-    run = ctx.run
-    if not run.done("compress"):
-        report = compress_model(strip(copy.deepcopy(model)), run.path / "compressed.pkdc", ctx.recipe.compress)
-        run.mark_done("compress", report.to_dict())
-    return run.result("compress")

@@ -62,6 +62,36 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
     if layers:
         keys = [k for k in layers[0] if k != "name"]
         tables.append(Table("Per layer", ["layer", *keys], [[row["name"], *[row[k] for k in keys]] for row in layers]))
+    compression = summary.get("compression")
+    if compression:
+        ratios = compression["total"]["ratios"]
+        tables.append(Table(
+            "Deep Compression (weight sharing + Huffman)",
+            ["measure", "value"],
+            [["file", compression["path"].rsplit("/", 1)[-1]],
+             ["file bytes (header, checksums, codebooks, indices, biases included)", compression["file_bytes"]],
+             ["dense float32 bytes", compression["dense_float32_bytes"]],
+             ["ratio vs dense float32", compression["ratio_vs_dense_float32"]],
+             ["stage ratio: pruning", ratios.get("pruned")], ["stage ratio: + quantization", ratios.get("quantized")],
+             ["stage ratio: + Huffman", ratios.get("huffman")],
+             ["test accuracy after quantization (%)", pct(compression["accuracy_quantized"])],
+             ["test accuracy of the decompressed file (%)", pct(compression["accuracy_decompressed"])],
+             ["decompressed weights bit-identical", compression["bit_identical"]]],
+        ))
+        tables.append(Table(
+            "Deep Compression bytes per layer (after Huffman)",
+            ["layer", "density", "weight bits", "index bits", "weights B", "positions B", "codebook B", "code tables B", "stored B"],
+            [[a["name"], a["density"], a["bits"], a["index_bits"], a["weight_bits_huffman"] // 8, a["position_bits_huffman"] // 8,
+              a["codebook_bytes"], a["code_table_bytes"], a["stored_bytes"]] for a in compression["layers"]],
+            note="stored B is what the layer's sections take in the file; header and checksums are counted in the file total only.",
+        ))
+    export = summary.get("export")
+    if export:
+        rows = [["ONNX", export["onnx"]["bytes"], pct(export["onnx"]["accuracy"]), export["latency_ms"].get("onnxruntime")]]
+        if "int8" in export:
+            rows.append(["ONNX int8", export["int8"]["bytes"], pct(export["int8"]["accuracy"]), export["latency_ms"].get("onnxruntime int8")])
+        rows.append(["torch eager", None, pct(pruned.get("accuracy")), export["latency_ms"].get("torch eager")])
+        tables.append(Table(f"Export (latency at batch {export['latency_batch_size']}, median ms)", ["format", "bytes", "test accuracy (%)", "latency ms"], rows))
     per_class = summary.get("per_class")
     if per_class:
         tables.append(

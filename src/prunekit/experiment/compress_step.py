@@ -1,0 +1,60 @@
+"""The compress step: Deep Compression of the pruned model, verified by decompressing it again."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit._parametrize import plain_copy
+from prunekit.compression import CompressionSpec, attach_weight_sharing, compress_model, load_compressed_into, quantize_model
+from prunekit.errors import CheckpointError
+from prunekit.experiment.artifacts import build_model
+from prunekit.experiment.context import RunContext
+from prunekit.experiment.recipe import CompressSection
+from prunekit.metrics.size import effective_parameters
+from prunekit.training import fit
+
+log = logging.getLogger(__name__)
+
+
+def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection) -> dict[str, Any]:
+    """Quantize (and fine-tune centroids), write ``compressed.pkdc``, decompress it and check that the
+    weights are bit-identical and the accuracy equals the in-memory quantized model's."""
+    run = ctx.run
+    if run.done("compress"):
+        return run.result("compress")
+    log.info("compress: weight sharing (conv %d bits, fc %d bits)%s", section.conv_bits, section.fc_bits,
+             ", fine-tuning centroids" if section.finetune else "")
+    spec = CompressionSpec(**section.model_dump(exclude={"finetune"}))
+    model = plain_copy(pruned)
+    if section.finetune is not None:
+        handle = attach_weight_sharing(model, spec)
+        fit(model, ctx.data.train, section.finetune, val=ctx.data.val, callbacks=[ctx.logger("centroid fine-tuning")],
+            checkpoint=run.checkpoint("compress-finetune"), device=ctx.device, progress=ctx.progress,
+            description="centroid fine-tuning")
+        quantization = handle.strip()
+    else:
+        quantization = quantize_model(model, spec, apply=True)
+    quantized_eval = ctx.test(model)
+    path = run.path / "compressed.pkdc"
+    report = compress_model(model, path, spec, quantization, metadata={"run": run.id})
+    restored = build_model(ctx.description).to(ctx.device)
+    load_compressed_into(restored, path)
+    expected, got = effective_parameters(model), effective_parameters(restored)
+    if any(not torch.equal(expected[k], got[k]) for k in expected):
+        raise CheckpointError(f"{path}: decompressed weights differ from the quantized model")
+    restored_eval = ctx.test(restored)
+    result = {
+        **report.to_dict(),
+        "dense_float32_bytes": 4 * sum(p.numel() for p in effective_parameters(ctx.dense_model()).values()),
+        "accuracy_quantized": quantized_eval.accuracy,
+        "accuracy_decompressed": restored_eval.accuracy,
+        "bit_identical": True,
+        "predictions_identical": bool(torch.equal(quantized_eval.predictions, restored_eval.predictions)),
+    }
+    result["ratio_vs_dense_float32"] = result["dense_float32_bytes"] / result["file_bytes"]
+    run.mark_done("compress", result)
+    return result
