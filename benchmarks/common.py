@@ -54,12 +54,12 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
     weights, record_file = WORK / f"{key}.safetensors", WORK / f"{key}.json"
     if weights.exists() and record_file.exists():
         net.load_state_dict(load_safetensors(weights))
-        return net, json.loads(record_file.read_text())
+        return net, {**json.loads(record_file.read_text()), "key": key}
     start = time.perf_counter()
     result = fit(net, data.train, train, val=data.val, checkpoint=WORK / f"{key}.train.safetensors", progress=progress, description=f"dense {model}")
     from prunekit.metrics import evaluate
 
-    record = {"settings": settings, "history": result.history, "test_accuracy": evaluate(net, data.test).accuracy, "train_seconds": time.perf_counter() - start}
+    record = {"key": key, "settings": settings, "history": result.history, "test_accuracy": evaluate(net, data.test).accuracy, "train_seconds": time.perf_counter() - start}
     save_safetensors(weights, net.state_dict())
     write_json(record_file, record)
     return net, record
