@@ -84,3 +84,21 @@ def test_other_methods_run_end_to_end(tmp_path, method):
     assert 1 - s["pruned"]["nonzero_prunable_params"] / s["pruned"]["prunable_params"] == pytest.approx(expected, abs=2e-3)
     if method == "lottery":
         assert {r["method"] for r in s["curve"]} == {"ticket", "random_reinit"}
+
+
+def test_a_users_own_model_runs_through_a_recipe(tmp_path):
+    raw = tiny_recipe(baselines=[], schedule=None, sparsity=0.5)
+    raw["model"] = {"name": "tests.experiment.custom_model:build", "kwargs": {"hidden_scale": 2}}
+    run = run_recipe(load_recipe(raw, ["compress.fc_bits=4"]), tmp_path, progress=False)
+    model, description = load_model(run / "checkpoints" / "pruned", attach_masks=True)
+    assert type(model).__name__ == "TwoLayer" and description["kwargs"] == {"hidden_scale": 2}
+    assert MaskSet.from_model(model).sparsity() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_unknown_user_factory_is_a_clear_error():
+    from pydantic import ValidationError
+
+    raw = tiny_recipe()
+    raw["model"] = {"name": "tests.experiment.custom_model:nope"}
+    with pytest.raises(ValidationError, match="cannot import model factory 'tests.experiment.custom_model:nope'"):
+        load_recipe(raw)

@@ -14,7 +14,8 @@ class Strict(BaseModel):
 
 
 class ModelSpec(Strict):
-    """Which model to prune: a zoo name (``prunekit list models``) or ``timm/<name>``."""
+    """Which model to prune: a zoo name (``prunekit list models``), ``timm/<name>``, or your own
+    ``package.module:factory`` (called with ``num_classes``, ``input_shape`` and ``kwargs``)."""
 
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments")
@@ -25,8 +26,12 @@ class ModelSpec(Strict):
     def _known(cls, name: str) -> str:
         from prunekit.zoo import MODELS
 
-        if not name.startswith("timm/") and name not in MODELS:
-            raise ValueError(f"unknown model {name!r}; allowed values: {', '.join(MODELS.names())} or timm/<name>")
+        if ":" in name:
+            from prunekit.zoo.models.registry import import_factory
+
+            import_factory(name)
+        elif not name.startswith("timm/") and name not in MODELS:
+            raise ValueError(f"unknown model {name!r}; allowed values: {', '.join(MODELS.names())}, timm/<name> or package.module:factory")
         return name
 
 

@@ -31,7 +31,9 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model.
 
-    ``name`` may also be ``"timm/<timm model name>"`` (needs the ``timm`` extra). ``input_shape``
+    ``name`` may also be ``"timm/<timm model name>"`` (needs the ``timm`` extra) or
+    ``"package.module:factory"``, a function of yours called as ``factory(num_classes=...,
+    input_shape=..., **kwargs)`` (the module is imported: name only code you trust). ``input_shape``
     defaults to the model's own (see :func:`list_models`). Extra keyword arguments go to the
     constructor (e.g. ``width_mult`` for MobileNetV2).
     """
@@ -41,11 +43,29 @@ def create_model(
         from prunekit.zoo.models.timm_adapter import create_timm_model
 
         return create_timm_model(name.removeprefix("timm/"), num_classes=num_classes, **kwargs)
+    if ":" in name:
+        if input_shape is None:
+            raise ConfigError(f"model {name!r}: a user model needs input_shape (it comes from the dataset in recipes)")
+        return import_factory(name)(num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
     builder = MODELS.get(name)
     shape = tuple(input_shape) if input_shape is not None else MODELS.meta(name)["input_shape"]
     if len(shape) != 3 or min(shape) < 1:
         raise ConfigError(f"input_shape must be (channels, height, width) of positive ints, got {shape}")
     return builder(num_classes=num_classes, input_shape=shape, **kwargs)
+
+
+def import_factory(path: str) -> Callable[..., nn.Module]:
+    """The callable named by ``"package.module:attribute"``."""
+    import importlib
+
+    module_name, _, attribute = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import model factory {path!r}: {exc}") from None
+    if not callable(factory):
+        raise ConfigError(f"model factory {path!r} is not callable")
+    return factory
 
 
 def default_input_shape(name: str) -> tuple[int, int, int]:
