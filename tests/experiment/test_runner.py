@@ -68,22 +68,29 @@ def test_run_directory_name_is_a_hash_of_the_resolved_settings():
     assert a.path.name.startswith("tiny-")
 
 
-@pytest.mark.parametrize("method", ["gradual", "lottery"])
+@pytest.mark.parametrize("method", ["gradual", "lottery", "nm"])
 def test_other_methods_run_end_to_end(tmp_path, method):
     prune = {
         "gradual": {"method": "gradual", "criterion": "magnitude", "scope": "layer", "sparsity": 0.5,
                     "schedule": {"name": "polynomial_decay", "initial_sparsity": 0.0, "final_sparsity": 0.5, "begin_step": 0, "end_step": 20, "frequency": 5},
                     "train": {"epochs": 2, "optimizer": {"name": "sgd", "lr": 0.01}}},
         "lottery": {"method": "lottery", "rounds": 2, "rate": 0.5, "controls": ["random_reinit"]},
+        "nm": {"method": "nm", "n": 2, "m": 4, "permute": True, "baselines": ["nm_plain", "unstructured"], "finetune": {"epochs": 1}},
     }[method]
     raw = tiny_recipe()
     raw["prune"] = prune
     run = run_recipe(load_recipe(raw), tmp_path, progress=False)
     s = json.loads((run / "summary.json").read_text())
-    expected = {"gradual": 0.5, "lottery": 0.75}[method]
+    expected = {"gradual": 0.5, "lottery": 0.75, "nm": 0.5}[method]
     assert 1 - s["pruned"]["nonzero_prunable_params"] / s["pruned"]["prunable_params"] == pytest.approx(expected, abs=2e-3)
     if method == "lottery":
         assert {r["method"] for r in s["curve"]} == {"ticket", "random_reinit"}
+    if method == "nm":
+        from prunekit.masks.nm import is_valid_nm
+
+        assert {r["method"] for r in s["curve"]} == {"2:4 (permuted)", "2:4", "unstructured 50% (layer)"}
+        model, _ = load_model(run / "checkpoints" / "pruned", attach_masks=True)
+        assert all(is_valid_nm(mask, 2, 4, exact=True) for mask in MaskSet.from_model(model).values())
 
 
 def test_a_users_own_model_runs_through_a_recipe(tmp_path):

@@ -91,8 +91,30 @@ class LotteryMethod(LotteryConfig):
     method: Literal["lottery"] = "lottery"
 
 
-PRUNE_METHODS = (UnstructuredMethod, GradualMethod, LotteryMethod)
-PruneMethod = Annotated[UnstructuredMethod | GradualMethod | LotteryMethod, Field(discriminator="method")]
+class NMMethod(Strict):
+    """N:M sparsity (e.g. 2:4): keep the ``n`` largest of every ``m`` consecutive input-channel weights,
+    optionally after a function-preserving channel-permutation search, then fine-tune with fixed masks.
+    ``baselines``: ``nm_plain`` / ``nm_permuted`` (the other permutation setting) and ``unstructured``
+    (layer-wise magnitude at the same sparsity, 1 − n/m), under the same fine-tuning budget."""
+
+    method: Literal["nm"] = "nm"
+    n: int = Field(2, ge=1)
+    m: int = Field(4, ge=2)
+    permute: bool = True
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    finetune: TrainConfig = TrainConfig(epochs=2)
+    baselines: tuple[Literal["nm_plain", "nm_permuted", "unstructured"], ...] = ("unstructured",)
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> NMMethod:
+        if self.n >= self.m:
+            raise ValueError(f"n must be smaller than m (got {self.n}:{self.m}); e.g. 2:4, 1:4, 4:8")
+        return self
+
+
+PRUNE_METHODS = (UnstructuredMethod, GradualMethod, LotteryMethod, NMMethod)
+PruneMethod = Annotated[UnstructuredMethod | GradualMethod | LotteryMethod | NMMethod, Field(discriminator="method")]
 
 
 def method_names() -> list[str]:
