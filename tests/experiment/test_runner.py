@@ -109,3 +109,13 @@ def test_unknown_user_factory_is_a_clear_error():
     raw["model"] = {"name": "tests.experiment.custom_model:nope"}
     with pytest.raises(ValidationError, match="cannot import model factory 'tests.experiment.custom_model:nope'"):
         load_recipe(raw)
+
+
+def test_runs_with_the_same_dense_settings_share_one_dense_training(finished_run):
+    recipe, run = finished_run
+    other = run_recipe(load_recipe(tiny_recipe(baselines=[], schedule=None, sparsity=0.5)), run.parent, progress=False)
+    assert other != run
+    first = (run / "checkpoints" / "dense.safetensors").read_bytes()
+    assert (other / "checkpoints" / "dense.safetensors").read_bytes() == first
+    assert not (other / "checkpoints" / "dense-train.safetensors").exists()  # no training happened
+    assert len(list((run.parent / "dense-cache").iterdir())) == 1

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prunekit._io import write_json
+from prunekit._io import load_safetensors, write_json
 from prunekit.experiment.artifacts import load_model, save_model
 from prunekit.experiment.compress_step import compress_step
 from prunekit.experiment.context import MethodResult, RunContext
@@ -74,23 +74,40 @@ def open_run(run_dir: str | os.PathLike[str], progress: bool = True) -> tuple[Ru
     return ctx, prune_step(ctx)
 
 
+def dense_key(recipe: Recipe) -> str:
+    """Hash of everything the dense model depends on (runs that share it share one training)."""
+    settings = recipe.resolved()
+    return settings_hash({k: settings[k] for k in ("seed", "device", "model", "data", "train")})
+
+
 def dense_step(ctx: RunContext) -> None:
-    """Train the dense model (or load ``model.checkpoint``) and save it as ``checkpoints/dense``."""
+    """Train the dense model (or load ``model.checkpoint``) and save it as ``checkpoints/dense``.
+
+    Trained dense models are also kept in ``<out>/dense-cache/``: another run with the same model,
+    data, training settings and seed reuses it instead of training again.
+    """
     run, recipe = ctx.run, ctx.recipe
     if run.done("dense"):
         log.info("dense model: already trained (%s)", run.path / "checkpoints" / "dense.safetensors")
         return
-    log.info("dense model: %s", f"loading {recipe.model.checkpoint}" if recipe.model.checkpoint else "training")
     start = time.perf_counter()
-    model = ctx.new_model()
+    target = run.path / "checkpoints" / "dense"
+    cache = run.path.parent / "dense-cache" / f"{recipe.model.name.replace('/', '_').replace(':', '_')}-{dense_key(recipe)}"
     if recipe.model.checkpoint:
-        from prunekit._io import load_safetensors
-
+        log.info("dense model: loading %s", recipe.model.checkpoint)
+        model = ctx.new_model()
         model.load_state_dict(load_safetensors(recipe.model.checkpoint))
+    elif (cache / "dense.json").exists():
+        log.info("dense model: reusing %s (same model, data, training and seed)", cache)
+        model, _ = load_model(cache / "dense")
+        model = model.to(ctx.device)
     else:
+        log.info("dense model: training")
+        model = ctx.new_model()
         fit(model, ctx.data.train, recipe.train, val=ctx.data.val, callbacks=[ctx.logger("dense")],
             checkpoint=run.checkpoint("dense-train"), device=ctx.device, progress=ctx.progress, description="dense training")
-    save_model(run.path / "checkpoints" / "dense", model, ctx.description)
+        save_model(cache / "dense", model, ctx.description)
+    save_model(target, model, ctx.description)
     run.mark_done("dense", {"test_accuracy": ctx.test(model).accuracy, "seconds": time.perf_counter() - start})
 
 
