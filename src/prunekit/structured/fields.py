@@ -69,8 +69,6 @@ class IdSpace:
         self._a: list[np.ndarray] = []
         self._b: list[np.ndarray] = []
         self.blocks: list[BlockRecord] = []
-        self.param_ids: list[np.ndarray] = []
-        self.seen: list[np.ndarray] = []  # ids that appear on activations
 
     def fresh(self, shape: tuple[int, ...]) -> np.ndarray:
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -104,10 +102,6 @@ class IdSpace:
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size:
             self.blocks.append(BlockRecord(ids, reason, where))
-
-    def mark_seen(self, info: TensorInfo) -> None:
-        for f in info.fields:
-            self.seen.append(f.ids.ravel())
 
     def edges(self, explicit: bool = True) -> tuple[np.ndarray, np.ndarray]:
         a = list(self._a)

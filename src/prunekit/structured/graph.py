@@ -86,14 +86,12 @@ class DependencyGraph:
         return graph
 
     def _unit_mask(self, labels: np.ndarray) -> np.ndarray:
-        n = int(labels.max()) + 1
-        has_param = np.zeros(n, bool)
-        seen = np.zeros(n, bool)
-        if self.prop.ids.param_ids:
-            has_param[labels[np.concatenate(self.prop.ids.param_ids)]] = True
-        if self.prop.ids.seen:
-            seen[labels[np.concatenate(self.prop.ids.seen)]] = True
-        mask = has_param & seen
+        """Labels that can be units: not blocked, and holding a channel of a real layer (a role other than 'param')."""
+        mask = np.zeros(int(labels.max()) + 1, bool)
+        for rec in self.prop.tensors.values():
+            for dim, role in enumerate(rec.roles):
+                if role and role != "param":
+                    mask[labels[rec.dim_ids[dim]]] = True
         mask[labels[BLOCK]] = False
         return mask
 

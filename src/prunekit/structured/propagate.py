@@ -73,7 +73,6 @@ class Propagation:
             self.node = node
             info = self._visit(node, modules)
             self.infos[node] = info
-            self._mark(info)
         for guard in self.trace.guards:
             self.sites.append(guard_site(guard.node, guard.value, self.infos))
         self.node = None
@@ -124,10 +123,6 @@ class Propagation:
                 raise
             log.debug("%s failed at %s", what, self.node, exc_info=True)
             return self.unknown(f"{what} could not handle this call ({type(exc).__name__}: {exc})")
-
-    def _mark(self, info: Any) -> None:
-        for t in _infos_in(info):
-            self.ids.mark_seen(t)
 
     # --- what rules use -----------------------------------------------------------------------
     @property
@@ -196,12 +191,12 @@ class Propagation:
                 is_param = isinstance(tensor, nn.Parameter)
                 dim_ids = [self.ids.fresh((s,)) for s in tensor.shape]
                 record = TensorRecord(module, name, tuple(tensor.shape), is_param, dim_ids, [""] * tensor.dim())
-                self.ids.param_ids.extend(dim_ids)
                 self._by_tensor[id(tensor)] = key
             self.tensors[key] = record
         for dim, role in (roles or {}).items():
             self._set_role(record, dim, role)
-        return TensorInfo(record.shape, [Field((d,), ids) for d, ids in enumerate(record.dim_ids) if record.shape[d] > 0])
+        # a size-1 dim can never shrink: it stays fixed rather than labelling what it broadcasts into
+        return TensorInfo(record.shape, [Field((d,), ids) for d, ids in enumerate(record.dim_ids) if record.shape[d] > 1])
 
     def tag(self, a: Any, dim: int, role: str) -> None:
         """Give a parameter argument's dim a role (``out``, ``in``, ``bias``, ``norm_weight`` ...)."""

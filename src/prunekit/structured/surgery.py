@@ -4,6 +4,8 @@ The result is an ordinary, smaller module: parameters are replaced by smaller ``
 objects (``requires_grad`` kept, ``.grad`` dropped: create the optimizer after pruning), buffers by
 smaller tensors, and attributes (``out_channels``, ``num_heads``, ``normalized_shape`` ...) are
 rewritten. Nothing is attached to the model. The graph used for the plan is stale afterwards.
+The model's train/eval mode is toggled once at the end so that modules caching tensors derived
+from their parameters (timm's LeViT attention biases) drop those caches.
 """
 
 from __future__ import annotations
@@ -91,6 +93,10 @@ def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[At
             items[index] = int(value)
             setattr(owner, attr, tuple(items))
         changed.add(owner_path)
+    # modules that cache tensors derived from their parameters (e.g. attention biases) drop them on train()
+    mode = model.training
+    model.train(True)
+    model.train(mode)
     log.debug("pruned %d modules", len(changed))
     return changed
 

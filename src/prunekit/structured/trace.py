@@ -19,6 +19,7 @@ be traced is retried as an opaque leaf (left untouched by pruning, with a warnin
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import operator
@@ -243,7 +244,12 @@ class ConcreteTracer(fx.Tracer):
         return proxy
 
     def create_arg(self, a: Any) -> Any:
-        if isinstance(a, torch.Tensor) and not isinstance(a, nn.Parameter) and not any(a is b for b in self._buffers):
+        if isinstance(a, torch.Tensor) and id(a) in self._tensor_names:
+            node = self.create_node("get_attr", self._tensor_names[id(a)], (), {})
+            node.meta["value"] = summarize(a)
+            node.meta["scope"] = self._scopes[-1]
+            return node
+        if isinstance(a, torch.Tensor):
             entry = self._constants.get(id(a))
             if entry is None:
                 name = f"_prunekit_constant_{len(self._constants)}"
@@ -299,8 +305,9 @@ class ConcreteTracer(fx.Tracer):
         return out
 
     def trace(self, root: nn.Module, concrete_args: dict[str, Any] | None = None) -> fx.Graph:  # type: ignore[override]
-        self._buffers = [b for b in root.buffers()]
+        self._tensor_names = {id(t): n for n, t in [*root.named_parameters(), *root.named_buffers()]}
         self._constants_by_name: dict[str, torch.Tensor] = {}
+        self.proxy_buffer_attributes = True
         instrumented = _instrument(root, "")
         try:
             return super().trace(root, concrete_args)
@@ -363,6 +370,7 @@ def trace_model(
     # One real forward of a small input: a single thread avoids idle-spinning on busy machines.
     torch.set_num_threads(1)
     model.eval()
+    state = _container_state(model)
     try:
         for _ in range(max_retries + 1):
             tracer = ConcreteTracer(inputs, is_handled, opaque_set, autowrap_functions)
@@ -384,5 +392,25 @@ def trace_model(
             return Trace(graph, model, tracer.guards, reasons, tracer.module_outputs)
         raise StructureError(f"gave up tracing {type(model).__name__} after {max_retries} opaque retries")
     finally:
+        _restore_containers(state)
         model.train(was_training)
         torch.set_num_threads(threads)
+
+
+def _container_state(model: nn.Module) -> list[tuple[Any, Any]]:
+    """Shallow copies of modules' dict/list attributes (caches a forward might fill with proxies)."""
+    saved = []
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if not name.startswith("_") and isinstance(value, (dict, list)):
+                saved.append((value, copy.copy(value)))
+    return saved
+
+
+def _restore_containers(saved: list[tuple[Any, Any]]) -> None:
+    for value, before in saved:
+        if isinstance(value, dict):
+            value.clear()
+            value.update(before)
+        else:
+            value[:] = before
