@@ -43,9 +43,13 @@ def remove_units(graph: DependencyGraph, selection: Mapping[Group | int, Iterabl
     return graph.model
 
 
-def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[AttrKey, int]) -> set[str]:
-    """Slice tensors, update layer attributes and write attribute bindings; return changed module names."""
-    model, labels = graph.model, graph.labels
+def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[AttrKey, int], model: nn.Module | None = None) -> set[str]:
+    """Slice tensors, update layer attributes and write attribute bindings; return changed module names.
+
+    ``model`` defaults to ``graph.model``; a deep copy of it (same module names) works too.
+    """
+    model = graph.model if model is None else model
+    labels = graph.labels
     ev = graph.evaluator(removed, dict(bindings))
     old_shapes = {node: info.shape for node, info in graph.infos.items() if isinstance(info, TensorInfo)}
     replaced: dict[int, torch.Tensor] = {}
@@ -77,7 +81,7 @@ def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[At
         inputs = [ev.shape(a) if isinstance(a, fx.Node) and a in old_shapes else None for a in call.node.args]
         moved = any(s is not None and s != old_shapes[a] for s, a in zip(inputs, call.node.args))
         if call.path in changed or moved:
-            call.handler.update(call.module, LeafShapes(inputs))
+            call.handler.update(model.get_submodule(call.path), LeafShapes(inputs))
             leaf_paths.add(call.path)
     for path in sorted(changed - leaf_paths):
         module = model.get_submodule(path) if path else model
