@@ -158,8 +158,8 @@ class GroupNormHandler(LayerHandler):
 
     def propagate(self, ctx: Any, module: nn.Module, node: fx.Node) -> TensorInfo:
         path = str(node.target)
-        w = ctx.param(path, "weight") if module.weight is not None else None
-        b = ctx.param(path, "bias") if module.bias is not None else None
+        w = ctx.param(path, "weight", {0: "norm_weight"}) if module.weight is not None else None
+        b = ctx.param(path, "bias", {0: "norm_bias"}) if module.bias is not None else None
         return group_norm_fields(ctx, _input(ctx, node), module.num_groups, w, b)
 
     def update(self, module: nn.Module, shapes: LeafShapes | None) -> None:
@@ -179,9 +179,10 @@ class LayerNormHandler(LayerHandler):
 
     def propagate(self, ctx: Any, module: nn.Module, node: fx.Node) -> TensorInfo:
         path = str(node.target)
-        w = ctx.param(path, "weight") if getattr(module, "weight", None) is not None else None
-        b = ctx.param(path, "bias") if getattr(module, "bias", None) is not None else None
-        return layer_norm_fields(ctx, _input(ctx, node), len(module.normalized_shape), w, b)
+        k = len(module.normalized_shape)
+        w = ctx.param(path, "weight", dict.fromkeys(range(k), "norm_weight")) if getattr(module, "weight", None) is not None else None
+        b = ctx.param(path, "bias", dict.fromkeys(range(k), "norm_bias")) if getattr(module, "bias", None) is not None else None
+        return layer_norm_fields(ctx, _input(ctx, node), k, w, b)
 
     def update(self, module: nn.Module, shapes: LeafShapes | None) -> None:
         if getattr(module, "weight", None) is not None:
