@@ -48,9 +48,6 @@ class TensorInfo:
                 return f
         return None
 
-    def labelled(self) -> bool:
-        return bool(self.fields)
-
 
 @dataclass
 class BlockRecord:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -63,7 +63,6 @@ class Group:
     members: list[Member]
     prunable: bool = True
     reason: str = ""
-    attrs: dict[str, int] = field(default_factory=dict)
 
     @property
     def size(self) -> int:

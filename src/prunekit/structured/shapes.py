@@ -141,10 +141,6 @@ class _ShapeOnly:
     shape: tuple[int, ...]
 
 
-def as_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else None
-
-
 def shape_args_site(node: fx.Node, where: str, what: str, args: list[Any], expected: Callable[[Evaluator], tuple[int, ...]], ids: list[np.ndarray], minus_one: bool = True) -> Site:
     """A site for size arguments ``args`` that must equal ``expected(ev)`` (``-1`` = inferred when allowed)."""
 
@@ -223,4 +219,4 @@ def _flatten(values: Iterable[Any]) -> Iterable[Any]:
             yield v
 
 
-__all__ = ["AttrKey", "Evaluator", "Invalid", "Site", "as_int", "guard_site", "shape_args_site"]
+__all__ = ["AttrKey", "Evaluator", "Invalid", "Site", "guard_site", "shape_args_site"]

@@ -96,9 +96,6 @@ class Trace:
     opaque: dict[str, str]  # module path -> why it was not traced through
     module_outputs: dict[str, list[fx.Node]] = field(default_factory=dict)
 
-    def meta(self, node: fx.Node) -> Any:
-        return node.meta.get("value")
-
 
 def _map(value: Any, fn: Callable[[Any], Any]) -> Any:
     if isinstance(value, Proxy):
