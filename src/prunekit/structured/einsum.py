@@ -32,6 +32,40 @@ def _letter_sizes(operands: Sequence[tuple[TensorInfo, Letters]]) -> dict[Hashab
     return sizes
 
 
+def _single_axis(ids: IdSpace, operands: Sequence[tuple[TensorInfo, Letters]], out_letters: Letters, sizes: dict[Hashable, int]) -> list[Field]:
+    """Fast path when every field spans one axis: couple per letter, no materialisation."""
+    per_letter: dict[Hashable, list[np.ndarray]] = {}
+    blocked: dict[Hashable, np.ndarray] = {}
+    labelled: set[Hashable] = set()
+    for info, letters in operands:
+        for f in info.fields:
+            letter = letters[f.axes[0]]
+            if letter is not None and info.shape[f.axes[0]] == sizes[letter]:
+                labelled.add(letter)
+    for info, letters in operands:
+        own = {letters[f.axes[0]]: f.ids for f in info.fields}
+        for ax, letter in enumerate(letters):
+            if letter in labelled and info.shape[ax] == sizes[letter] and info.shape[ax] != 1:
+                arr = own.get(letter)
+                if arr is None:
+                    blocked.setdefault(letter, np.full(sizes[letter], BLOCK, np.int64))
+                else:
+                    per_letter.setdefault(letter, []).append(arr)
+    out: list[Field] = []
+    out_pos = {letter: ax for ax, letter in enumerate(out_letters) if letter is not None}
+    for letter, arrays in per_letter.items():
+        rep = arrays[0]
+        for arr in arrays[1:]:
+            if arr is not rep:
+                ids.union(rep, arr)
+        if letter in blocked:
+            ids.fix(rep)
+        if letter in out_pos:
+            out.append(Field((out_pos[letter],), rep))
+    out.sort(key=lambda f: f.axes)
+    return out
+
+
 def einsum_fields(
     ids: IdSpace,
     operands: Sequence[tuple[TensorInfo, Letters]],
@@ -45,6 +79,8 @@ def einsum_fields(
     pruning head dimensions instead of heads).
     """
     sizes = _letter_sizes(operands)
+    if not merge and all(len(f.axes) == 1 for info, _ in operands for f in info.fields):
+        return _single_axis(ids, operands, out_letters, sizes), []
     # fields in letter space: (operand index, letters tuple, ids array)
     lettered: list[tuple[int, tuple[Hashable, ...], np.ndarray]] = []
     for i, (info, letters) in enumerate(operands):

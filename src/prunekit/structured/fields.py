@@ -75,7 +75,9 @@ class IdSpace:
 
     def union(self, a: np.ndarray, b: np.ndarray | int) -> None:
         """Couple ``a`` and ``b`` position-wise (broadcasting)."""
-        a, b = np.broadcast_arrays(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        if a.shape != b.shape:
+            a, b = np.broadcast_arrays(a, b)
         mask = a != b
         if mask.any():
             self._a.append(a[mask].ravel())

@@ -78,7 +78,14 @@ class DependencyGraph:
             raise StructureError("the model has parametrizations (masks?); strip them first (prunekit.masks) before structured pruning")
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         opaque = {name for name, _ in model.named_modules() if name and any(fnmatch.fnmatchcase(name, p) for p in options.opaque)}
-        trace = trace_model(model, inputs, lambda m: handler_for(m) is not None, opaque, options.autowrap_functions)
+        known: dict[type, bool] = {}
+
+        def is_handled(m: nn.Module) -> bool:
+            if type(m) not in known:
+                known[type(m)] = handler_for(m) is not None
+            return known[type(m)]
+
+        trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions)
         prop = Propagation(trace, handler_for, merge_heads=options.attention == "head_dims", strict=options.strict).run()
         labels = _resolve(prop)
         graph = cls(model, prop, labels, [])

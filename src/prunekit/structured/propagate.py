@@ -65,10 +65,11 @@ class Propagation:
     leaf_calls: list[LeafCall] = field(default_factory=list)
     node: fx.Node | None = None
     _by_tensor: dict[int, tuple[str, str]] = field(default_factory=dict)
+    _modules: dict[str, nn.Module] = field(default_factory=dict)
 
     # --- walking ------------------------------------------------------------------------------
     def run(self) -> Propagation:
-        modules = dict(self.trace.root.named_modules())
+        modules = self._modules = dict(self.trace.root.named_modules())
         for node in self.trace.graph.nodes:
             self.node = node
             info = self._visit(node, modules)
@@ -180,7 +181,7 @@ class Propagation:
         key = (module, name)
         record = self.tensors.get(key)
         if record is None:
-            owner = self.trace.root.get_submodule(module) if module else self.trace.root
+            owner = self._modules.get(module) or self.trace.root.get_submodule(module)
             tensor = getattr(owner, name, None)
             if not isinstance(tensor, torch.Tensor):
                 return None

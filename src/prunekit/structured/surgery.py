@@ -50,12 +50,13 @@ def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[At
     """
     model = graph.model if model is None else model
     labels = graph.labels
+    modules = dict(model.named_modules())
     ev = graph.evaluator(removed, dict(bindings))
     old_shapes = {node: info.shape for node, info in graph.infos.items() if isinstance(info, TensorInfo)}
     replaced: dict[int, torch.Tensor] = {}
     changed: set[str] = set()
     for (module, name), record in graph.prop.tensors.items():
-        owner = model.get_submodule(module) if module else model
+        owner = modules[module]
         old = getattr(owner, name)
         if id(old) in replaced:
             _assign(owner, name, replaced[id(old)])
@@ -81,15 +82,15 @@ def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[At
         inputs = [ev.shape(a) if isinstance(a, fx.Node) and a in old_shapes else None for a in call.node.args]
         moved = any(s is not None and s != old_shapes[a] for s, a in zip(inputs, call.node.args))
         if call.path in changed or moved:
-            call.handler.update(model.get_submodule(call.path), LeafShapes(inputs))
+            call.handler.update(modules[call.path], LeafShapes(inputs))
             leaf_paths.add(call.path)
     for path in sorted(changed - leaf_paths):
-        module = model.get_submodule(path) if path else model
+        module = modules[path]
         handler = handler_for_type(module)
         if handler is not None:
             handler.update(module, None)
     for (owner_path, attr, index), value in bindings.items():
-        owner = model.get_submodule(owner_path) if owner_path else model
+        owner = modules[owner_path]
         if index is None:
             setattr(owner, attr, int(value))
         else:

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.fx._symbolic_trace import _maybe_revert_all_patches, _orig_module_getattr
+from torch.fx._symbolic_trace import _orig_module_getattr
 from torch.fx.proxy import Attribute, Proxy
 
 from prunekit.errors import StructureError
@@ -192,6 +192,7 @@ class ConcreteTracer(fx.Tracer):
         self.module_outputs: dict[str, list[fx.Node]] = {}
         self._scopes: list[str] = [""]
         self._constants: dict[int, tuple[str, torch.Tensor]] = {}
+        self._concrete = 0
 
     # --- values -------------------------------------------------------------------------------
     def proxy(self, node: fx.Node) -> Proxy:
@@ -228,9 +229,17 @@ class ConcreteTracer(fx.Tracer):
         if kind == "call_method":
             return getattr(a[0], target)(*a[1:], **kw)
         if kind == "call_module":
-            with _maybe_revert_all_patches():  # run the module's real code, not the tracing patches
+            self._concrete += 1  # the leaf runs its real code: attribute reads return real tensors
+            try:
                 return self.root.get_submodule(target)(*a, **kw)
+            finally:
+                self._concrete -= 1
         return None
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if self._concrete:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # type: ignore[override]
         value = self._evaluate(kind, target, args, kwargs) if kind != "output" else None

@@ -40,6 +40,8 @@ def elementwise(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tens
         offset = len(out) - info.ndim
         letters = [ax + offset if info.shape[ax] == out[ax + offset] else None for ax in range(info.ndim)]
         operands.append((info, letters))
+    if len(operands) == 1 and operands[0][0].shape == tuple(out):
+        return TensorInfo(tuple(out), list(operands[0][0].fields))  # unary: channels pass through
     return ctx.einsum(operands, list(range(len(out))))
 
 
