@@ -188,7 +188,7 @@ class StructuredPruner:
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         cfg = self.config
         before = layer_channels(model)
-        macs_before, params_before = count_macs(model, inputs).dense, count_parameters(model).params
+        macs_before, params_before = _macs(model, inputs), count_parameters(model).params
         reference = _reference_output(model, inputs)
         graph = DependencyGraph.build(model, inputs, GraphOptions(attention=cfg.attention))
         if cfg.ignored_layers:
@@ -213,7 +213,7 @@ class StructuredPruner:
             model=model,
             layers=layers,
             macs_before=macs_before,
-            macs_after=count_macs(model, inputs).dense,
+            macs_after=_macs(model, inputs),
             params_before=params_before,
             params_after=count_parameters(model).params,
             groups_pruned=len(selection),
@@ -318,7 +318,24 @@ class StructuredPruner:
             apply_plan(graph, removed, graph.validate(removed), trial)
         except Invalid as exc:
             raise StructureError(f"the chosen plan would break the model: {exc}") from None
-        return float(count_macs(trial, inputs).dense)
+        return float(_macs(trial, inputs))
+
+
+def _macs(model: nn.Module, inputs: tuple[Any, ...]) -> int:
+    """Dense MACs via ``count_macs``, with parameter gradients off while counting.
+
+    torch's ``FlopCounterMode`` tracks modules with autograd hooks and fails ("Expected gradient
+    function to be set") when a parameter is passed to a submodule under ``no_grad`` (timm's PiT and
+    CaiT class tokens); parameters that do not require gradients avoid it.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        return count_macs(model, inputs).dense
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def _key(group: Group) -> str:

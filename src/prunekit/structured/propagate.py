@@ -15,7 +15,7 @@ from prunekit.errors import StructureError
 from prunekit.structured.einsum import Letters, einsum_fields
 from prunekit.structured.fields import Field, IdSpace, TensorInfo
 from prunekit.structured.ops import OP_RULES, op_name
-from prunekit.structured.shapes import Site, guard_site
+from prunekit.structured.shapes import Site, guard_site, size_dependencies
 from prunekit.structured.trace import TensorMeta, Trace
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,8 @@ class Propagation:
             record.roles[dim] = role
 
     def site(self, site: Site) -> None:
+        """Record a size check; it also depends on every tensor whose sizes its arguments read."""
+        site.ids = list(site.ids) + size_dependencies(site.node, self.infos)
         self.sites.append(site)
 
     def identity(self, info: TensorInfo | None) -> TensorInfo:

@@ -170,8 +170,13 @@ def _mentions_traced(args: Any) -> bool:
     return False
 
 
-def guard_site(node: fx.Node, value: Any, infos: dict[fx.Node, Any]) -> Site:
-    """A control-flow decision: the guarded expression must keep ``value``."""
+def size_dependencies(node: fx.Node, infos: dict[fx.Node, Any]) -> list[np.ndarray]:
+    """Ids of every tensor whose sizes the integer arguments of ``node`` are computed from."""
+    return _walk(node, infos)[0]
+
+
+def _walk(node: fx.Node, infos: dict[fx.Node, Any]) -> tuple[list[np.ndarray], bool]:
+    """(ids of tensors reached through non-tensor arguments, whether a TracedInt takes part)."""
     ids: list[np.ndarray] = []
     always = False
     seen: set[fx.Node] = set()
@@ -181,15 +186,21 @@ def guard_site(node: fx.Node, value: Any, infos: dict[fx.Node, Any]) -> Site:
         if n in seen:
             continue
         seen.add(n)
-        info = infos.get(n)
-        if isinstance(info, TensorInfo):
-            ids.extend(f.ids for f in info.fields)
-            continue
         for a in _flatten(list(n.args) + list(n.kwargs.values())):
             if isinstance(a, fx.Node):
-                stack.append(a)
+                info = infos.get(a)
+                if isinstance(info, TensorInfo):
+                    ids.extend(f.ids for f in info.fields)
+                else:
+                    stack.append(a)
             elif isinstance(a, TracedInt):
                 always = True
+    return ids, always
+
+
+def guard_site(node: fx.Node, value: Any, infos: dict[fx.Node, Any]) -> Site:
+    """A control-flow decision: the guarded expression must keep ``value``."""
+    ids, always = _walk(node, infos)
 
     def check(ev: Evaluator) -> None:
         now = ev.value(node)

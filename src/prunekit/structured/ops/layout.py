@@ -100,8 +100,25 @@ def reshape(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorIn
     if not isinstance(ctx.out, TensorMeta) or (not isinstance(sizes, fx.Node) and sizes and not isinstance(ctx.value(sizes[0]), int)):
         return ctx.identity(x)  # view(dtype)
     out = reshape_info(ctx, x, ctx.out_shape)
+    if isinstance(sizes, list):
+        _follow_sources(ctx, out, sizes)
     _sizes_site(ctx, x, sizes, f"{ctx.node.target if isinstance(ctx.node.target, str) else 'reshape'} sizes")
     return out
+
+
+def _follow_sources(ctx: Any, out: TensorInfo, sizes: list[Any]) -> None:
+    """An axis sized by another tensor's axis (``reshape(B, N, C)`` with ``C = x.shape[-1]``) shrinks with it.
+
+    Their sizes must stay equal, so their positions are coupled one to one.
+    """
+    for k, s in enumerate(sizes):
+        src = _axis_source(ctx, s)
+        f_out = out.field_at(k) if k < out.ndim else None
+        if src is None or f_out is None or len(f_out.axes) != 1:
+            continue
+        f_src = src[0].field_at(src[1])
+        if f_src is not None and len(f_src.axes) == 1 and f_src.ids.shape == f_out.ids.shape and f_src.ids is not f_out.ids:
+            ctx.ids.union(f_src.ids, f_out.ids)
 
 
 @register_op("flatten", "squeeze", "unsqueeze", "ravel")
