@@ -66,7 +66,6 @@ class DependencyGraph:
     labels: np.ndarray
     groups: list[Group]
     warnings: list[str] = field(default_factory=list)
-    _site_labels: list[np.ndarray] = field(default_factory=list)
     _sites_of_label: dict[int, list[int]] = field(default_factory=dict)
 
     # --- construction -------------------------------------------------------------------------
@@ -111,11 +110,9 @@ class DependencyGraph:
         self._probe()
 
     def _index_sites(self) -> None:
-        self._site_labels = []
         self._sites_of_label = {}
         for i, site in enumerate(self.prop.sites):
             lab = np.unique(self.labels[np.concatenate([a.ravel() for a in site.ids])]) if site.ids else np.zeros(0, np.int64)
-            self._site_labels.append(lab)
             for label in lab.tolist():
                 self._sites_of_label.setdefault(label, []).append(i)
 

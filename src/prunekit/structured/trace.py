@@ -392,9 +392,6 @@ def trace_model(
                 opaque_set.add(failed)
                 reasons[failed] = f"its forward cannot be traced ({type(exc).__name__}: {str(exc)[:160]})"
                 continue
-            for path in tracer.module_outputs:
-                if path in opaque_set and path not in reasons:
-                    reasons[path] = "marked opaque"
             return Trace(graph, model, tracer.guards, reasons, tracer.module_outputs)
         raise StructureError(f"gave up tracing {type(model).__name__} after {max_retries} opaque retries")
     finally:
