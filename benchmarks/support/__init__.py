@@ -1,0 +1,1 @@
+"""Helpers shared by benchmark scripts and tests (never imported by ``src/``)."""

@@ -1,0 +1,17 @@
+"""Structured pruning: a dependency graph of coupled channels and surgery that removes them for real."""
+
+from prunekit.structured.cost import CostModel
+from prunekit.structured.graph import ActivationSite, DependencyGraph, GraphOptions, PruningWarning
+from prunekit.structured.groups import Group, Member
+from prunekit.structured.layers import LAYERS, ChannelLayer, LayerHandler, LeafShapes, handler_for, register_layer
+from prunekit.structured.ops import OP_RULES, register_op
+from prunekit.structured.regularizers import apply_bn_l1_grad_, bn_l1_penalty, group_lasso_penalty
+from prunekit.structured.spec import architecture_spec, load_pruned, load_spec, rebuild, save_pruned, save_spec
+from prunekit.structured.surgery import apply_plan, remove_units
+
+__all__ = [
+    "LAYERS", "OP_RULES", "ActivationSite", "ChannelLayer", "CostModel", "DependencyGraph", "GraphOptions", "Group",
+    "LayerHandler", "LeafShapes", "Member", "PruningWarning", "apply_bn_l1_grad_", "apply_plan", "architecture_spec",
+    "bn_l1_penalty", "group_lasso_penalty", "handler_for", "load_pruned", "load_spec", "rebuild", "register_layer",
+    "register_op", "remove_units", "save_pruned", "save_spec",
+]

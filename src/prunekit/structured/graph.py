@@ -1,0 +1,291 @@
+"""The dependency graph: trace, couple, resolve into groups, and check plans before surgery."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from torch import fx, nn
+from torch.nn.utils import parametrize
+
+from prunekit.errors import StructureError
+from prunekit.structured.fields import BLOCK, Field, TensorInfo
+from prunekit.structured.groups import Group, build_groups
+from prunekit.structured.layers import handler_for
+from prunekit.structured.propagate import Propagation
+from prunekit.structured.shapes import AttrKey, Evaluator, Invalid, Site
+from prunekit.structured.trace import trace_model
+
+log = logging.getLogger(__name__)
+
+
+class PruningWarning(UserWarning):
+    """Part of a model is left untouched by structured pruning (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How to build a dependency graph.
+
+    ``attention``: prune attention ``"heads"`` (default) or ``"head_dims"`` (the same dims of every
+    head). ``opaque``: module names (fnmatch patterns) to leave untouched as black boxes.
+    ``autowrap_functions``: functions recorded as single ops instead of being traced into.
+    """
+
+    attention: Literal["heads", "head_dims"] = "heads"
+    opaque: tuple[str, ...] = ()
+    autowrap_functions: tuple[Callable[..., Any], ...] = ()
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ActivationSite:
+    """Where a group's channels can be observed: output ``index`` of module ``module`` along ``axis``."""
+
+    module: str
+    index: int
+    axis: int
+    units: np.ndarray
+
+
+@dataclass
+class DependencyGraph:
+    """Coupled channel groups of a model, built from one concrete trace.
+
+    >>> graph = DependencyGraph.build(model, torch.randn(1, 3, 32, 32))
+    >>> [g for g in graph.groups if g.prunable]
+    """
+
+    model: nn.Module
+    prop: Propagation
+    labels: np.ndarray
+    groups: list[Group]
+    warnings: list[str] = field(default_factory=list)
+    _sites_of_label: dict[int, list[int]] = field(default_factory=dict)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, model: nn.Module, example_inputs: Any, options: GraphOptions | None = None) -> DependencyGraph:
+        """Trace ``model(*example_inputs)`` and find every group of coupled channels."""
+        options = options or GraphOptions()
+        if any(parametrize.is_parametrized(m) for m in model.modules()):
+            raise StructureError("the model has parametrizations (masks?); strip them first (prunekit.masks) before structured pruning")
+        inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+        opaque = {name for name, _ in model.named_modules() if name and any(fnmatch.fnmatchcase(name, p) for p in options.opaque)}
+        known: dict[type, bool] = {}
+
+        def is_handled(m: nn.Module) -> bool:
+            if type(m) not in known:
+                known[type(m)] = handler_for(m) is not None
+            return known[type(m)]
+
+        trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions)
+        prop = Propagation(trace, handler_for, merge_heads=options.attention == "head_dims", strict=options.strict).run()
+        labels = _resolve(prop)
+        graph = cls(model, prop, labels, [])
+        graph._form_groups()
+        return graph
+
+    def _unit_mask(self, labels: np.ndarray) -> np.ndarray:
+        """Labels that can be units: not blocked, and holding a channel of a real layer (a role other than 'param')."""
+        mask = np.zeros(int(labels.max()) + 1, bool)
+        for rec in self.prop.tensors.values():
+            for dim, role in enumerate(rec.roles):
+                if role and role != "param":
+                    mask[labels[rec.dim_ids[dim]]] = True
+        mask[labels[BLOCK]] = False
+        return mask
+
+    def _form_groups(self) -> None:
+        prop = self.prop
+        records = [(r.module, r.name, r.dim_ids, [role or "param" for role in r.roles]) for key, r in prop.tensors.items() if key == (r.module, r.name)]
+        self.groups = build_groups(records, self.labels, self._unit_mask(self.labels))
+        self._index_sites()
+        self._warn_blocks()
+        self._probe()
+
+    def _index_sites(self) -> None:
+        self._sites_of_label = {}
+        for i, site in enumerate(self.prop.sites):
+            lab = np.unique(self.labels[np.concatenate([a.ravel() for a in site.ids])]) if site.ids else np.zeros(0, np.int64)
+            for label in lab.tolist():
+                self._sites_of_label.setdefault(label, []).append(i)
+
+    def _warn_blocks(self) -> None:
+        """One warning per layer whose explicit block took away channels that were otherwise prunable."""
+        ids = self.prop.ids
+        if not ids.blocks:
+            return
+        base = ids.components(explicit=False)
+        prunable = self._unit_mask(base)
+        by_layer: dict[str, list[str]] = {}
+        for rec in ids.blocks:
+            if prunable[base[rec.ids]].any():
+                reasons = by_layer.setdefault(rec.where or "<model>", [])
+                if rec.reason not in reasons:
+                    reasons.append(rec.reason)
+        for layer, reasons in by_layer.items():
+            self._warn(f"{layer}: channels coupled to it are left untouched: {'; '.join(reasons)}")
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        warnings.warn(message, PruningWarning, stacklevel=4)
+
+    def _probe(self) -> None:
+        """Refuse groups whose removal would break a size the model computes."""
+        failed: dict[str, list[str]] = {}
+        for g in self.groups:
+            if not g.prunable or g.size < 2:
+                g.prunable = g.prunable and g.size >= 2
+                if g.size < 2 and not g.reason:
+                    g.reason = "a single unit"
+                continue
+            for units in ([0], list(range(g.size - 1))):
+                removed = np.zeros(int(self.labels.max()) + 1, bool)
+                removed[g.labels[units]] = True
+                try:
+                    self.validate(removed)
+                except Invalid as exc:
+                    g.prunable, g.reason = False, str(exc)
+                    failed.setdefault(g.name, []).append(str(exc))
+                    break
+        for name, reasons in failed.items():
+            self._warn(f"{name}: channels coupled to it are left untouched: {reasons[0]}")
+
+    # --- queries ------------------------------------------------------------------------------
+    @property
+    def infos(self) -> dict[fx.Node, Any]:
+        return self.prop.infos
+
+    def prunable_groups(self) -> list[Group]:
+        return [g for g in self.groups if g.prunable]
+
+    def groups_of(self, module: str) -> list[Group]:
+        """Groups with a member in ``module`` (exact name)."""
+        return [g for g in self.groups if any(m.module == module for m in g.members)]
+
+    def fix_modules(self, patterns: Sequence[str], reason: str = "ignored by the caller") -> None:
+        """Make every group touching a module matching ``patterns`` unprunable."""
+        for g in self.groups:
+            if any(fnmatch.fnmatchcase(m.module, p) for m in g.members for p in patterns):
+                g.prunable, g.reason = False, reason
+
+    def output_layers(self) -> list[str]:
+        """Modules whose output channels are the model's outputs (classifier layers)."""
+        outs: list[str] = []
+        blocked = self.labels[BLOCK]
+        for (module, _name), rec in self.prop.tensors.items():
+            if "out" in rec.roles:
+                d = rec.roles.index("out")
+                if (self.labels[rec.dim_ids[d]] == blocked).all() and module not in outs and self._feeds_output(module):
+                    outs.append(module)
+        return outs
+
+    def _feeds_output(self, module: str) -> bool:
+        output = next(n for n in self.prop.trace.graph.nodes if n.op == "output")
+        stack, seen = list(output.all_input_nodes), set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n.op == "call_module" and n.target == module:
+                return True
+            if n.op == "call_module" and self.prop.tensors.get((str(n.target), "weight")) is not None:
+                continue
+            stack.extend(n.all_input_nodes)
+        return False
+
+    def activation_sites(self, group: Group) -> list[ActivationSite]:
+        """Module outputs on which the group's channels appear (for activation statistics)."""
+        unit_of = {int(lab): u for u, lab in enumerate(group.labels)}
+        sites = []
+        for path, nodes in self.prop.trace.module_outputs.items():
+            info = self.prop.infos.get(nodes[0])
+            for index, t in enumerate(info if isinstance(info, list) else [info]):
+                if not isinstance(t, TensorInfo):
+                    continue
+                for f in t.fields:
+                    if len(f.axes) != 1:
+                        continue
+                    lab = self.labels[f.ids]
+                    units = np.array([unit_of.get(int(x), -1) for x in lab])
+                    if (units >= 0).any():
+                        sites.append(ActivationSite(path, index, f.axes[0], units))
+        return sites
+
+    # --- plans --------------------------------------------------------------------------------
+    def removed_mask(self, selection: dict[int, Iterable[int]]) -> np.ndarray:
+        """Boolean mask over labels from ``{group index: unit indices to remove}``."""
+        removed = np.zeros(int(self.labels.max()) + 1, bool)
+        for gi, units in selection.items():
+            units = list(units)
+            if not units:
+                continue
+            g = self.groups[gi]
+            if not g.prunable:
+                raise StructureError(f"group {g.name!r} is not prunable: {g.reason}")
+            if len(units) >= g.size:
+                raise StructureError(f"cannot remove all {g.size} units of group {g.name!r}")
+            removed[g.labels[np.asarray(units, dtype=np.int64)]] = True
+        return removed
+
+    def evaluator(self, removed: np.ndarray, bindings: dict[AttrKey, int] | None = None) -> Evaluator:
+        return Evaluator(self.prop.infos, self.labels, removed, dict(bindings or {}))
+
+    def validate(self, removed: np.ndarray) -> dict[AttrKey, int]:
+        """Check a plan against every size the model computes; return the attribute values it needs.
+
+        Raises :class:`~prunekit.structured.shapes.Invalid` if the plan would break the model.
+        """
+        relevant: set[int] = {i for i, s in enumerate(self.prop.sites) if s.always}
+        for label in np.flatnonzero(removed).tolist():
+            relevant.update(self._sites_of_label.get(label, ()))
+        sites: list[Site] = [self.prop.sites[i] for i in sorted(relevant)]
+        ev = self.evaluator(removed)
+        bindings: dict[AttrKey, int] = {}
+        for site in sites:
+            for key, value in site.bind(ev):
+                if bindings.get(key, value) != value:
+                    raise Invalid(f"{key[0]}.{key[1]} would need two values ({bindings[key]} and {value})")
+                bindings[key] = value
+        ev = self.evaluator(removed, bindings)
+        for site in sites:
+            try:
+                site.check(ev)
+            except Invalid as exc:
+                raise Invalid(f"{site.where or '<model>'}: {exc}") from None
+        return bindings
+
+
+def _resolve(prop: Propagation, max_rounds: int = 8) -> np.ndarray:
+    """Connected components, then merge multi-axis fields until every removal is rectangular."""
+    labels = prop.ids.components()
+    for _ in range(max_rounds):
+        changed = False
+        for f in prop.recorded:
+            if _rectify(prop, f, labels):
+                changed = True
+        if not changed:
+            return labels
+        labels = prop.ids.components()
+    raise StructureError("channel groups did not settle; please report this model")
+
+
+def _rectify(prop: Propagation, f: Field, labels: np.ndarray) -> bool:
+    """Make ``f`` removable along one axis only (merging along the others); True if anything changed."""
+    lab = labels[f.ids]
+    if lab.ndim < 2 or lab.size == 0:
+        return False
+    for ax in range(lab.ndim):
+        moved = np.moveaxis(lab, ax, 0).reshape(lab.shape[ax], -1)
+        if (moved == moved[:, :1]).all():
+            return False
+    best = max(range(lab.ndim), key=lambda ax: (lab.shape[ax], ax))
+    prop.ids.union_along(f.ids, tuple(ax for ax in range(lab.ndim) if ax != best))
+    return True

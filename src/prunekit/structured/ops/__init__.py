@@ -1,0 +1,66 @@
+"""Channel rules for traced operations: how each op couples the labelled axes of its tensors.
+
+A rule is ``rule(ctx, args, kwargs) -> info`` where ``args``/``kwargs`` are the node's raw
+arguments (fx nodes or literals; resolve them with ``ctx.info`` / ``ctx.value``) and the result is
+the output's :class:`~prunekit.structured.fields.TensorInfo` (or a list of them for tuple outputs).
+Rules are registered in :data:`OP_RULES` under canonical op names (``torch.add``, ``operator.add``
+and ``Tensor.add_`` are all ``"add"``); :func:`register_op` adds rules for your own functions.
+An op without a rule leaves every channel it touches untouched, with a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import fx
+
+from prunekit._registry import Registry
+
+OpRule = Callable[..., Any]
+
+#: canonical op name -> rule.
+OP_RULES: Registry[OpRule] = Registry("op rule")
+
+_ALIASES = {
+    "iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv", "ifloordiv": "floordiv",
+    "imatmul": "matmul", "ipow": "pow", "__matmul__": "matmul", "__rmatmul__": "matmul", "concat": "cat",
+    "concatenate": "cat", "swapaxes": "transpose", "swapdims": "transpose", "moveaxis": "movedim",
+    "true_divide": "div", "divide": "div", "multiply": "mul", "subtract": "sub", "clip": "clamp",
+    "absolute": "abs", "negative": "neg", "greater": "gt", "less": "lt",
+}
+
+
+def register_op(*names: str) -> Callable[[OpRule], OpRule]:
+    """Decorator registering a rule under one or more canonical names (replacing existing ones)."""
+
+    def decorator(rule: OpRule) -> OpRule:
+        for name in names:
+            OP_RULES.add(name, rule, overwrite=True)
+        return rule
+
+    return decorator
+
+
+def op_name(node: fx.Node) -> str:
+    """Canonical name of a call_function / call_method node's operation."""
+    target = node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+    name = _ALIASES.get(name, name)
+    if name.endswith("_") and not name.endswith("__") and name[:-1] in OP_RULES and name not in OP_RULES:
+        name = _ALIASES.get(name[:-1], name[:-1])
+    return name
+
+
+def arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
+    """Positional-or-keyword argument lookup."""
+    if index < len(args):
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _load_rules() -> None:
+    from prunekit.structured.ops import indexing, layout, linalg, pointwise  # noqa: F401
+
+
+_load_rules()

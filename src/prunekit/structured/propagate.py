@@ -1,0 +1,285 @@
+"""Walk a traced graph and apply channel rules: the context every op rule and layer handler sees."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from prunekit.errors import StructureError
+from prunekit.structured.einsum import Letters, einsum_fields
+from prunekit.structured.fields import Field, IdSpace, TensorInfo
+from prunekit.structured.ops import OP_RULES, op_name
+from prunekit.structured.shapes import Site, guard_site, size_dependencies
+from prunekit.structured.trace import TensorMeta, Trace
+
+log = logging.getLogger(__name__)
+
+ROLE_PRIORITY = {"out": 0, "in": 1, "norm_weight": 2, "bias": 3, "norm_bias": 4, "param": 5, "stat": 6}
+
+
+@dataclass
+class TensorRecord:
+    """A parameter or buffer whose dims carry ids."""
+
+    module: str
+    name: str
+    shape: tuple[int, ...]
+    is_param: bool
+    dim_ids: list[np.ndarray]
+    roles: list[str]
+
+    @property
+    def fqn(self) -> str:
+        return f"{self.module}.{self.name}" if self.module else self.name
+
+
+@dataclass
+class LeafCall:
+    """A call of a handled leaf module, kept so the surgery can update its attributes."""
+
+    node: fx.Node
+    path: str
+    module: nn.Module
+    handler: Any
+
+
+@dataclass
+class Propagation:
+    """Applies rules node by node; rules and handlers call the methods below (``ctx``)."""
+
+    trace: Trace
+    handler_for: Callable[[nn.Module], Any]
+    merge_heads: bool = False
+    strict: bool = False
+    ids: IdSpace = field(default_factory=IdSpace)
+    infos: dict[fx.Node, Any] = field(default_factory=dict)
+    sites: list[Site] = field(default_factory=list)
+    recorded: list[Field] = field(default_factory=list)
+    tensors: dict[tuple[str, str], TensorRecord] = field(default_factory=dict)
+    leaf_calls: list[LeafCall] = field(default_factory=list)
+    node: fx.Node | None = None
+    _by_tensor: dict[int, tuple[str, str]] = field(default_factory=dict)
+    _modules: dict[str, nn.Module] = field(default_factory=dict)
+
+    # --- walking ------------------------------------------------------------------------------
+    def run(self) -> Propagation:
+        modules = self._modules = dict(self.trace.root.named_modules())
+        for node in self.trace.graph.nodes:
+            self.node = node
+            info = self._visit(node, modules)
+            self.infos[node] = info
+        for guard in self.trace.guards:
+            self.sites.append(guard_site(guard.node, guard.value, self.infos))
+        self.node = None
+        return self
+
+    def _visit(self, node: fx.Node, modules: dict[str, nn.Module]) -> Any:
+        meta = node.meta.get("value")
+        if node.op == "placeholder":
+            return self.fixed(meta)
+        if node.op == "get_attr":
+            if node.meta.get("constant"):
+                return self.fixed(meta)
+            module, _, name = str(node.target).rpartition(".")
+            info = self.param(module, name)
+            return info if info is not None else self.fixed(meta)
+        if node.op == "call_module":
+            path = str(node.target)
+            module = modules[path]
+            handler = self.handler_for(module) if path not in self.trace.opaque else None
+            if handler is None:
+                reason = self.trace.opaque.get(path) or f"no layer handler for {type(module).__name__}"
+                return self.opaque_module(path, module, reason)
+            out = self._guarded(lambda: handler.propagate(self, module, node), f"handler for {type(module).__name__}")
+            self.leaf_calls.append(LeafCall(node, path, module, handler))
+            return out
+        if node.op in ("call_function", "call_method"):
+            name = op_name(node)
+            if not _has_tensor(meta) and name != "setitem":
+                return None
+            if name not in OP_RULES:
+                return self.unknown(f"operation '{name}' has no channel rule")
+            rule = OP_RULES.get(name)
+            return self._guarded(lambda: rule(self, node.args, node.kwargs), f"rule for '{name}'")
+        if node.op == "output":
+            for info in _infos_in(self.info(node.args[0])):
+                for f in info.fields:
+                    self.ids.fix(f.ids)
+            return None
+        return None
+
+    def _guarded(self, fn: Callable[[], Any], what: str) -> Any:
+        try:
+            return fn()
+        except StructureError:
+            raise
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.debug("%s failed at %s", what, self.node, exc_info=True)
+            return self.unknown(f"{what} could not handle this call ({type(exc).__name__}: {exc})")
+
+    # --- what rules use -----------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        return str(self.node.meta.get("scope", "")) if self.node is not None else ""
+
+    @property
+    def out(self) -> Any:
+        return self.node.meta.get("value") if self.node is not None else None
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        out = self.out
+        if not isinstance(out, TensorMeta):
+            raise StructureError(f"{self.node} does not produce a single tensor")
+        return out.shape
+
+    def info(self, a: Any) -> Any:
+        if isinstance(a, fx.Node):
+            return self.infos.get(a)
+        if isinstance(a, (list, tuple)):
+            return [self.info(x) for x in a]
+        if isinstance(a, dict):
+            return {k: self.info(v) for k, v in a.items()}
+        return None
+
+    def tensor(self, a: Any) -> TensorInfo | None:
+        info = self.infos.get(a) if isinstance(a, fx.Node) else None
+        return info if isinstance(info, TensorInfo) else None
+
+    def value(self, a: Any) -> Any:
+        if isinstance(a, fx.Node):
+            return a.meta.get("value")
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.value(x) for x in a) if not hasattr(a, "_fields") else tuple(self.value(x) for x in a)
+        if isinstance(a, slice):
+            return slice(self.value(a.start), self.value(a.stop), self.value(a.step))
+        return a
+
+    def fixed(self, meta: Any) -> Any:
+        """Info for a value whose every axis is fixed."""
+        if isinstance(meta, TensorMeta):
+            return TensorInfo(meta.shape, [])
+        if isinstance(meta, (list, tuple)) and any(isinstance(m, TensorMeta) for m in meta):
+            return [self.fixed(m) for m in meta]
+        return None
+
+    def einsum(self, operands: Sequence[tuple[TensorInfo, Letters]], out_letters: Letters, shape: tuple[int, ...] | None = None, merge: Sequence[Hashable] = ()) -> TensorInfo:
+        fields, recorded = einsum_fields(self.ids, operands, out_letters, self.where, merge)
+        self.recorded.extend(recorded)
+        return TensorInfo(tuple(shape if shape is not None else self.out_shape), fields)
+
+    def param(self, module: str, name: str, roles: dict[int, str] | None = None) -> TensorInfo | None:
+        """Info of parameter/buffer ``module.name`` (fresh ids per dim, shared by every use)."""
+        key = (module, name)
+        record = self.tensors.get(key)
+        if record is None:
+            owner = self._modules.get(module) or self.trace.root.get_submodule(module)
+            tensor = getattr(owner, name, None)
+            if not isinstance(tensor, torch.Tensor):
+                return None
+            alias = self._by_tensor.get(id(tensor))
+            if alias is not None:  # the same tensor under another name (weight tying)
+                record = self.tensors[alias]
+            else:
+                is_param = isinstance(tensor, nn.Parameter)
+                dim_ids = [self.ids.fresh((s,)) for s in tensor.shape]
+                record = TensorRecord(module, name, tuple(tensor.shape), is_param, dim_ids, [""] * tensor.dim())
+                self._by_tensor[id(tensor)] = key
+            self.tensors[key] = record
+        for dim, role in (roles or {}).items():
+            self._set_role(record, dim, role)
+        # a size-1 dim can never shrink: it stays fixed rather than labelling what it broadcasts into
+        return TensorInfo(record.shape, [Field((d,), ids) for d, ids in enumerate(record.dim_ids) if record.shape[d] > 1])
+
+    def tag(self, a: Any, dim: int, role: str) -> None:
+        """Give a parameter argument's dim a role (``out``, ``in``, ``bias``, ``norm_weight`` ...)."""
+        if isinstance(a, fx.Node) and a.op == "get_attr" and not a.meta.get("constant"):
+            module, _, name = str(a.target).rpartition(".")
+            record = self.tensors.get((module, name))
+            if record is not None and dim < len(record.roles):
+                self._set_role(record, dim, role)
+
+    @staticmethod
+    def _set_role(record: TensorRecord, dim: int, role: str) -> None:
+        if not record.roles[dim] or ROLE_PRIORITY.get(role, 9) < ROLE_PRIORITY.get(record.roles[dim], 9):
+            record.roles[dim] = role
+
+    def site(self, site: Site) -> None:
+        """Record a size check; it also depends on every tensor whose sizes its arguments read."""
+        site.ids = list(site.ids) + size_dependencies(site.node, self.infos)
+        self.sites.append(site)
+
+    def identity(self, info: TensorInfo | None) -> TensorInfo:
+        """Output with the same labelling as ``info`` (shape taken from the output)."""
+        shape = self.out_shape
+        if info is None or tuple(info.shape) != tuple(shape):
+            return TensorInfo(shape, []) if info is None else self.unknown("output shape differs from its input")
+        return TensorInfo(shape, list(info.fields))
+
+    def unknown(self, reason: str) -> Any:
+        """Leave everything this node touches untouched: block its inputs, give it blocked outputs."""
+        node = self.node
+        assert node is not None
+        for a in node.all_input_nodes:
+            for info in _infos_in(self.infos.get(a)):
+                for f in info.fields:
+                    self.ids.block(f.ids, reason, self.where)
+        return self._blocked_output(self.out, reason)
+
+    def _blocked_output(self, meta: Any, reason: str) -> Any:
+        if isinstance(meta, TensorMeta):
+            fields = []
+            for ax, size in enumerate(meta.shape):
+                ids = self.ids.fresh((size,))
+                self.ids.block(ids, reason, self.where)
+                fields.append(Field((ax,), ids))
+            return TensorInfo(meta.shape, fields)
+        if isinstance(meta, (list, tuple)) and any(isinstance(m, TensorMeta) for m in meta):
+            return [self._blocked_output(m, reason) for m in meta]
+        return None
+
+    def opaque_module(self, path: str, module: nn.Module, reason: str) -> Any:
+        """A module left as it is: its inputs, outputs and parameters are untouched."""
+        for owner, tensor_name in _tensors_of(module, path):
+            info = self.param(owner, tensor_name)
+            if info is not None:
+                for f in info.fields:
+                    self.ids.block(f.ids, reason, path)
+        return self.unknown(reason)
+
+
+def _tensors_of(module: nn.Module, path: str) -> list[tuple[str, str]]:
+    """(owning module path, tensor name) of every parameter and buffer under ``module``."""
+    out = []
+    for fqn, _ in [*module.named_parameters(recurse=True), *module.named_buffers(recurse=True)]:
+        prefix, _, name = fqn.rpartition(".")
+        out.append((".".join(p for p in (path, prefix) if p), name))
+    return out
+
+
+def _has_tensor(meta: Any) -> bool:
+    if isinstance(meta, TensorMeta):
+        return True
+    if isinstance(meta, (list, tuple)):
+        return any(_has_tensor(m) for m in meta)
+    if isinstance(meta, dict):
+        return any(_has_tensor(m) for m in meta.values())
+    return False
+
+
+def _infos_in(info: Any) -> list[TensorInfo]:
+    if isinstance(info, TensorInfo):
+        return [info]
+    if isinstance(info, (list, tuple)):
+        return [t for x in info for t in _infos_in(x)]
+    if isinstance(info, dict):
+        return [t for x in info.values() for t in _infos_in(x)]
+    return []

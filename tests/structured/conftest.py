@@ -1,0 +1,31 @@
+"""Fixtures for structured-pruning tests: timm through the torchvision stand-in, one thread per worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tests run two workers on two shared cores: one intra-op thread each avoids spinning."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def timm():
+    """timm imported through the torchvision stand-in (skips when timm is not installed)."""
+    from support.torchvision_standin import install
+
+    install()
+    return pytest.importorskip("timm")

@@ -1,0 +1,61 @@
+"""Property test: over generated architectures, removing a group's units equals zeroing them."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from prunekit.pruners import StructuredPruner
+from prunekit.metrics import count_parameters
+from prunekit.structured import PruningWarning
+from prunekit.structured.surgery import remove_units
+
+from .archgen import architectures
+from .helpers import graph_of, outputs, relative_error, zeroed
+
+SETTINGS = settings(max_examples=220, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@SETTINGS
+@given(arch=architectures(), data=st.data())
+def test_removing_units_equals_zeroing_them(arch, data) -> None:
+    model, x = arch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)
+        graph = graph_of(model, x)
+    groups = graph.prunable_groups()
+    if not groups:
+        event("no prunable group")
+        return
+    group = data.draw(st.sampled_from(groups), label="group")
+    for kind in sorted({type(model.get_submodule(m.module)).__name__ for m in group.members if m.module}):
+        event(f"group touches {kind}")
+    units = data.draw(st.lists(st.integers(0, group.size - 1), min_size=1, max_size=group.size - 1, unique=True), label="units")
+    expected = outputs(zeroed(model, group, units), x)
+
+    pruned = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)
+        twin = graph_of(pruned, x)
+    assert [g.name for g in twin.groups] == [g.name for g in graph.groups]
+    remove_units(twin, {group.index: units})
+    got = outputs(pruned, x)
+    assert got.shape == expected.shape
+    assert relative_error(expected, got) <= 1e-5, (group, units)
+    assert count_parameters(pruned).params < count_parameters(model).params
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=architectures())
+def test_ratio_zero_is_identity(arch) -> None:
+    model, x = arch
+    pruned = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)
+        result = StructuredPruner(ratio=0.0).prune(pruned, x)
+    assert result.units_removed == 0
+    assert count_parameters(pruned).params == count_parameters(model).params
+    assert relative_error(outputs(model, x), outputs(pruned, x)) == 0.0
