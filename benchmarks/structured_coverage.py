@@ -79,21 +79,9 @@ def _prune_torch_pruning(model, x):
 
 
 def macs(model, x) -> int:
-    """``count_macs`` with parameter gradients switched off meanwhile.
-
-    torch's FlopCounterMode tracks modules with autograd hooks and asserts when a parameter is fed
-    to a submodule under ``no_grad`` (PiT and CaiT class tokens); without ``requires_grad`` it does not.
-    """
     from prunekit.metrics import count_macs
 
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        return count_macs(model, x).dense
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    return count_macs(model, x).dense
 
 
 def run_one(name: str, size: int, kwargs: dict, tool: str) -> dict:

@@ -30,9 +30,9 @@ def build_model(description: dict[str, Any]) -> nn.Module:
     model = create_model(description["name"], description["num_classes"], tuple(description["input_shape"]), **description.get("kwargs", {}))
     architecture = description.get("architecture")
     if architecture is not None:
-        from prunekit.structured.spec import apply_spec
+        from prunekit.structured.spec import rebuild
 
-        model = apply_spec(model, architecture)
+        model = rebuild(model, architecture)
     return model
 
 

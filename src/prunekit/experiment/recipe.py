@@ -19,6 +19,7 @@ from prunekit.compression import CompressionSpec
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.experiment.overrides import apply_overrides
 from prunekit.experiment.recipe_base import DataSpec, EvaluateSpec, ModelSpec, Strict
+from prunekit.pruners.structured import StructuredConfig
 from prunekit.pruners.unstructured import UnstructuredConfig
 from prunekit.schedules import build_schedule
 from prunekit.training.config import TrainConfig
@@ -113,8 +114,61 @@ class NMMethod(Strict):
         return self
 
 
-PRUNE_METHODS = (UnstructuredMethod, GradualMethod, LotteryMethod, NMMethod)
-PruneMethod = Annotated[UnstructuredMethod | GradualMethod | LotteryMethod | NMMethod, Field(discriminator="method")]
+class SparsityLearning(Strict):
+    """A training phase before structured pruning that pushes whole channels toward zero:
+    ``bn_l1`` (network slimming: L1 on batch-norm scales) or ``group_lasso`` (L2 norm per channel group)."""
+
+    kind: Literal["bn_l1", "group_lasso"] = "bn_l1"
+    lam: float = Field(1e-4, gt=0)
+    train: TrainConfig = TrainConfig(epochs=5)
+
+
+class StructuredMethod(StructuredConfig):
+    """Structured pruning that removes channels, neurons and heads for real: one-shot or ``steps``
+    prune → fine-tune steps toward one target (channel ratio, per-layer ratios, or a MACs/params
+    budget), optionally after a sparsity-learning phase. Gradient criteria (``taylor``, ``hessian``)
+    and activation criteria (``activation``, ``apoz``) use ``calibration_batches`` training batches.
+    ``baselines`` are ``criterion`` or ``criterion:allocation`` (e.g. ``random:uniform``), pruned to
+    the same target with the same fine-tuning (without sparsity learning)."""
+
+    method: Literal["structured"] = "structured"
+    finetune: TrainConfig = TrainConfig(epochs=2)
+    sparsity_learning: SparsityLearning | None = None
+    calibration_batches: int = Field(8, ge=1)
+    baselines: tuple[str, ...] = ()
+
+    @field_validator("importance")
+    @classmethod
+    def _known_importance(cls, value: str) -> str:
+        from prunekit.importance import GROUP_CRITERIA
+
+        if value not in GROUP_CRITERIA:
+            raise ValueError(f"unknown criterion {value!r}; allowed values: {', '.join(GROUP_CRITERIA.names())}")
+        return value
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            criterion, _, allocation = value.partition(":")
+            cls._known_importance(criterion)
+            if allocation not in ("", "uniform", "global"):
+                raise ValueError(f"baseline {value!r}: unknown allocation {allocation!r}; allowed values: uniform, global")
+        return values
+
+    def variants(self) -> list[tuple[str, str]]:
+        """``(criterion, allocation)`` of the main method, then of each baseline."""
+        pairs = [(self.importance, self.resolved_allocation)]
+        for value in self.baselines:
+            criterion, _, allocation = value.partition(":")
+            pairs.append((criterion, allocation or self.resolved_allocation))
+        return list(dict.fromkeys(pairs))
+
+
+PRUNE_METHODS = (UnstructuredMethod, GradualMethod, LotteryMethod, NMMethod, StructuredMethod)
+PruneMethod = Annotated[
+    UnstructuredMethod | GradualMethod | LotteryMethod | NMMethod | StructuredMethod, Field(discriminator="method")
+]
 
 
 def method_names() -> list[str]:

@@ -71,10 +71,18 @@ def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
     counter = FlopCounterMode(display=False)
+    # FlopCounterMode tracks modules with autograd hooks and fails ("Expected gradient function to be
+    # set") when a parameter is passed to a submodule under no_grad (e.g. timm's PiT/CaiT class
+    # tokens); parameters that do not require gradients avoid it, so switch them off meanwhile.
+    flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
+        for p, _ in flags:
+            p.requires_grad_(False)
         with eval_mode(model), counter:
             model(*as_args(example_inputs))
     finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
         for handle in handles:
             handle.remove()
     n = batch_size(example_inputs)

@@ -181,6 +181,18 @@ class StructuredPruner:
         """Forget the reference model (the next step measures targets against the model it sees)."""
         self._origin = None
 
+    def anchor(self, model: nn.Module, example_inputs: Any) -> None:
+        """Measure targets against ``model`` (the unpruned original) without pruning it.
+
+        Needed when iterative pruning resumes after a restart: the next :meth:`step` then continues
+        toward the same absolute target as the uninterrupted run.
+        """
+        inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+        graph = DependencyGraph.build(model, inputs, GraphOptions(attention=self.config.attention))
+        if self.config.ignored_layers:
+            graph.fix_modules(self.config.ignored_layers)
+        self._origin = _Origin({_key(g): g.size for g in graph.groups}, _macs(model, inputs), count_parameters(model).params)
+
     def step(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
         """Prune toward ``fraction`` (0..1] of the target, relative to the model of the first step."""
         if not 0.0 < fraction <= 1.0:
@@ -322,20 +334,7 @@ class StructuredPruner:
 
 
 def _macs(model: nn.Module, inputs: tuple[Any, ...]) -> int:
-    """Dense MACs via ``count_macs``, with parameter gradients off while counting.
-
-    torch's ``FlopCounterMode`` tracks modules with autograd hooks and fails ("Expected gradient
-    function to be set") when a parameter is passed to a submodule under ``no_grad`` (timm's PiT and
-    CaiT class tokens); parameters that do not require gradients avoid it.
-    """
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        return count_macs(model, inputs).dense
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    return count_macs(model, inputs).dense
 
 
 def _key(group: Group) -> str:
