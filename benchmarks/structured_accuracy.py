@@ -94,7 +94,8 @@ def main() -> None:
         "slimming": lambda: _recipe_part("slimming", [
             "name=structured-resnet20-slimming", "prune.importance=bn_scale", "prune.baselines=[]",
             "prune.sparsity_learning.kind=bn_l1", "prune.sparsity_learning.lam=0.0001", "prune.sparsity_learning.train.epochs=3",
-            "prune.sparsity_learning.train.optimizer.lr=0.02", "prune.sparsity_learning.train.lr_schedule.name=cosine", "export=null"], dense_path),
+            "prune.sparsity_learning.train.optimizer.lr=0.02", "prune.sparsity_learning.train.optimizer.weight_decay=0.0005",
+            "prune.sparsity_learning.train.lr_schedule.name=cosine", "export=null"], dense_path),
         "torch_pruning": lambda: _torch_pruning_part(dense, finetune),
     }
     for part in args.parts:
