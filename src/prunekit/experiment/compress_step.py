@@ -20,12 +20,15 @@ from prunekit.training import fit
 log = logging.getLogger(__name__)
 
 
-def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection) -> dict[str, Any]:
-    """Quantize (and fine-tune centroids), write ``compressed.pkdc``, decompress it and check that the
-    weights are bit-identical and the accuracy equals the in-memory quantized model's."""
+def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, name: str = "compressed") -> dict[str, Any]:
+    """Quantize (and fine-tune centroids), write ``<name>.pkdc``, decompress it and check that the
+    weights are bit-identical and the accuracy equals the in-memory quantized model's.
+
+    ``name`` lets one run hold several compressions (the recipe's is ``compressed``)."""
     run = ctx.run
-    if run.done("compress"):
-        return run.result("compress")
+    step = "compress" if name == "compressed" else f"compress-{name}"
+    if run.done(step):
+        return run.result(step)
     log.info("compress: weight sharing (conv %d bits, fc %d bits)%s", section.conv_bits, section.fc_bits,
              ", fine-tuning centroids" if section.finetune else "")
     spec = CompressionSpec(**section.model_dump(exclude={"finetune"}))
@@ -33,13 +36,13 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection) 
     if section.finetune is not None:
         handle = attach_weight_sharing(model, spec)
         fit(model, ctx.data.train, section.finetune, val=ctx.data.val, callbacks=[ctx.logger("centroid fine-tuning")],
-            checkpoint=run.checkpoint("compress-finetune"), device=ctx.device, progress=ctx.progress,
+            checkpoint=run.checkpoint(f"{step}-finetune"), device=ctx.device, progress=ctx.progress,
             description="centroid fine-tuning")
         quantization = handle.strip()
     else:
         quantization = quantize_model(model, spec, apply=True)
     quantized_eval = ctx.test(model)
-    path = run.path / "compressed.pkdc"
+    path = run.path / f"{name}.pkdc"
     report = compress_model(model, path, spec, quantization, metadata={"run": run.id})
     restored = build_model(ctx.description).to(ctx.device)
     load_compressed_into(restored, path)
@@ -56,5 +59,5 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection) 
         "predictions_identical": bool(torch.equal(quantized_eval.predictions, restored_eval.predictions)),
     }
     result["ratio_vs_dense_float32"] = result["dense_float32_bytes"] / result["file_bytes"]
-    run.mark_done("compress", result)
+    run.mark_done(step, result)
     return result
