@@ -105,7 +105,7 @@ def test_sigkill_during_finetuning_resumes_to_the_same_result(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
-    raw = tiny_recipe(baselines=[], schedule=None)
+    raw = {**tiny_recipe(baselines=[], schedule=None), "compress": {"fc_bits": 5}}
     result = runner.invoke(app, ["run", str(_write(tmp, raw)), "--out", str(tmp / "runs"), "-q"])
     assert result.exit_code == 0, result.output
     return next((tmp / "runs").iterdir())
