@@ -45,9 +45,18 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; allowed values: {', '.join(self.names()) or '(none registered)'}"
-            ) from None
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def check(self, name: str) -> str:
+        """``name`` if registered, else ``ValueError`` listing the allowed names (for pydantic validators)."""
+        if name not in self._items:
+            raise ValueError(self.unknown_message(name))
+        return name
+
+    def unknown_message(self, name: str, also: str = "") -> str:
+        """``unknown <kind> '<name>'; allowed values: ...`` (``also`` names further accepted forms)."""
+        allowed = ", ".join(self.names()) or "(none registered)"
+        return f"unknown {self.kind} {name!r}; allowed values: {allowed}{' or ' + also if also else ''}"
 
     def meta(self, name: str) -> dict[str, Any]:
         """Metadata given at registration (e.g. description, default input size)."""

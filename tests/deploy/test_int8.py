@@ -25,17 +25,12 @@ def trained(tmp_path_factory):
     model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5))
     nm_prune(model, 2, 4)
     opt = torch.optim.Adam(model.parameters(), 1e-2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: one thread is fastest, and immune to busy sibling cores
-    try:
-        for _ in range(100):
-            idx = torch.randint(0, 2000, (256,), generator=gen)
-            loss = nn.functional.cross_entropy(model(inputs[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
+    for _ in range(100):
+        idx = torch.randint(0, 2000, (256,), generator=gen)
+        loss = nn.functional.cross_entropy(model(inputs[idx]), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     train = [(inputs[i:i + 100], labels[i:i + 100]) for i in range(0, 2000, 100)]
     test = [(inputs[i:i + 250], labels[i:i + 250]) for i in range(2000, 3000, 250)]
     path = export_onnx(model, inputs[:4], tmp_path_factory.mktemp("onnx") / "mlp.onnx").path

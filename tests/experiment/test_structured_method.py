@@ -77,5 +77,5 @@ def test_macs_target_is_met_within_tolerance(tmp_path):
 def test_unknown_structured_criterion_names_allowed_values():
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="unknown criterion 'l3'; allowed values: activation, apoz, bn_scale, fpgm, hessian, l1, l2, random, taylor"):
+    with pytest.raises(ValidationError, match="unknown group criterion 'l3'; allowed values: activation, apoz, bn_scale, fpgm, hessian, l1, l2, random, taylor"):
         load_recipe(_structured(importance="l3"))

@@ -14,14 +14,6 @@ from prunekit.zoo import create_model
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two test workers share two cores: one intra-op thread each avoids idle spinning."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)

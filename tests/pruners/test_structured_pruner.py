@@ -14,14 +14,6 @@ X32 = torch.randn(1, 3, 32, 32)
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two test workers share two cores: one intra-op thread each avoids idle spinning."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 @pytest.mark.parametrize("name", ["resnet56", "mobilenetv2"])
 @pytest.mark.parametrize("round_to", [1, 8])
 def test_macs_target_within_two_percent(name: str, round_to: int) -> None:

@@ -13,14 +13,6 @@ if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    """Tests run two workers on two shared cores: one intra-op thread each avoids spinning."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="session")
 def timm():

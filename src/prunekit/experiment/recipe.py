@@ -142,9 +142,7 @@ class StructuredMethod(StructuredConfig):
     def _known_importance(cls, value: str) -> str:
         from prunekit.importance import GROUP_CRITERIA
 
-        if value not in GROUP_CRITERIA:
-            raise ValueError(f"unknown criterion {value!r}; allowed values: {', '.join(GROUP_CRITERIA.names())}")
-        return value
+        return GROUP_CRITERIA.check(value)
 
     @field_validator("baselines")
     @classmethod

@@ -31,7 +31,7 @@ class ModelSpec(Strict):
 
             import_factory(name)
         elif not name.startswith("timm/") and name not in MODELS:
-            raise ValueError(f"unknown model {name!r}; allowed values: {', '.join(MODELS.names())}, timm/<name> or package.module:factory")
+            raise ValueError(MODELS.unknown_message(name, also="timm/<name> or package.module:factory"))
         return name
 
 
@@ -51,9 +51,7 @@ class DataSpec(Strict):
     def _known(cls, name: str) -> str:
         from prunekit.zoo.data import DATASETS
 
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; allowed values: {', '.join(DATASETS.names())}")
-        return name
+        return DATASETS.check(name)
 
 
 class EvaluateSpec(Strict):

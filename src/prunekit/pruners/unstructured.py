@@ -54,9 +54,7 @@ class UnstructuredConfig(BaseModel):
     @field_validator("criterion")
     @classmethod
     def _known_criterion(cls, value: str) -> str:
-        if value not in UNSTRUCTURED_CRITERIA:
-            raise ValueError(f"unknown criterion {value!r}; allowed values: {', '.join(UNSTRUCTURED_CRITERIA.names())}")
-        return value
+        return UNSTRUCTURED_CRITERIA.check(value)
 
     def at_sparsity(self, sparsity: float) -> UnstructuredConfig:
         """This config with target ``sparsity``; overrides scale by ``sparsity / self.sparsity``.

@@ -61,9 +61,7 @@ class DSTConfig(BaseModel):
     @field_validator("distribution")
     @classmethod
     def _known_distribution(cls, value: str) -> str:
-        if value not in DENSITY_DISTRIBUTIONS:
-            raise ValueError(f"unknown distribution {value!r}; allowed values: {', '.join(DENSITY_DISTRIBUTIONS.names())}")
-        return value
+        return DENSITY_DISTRIBUTIONS.check(value)
 
 
 def initial_masks(model: nn.Module, config: DSTConfig) -> MaskSet:
