@@ -30,7 +30,7 @@ from prunekit.structured.cost import CostModel
 from prunekit.structured.graph import DependencyGraph, GraphOptions
 from prunekit.structured.groups import Group
 from prunekit.structured.shapes import Invalid
-from prunekit.structured.surgery import apply_plan
+from prunekit.structured.surgery import apply_plan, remove_units
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +212,7 @@ class StructuredPruner:
         counts = self._allocate(graph, cands, fraction, inputs)
         by_index = {c.index: c for c in cands}
         selection = {gi: lowest_units(by_index[gi], k) for gi, k in counts.items() if k > 0}
-        removed = graph.removed_mask(selection)
-        try:
-            bindings = graph.validate(removed)
-        except Invalid as exc:
-            raise StructureError(f"the chosen plan would break the model: {exc}") from None
-        apply_plan(graph, removed, bindings)
+        remove_units(graph, selection)
         _check_outputs(model, inputs, reference)
         after = layer_channels(model)
         layers = [LayerChannels(n, kind, c, after.get(n, (kind, c))[1]) for n, (kind, c) in before.items()]
