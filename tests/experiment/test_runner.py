@@ -14,7 +14,7 @@ from tests.experiment.recipes import tiny_recipe
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    recipe = load_recipe(tiny_recipe(), ["compress.fc_bits=5", "compress.finetune.epochs=1", "export.int8=true"])
+    recipe = load_recipe(tiny_recipe(), ["compress.fc_bits=5", "compress.finetune.epochs=1", "export.int8=true", "deploy.force=sparse", "deploy.batch_size=16"])
     return recipe, run_recipe(recipe, out, progress=False)
 
 
@@ -44,6 +44,8 @@ def test_summary_reports_dense_and_pruned(finished_run):
     assert s["export"]["onnx"]["accuracy"] == pytest.approx(s["pruned"]["accuracy"], abs=0.01)
     assert s["export"]["int8"]["bytes"] < s["export"]["onnx"]["bytes"]
     assert set(s["export"]["latency_ms"]) == {"torch eager", "onnxruntime", "onnxruntime int8"}
+    assert s["deploy"]["converted"] == ["fc1", "fc2", "fc3"] and s["deploy"]["max_abs_error"] < 1e-4
+    assert s["deploy"]["test_accuracy"] == pytest.approx(s["pruned"]["accuracy"], abs=1e-3)
 
 
 def test_saved_pruned_model_reloads_with_masks(finished_run):

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from prunekit.compression import CompressionSpec
+from prunekit.deployment.sparse import DeployConfig
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.experiment.overrides import apply_overrides
 from prunekit.experiment.recipe_base import DataSpec, EvaluateSpec, ModelSpec, Strict
@@ -190,6 +191,13 @@ class ExportSection(Strict):
     latency_batch_size: int = Field(64, ge=1)
 
 
+class DeploySection(DeployConfig):
+    """Sparse CPU inference of the pruned model (``prunekit.deploy``): layers go CSR/BSR only where
+    they are measured faster on this machine, at ``batch_size``."""
+
+    batch_size: int = Field(64, ge=1)
+
+
 class Recipe(Strict):
     """A whole experiment (``prunekit run RECIPE.yaml``)."""
 
@@ -202,6 +210,7 @@ class Recipe(Strict):
     prune: PruneMethod
     compress: CompressSection | None = None
     export: ExportSection | None = None
+    deploy: DeploySection | None = None
     evaluate: EvaluateSpec = EvaluateSpec()
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""Run a recipe: dense → prune (method) → evaluate → compress → export → report, skipping finished steps.
+"""Run a recipe: dense → prune (method) → evaluate → compress → export → deploy → report, skipping finished steps.
 
 Each step records its result in ``steps/<step>.json`` only after its outputs are written, so a
 run killed at any point (even with SIGKILL) resumes where it stopped when started again;
@@ -17,6 +17,7 @@ from prunekit._io import load_safetensors, write_json
 from prunekit.experiment.artifacts import load_model, save_model
 from prunekit.experiment.compress_step import compress_step
 from prunekit.experiment.context import MethodResult, RunContext
+from prunekit.experiment.deploy_step import deploy_step
 from prunekit.experiment.env import environment
 from prunekit.experiment.evaluation import compare
 from prunekit.experiment.export_step import export_step
@@ -56,6 +57,8 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progres
         summary["compression"] = compress_step(ctx, pruned.model, recipe.compress)
     if recipe.export is not None:
         summary["export"] = export_step(ctx, pruned.model, recipe.export)
+    if recipe.deploy is not None:
+        summary["deploy"] = deploy_step(ctx, pruned.model, recipe.deploy)
     write_json(run.path / "summary.json", summary)
     write_report(run.path, summary)
     return run.path

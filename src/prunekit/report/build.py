@@ -92,6 +92,14 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
             rows.append(["ONNX int8", export["int8"]["bytes"], pct(export["int8"]["accuracy"]), export["latency_ms"].get("onnxruntime int8")])
         rows.append(["torch eager", None, pct(pruned.get("accuracy")), export["latency_ms"].get("torch eager")])
         tables.append(Table(f"Export (latency at batch {export['latency_batch_size']}, median ms)", ["format", "bytes", "test accuracy (%)", "latency ms"], rows))
+    deployed = summary.get("deploy")
+    if deployed:
+        tables.append(Table(
+            f"Sparse CPU inference (prunekit.deploy, batch {deployed['batch_size']}): {deployed['speedup']:.2f}× vs dense kernels",
+            ["layer", "sparsity", "dense ms", "sparse ms", "chosen", "reason"],
+            [[d["name"], d["sparsity"], d.get("dense_ms"), d.get("sparse_ms"), d["chosen"], d.get("reason", "")] for d in deployed["layers"]],
+            note=f"max |deployed − dense| output difference: {deployed['max_abs_error']:.2e}",
+        ))
     per_class = summary.get("per_class")
     if per_class:
         tables.append(
