@@ -108,7 +108,7 @@ def finished_run(tmp_path_factory):
     raw = {**tiny_recipe(baselines=[], schedule=None), "compress": {"fc_bits": 5}}
     result = runner.invoke(app, ["run", str(_write(tmp, raw)), "--out", str(tmp / "runs"), "-q"])
     assert result.exit_code == 0, result.output
-    return next((tmp / "runs").iterdir())
+    return next(p.parent for p in (tmp / "runs").glob("*/summary.json"))
 
 
 def test_compress_decompress_and_export_a_run(finished_run, tmp_path):
