@@ -38,6 +38,7 @@ def test_summary_reports_dense_and_pruned(finished_run):
     assert s["theoretical_speedup"] == pytest.approx(s["dense"]["macs"] / s["pruned"]["effective_macs"])
     assert s["compression_ratio"] == pytest.approx(s["dense"]["params"] / s["pruned"]["nonzero_params"])
     assert {r["method"] for r in s["curve"]} == {"magnitude (global)", "random (global)"}
+    assert set(s["pruned"]["corruption_accuracy"]) == {"gaussian_noise", "blur", "contrast"}
     assert s["compression"]["file_bytes"] == (run / "compressed.pkdc").stat().st_size
     assert s["compression"]["bit_identical"] and s["compression"]["predictions_identical"]
     assert s["compression"]["accuracy_decompressed"] == s["compression"]["accuracy_quantized"]

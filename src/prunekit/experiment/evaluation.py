@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit._parametrize import plain_copy
-from prunekit.metrics import agreement, compare_latency, count_macs, count_parameters, evaluate, size_on_disk
+from prunekit.metrics import agreement, compare_latency, corruption_accuracy, count_macs, count_parameters, evaluate, size_on_disk
 
 COUNTING_NOTE = (
     "Parameters count every parameter (biases and norms included); nonzero parameters count the "
@@ -44,6 +44,8 @@ def compare(
     num_classes: int,
     latency_batch_size: int | None = 64,
     latency_repeats: int = 20,
+    corruptions: tuple[str, ...] = (),
+    corruption_severity: int = 3,
 ) -> dict[str, Any]:
     """Everything ``summary.json`` reports about a dense/pruned pair (side-by-side latency)."""
     ev_dense = evaluate(dense, test, num_classes)
@@ -59,6 +61,11 @@ def compare(
         "per_class": {"dense": ev_dense.per_class_accuracy, "pruned": ev_pruned.per_class_accuracy},
         "counting_note": COUNTING_NOTE,
     }
+    if corruptions:
+        test_batches = list(test)
+        out["corruption_severity"] = corruption_severity
+        out["dense"]["corruption_accuracy"] = corruption_accuracy(dense, test_batches, corruptions, corruption_severity)
+        out["pruned"]["corruption_accuracy"] = corruption_accuracy(pruned, test_batches, corruptions, corruption_severity)
     out["compression_ratio"] = out["dense"]["params"] / max(1, out["pruned"]["nonzero_params"])
     out["theoretical_speedup"] = out["dense"]["macs"] / max(1, out["pruned"]["effective_macs"])
     if latency_batch_size:

@@ -60,3 +60,12 @@ class EvaluateSpec(Strict):
     latency: bool = True
     latency_batch_size: int = Field(64, ge=1)
     latency_repeats: int = Field(20, ge=1)
+    corruptions: tuple[str, ...] = Field(("gaussian_noise", "blur", "contrast"), description="accuracy under these input corruptions; () to skip")
+    corruption_severity: int = Field(3, ge=1, le=5)
+
+    @field_validator("corruptions")
+    @classmethod
+    def _known_corruptions(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from prunekit.metrics import CORRUPTIONS
+
+        return tuple(CORRUPTIONS.check(n) for n in names)

@@ -141,7 +141,8 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
     if not run.done("evaluate"):
         ev = recipe.evaluate
         result = compare(ctx.dense_model(), pruned.model, ctx.data.test, ctx.example_input(), ctx.data.num_classes,
-                         latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats)
+                         latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats,
+                         corruptions=ev.corruptions, corruption_severity=ev.corruption_severity)
         run.mark_done("evaluate", result)
     result = run.result("evaluate")
     result["per_class"]["classes"] = list(ctx.data.class_names)

@@ -100,6 +100,13 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
             [[d["name"], d["sparsity"], d.get("dense_ms"), d.get("sparse_ms"), d["chosen"], d.get("reason", "")] for d in deployed["layers"]],
             note=f"max |deployed − dense| output difference: {deployed['max_abs_error']:.2e}",
         ))
+    if "corruption_accuracy" in dense:
+        tables.append(Table(
+            f"Accuracy under input corruptions (severity {summary.get('corruption_severity')})",
+            ["corruption", "dense (%)", "pruned (%)", "change (points)"],
+            [[name, pct(acc), pct(pruned["corruption_accuracy"][name]), round(100 * (pruned["corruption_accuracy"][name] - acc), 2)]
+             for name, acc in dense["corruption_accuracy"].items()],
+        ))
     per_class = summary.get("per_class")
     if per_class:
         tables.append(
