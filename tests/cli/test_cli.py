@@ -137,3 +137,14 @@ def test_decompress_rejects_a_corrupted_file(finished_run, tmp_path):
 def test_compress_needs_a_finished_run(tmp_path):
     result = runner.invoke(app, ["compress", str(tmp_path)])
     assert result.exit_code == 3 and "not a finished run directory" in result.output
+
+
+def test_analyze_writes_sensitivity_and_suggests_overrides(tmp_path):
+    path = _write(tmp_path, tiny_recipe())
+    result = runner.invoke(app, ["analyze", str(path), "--out", str(tmp_path / "runs"), "--sparsities", "0.5,0.9", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(next((tmp_path / "runs").glob("*/sensitivity.json")).read_text())
+    assert data["sparsities"] == [0.5, 0.9] and set(data["accuracy"]) == {"fc1.weight", "fc2.weight", "fc3.weight"}
+    assert set(data["suggested_overrides"]) == set(data["accuracy"])
+    assert "suggested prune.overrides" in result.output
+    assert runner.invoke(app, ["analyze", str(path), "--sparsities", "0.5,1.5"]).exit_code == 2

@@ -98,6 +98,50 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds 
 RunDirArgument = Annotated[Path, typer.Argument(help="a finished run directory")]
 
 
+@app.command()
+def analyze(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file or shipped recipe name (its model, data and dense training are used)")],
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+    sparsities: Annotated[str, typer.Option(help="comma-separated sparsities to try per layer")] = "0.5,0.7,0.8,0.9,0.95,0.98",
+    max_drop: Annotated[float, typer.Option(help="accuracy budget per layer for the suggested overrides (0.01 = 1 point)")] = 0.01,
+    quiet: QuietOption = False,
+) -> None:
+    """Per-layer sensitivity: prune each layer alone at several sparsities (magnitude) and measure
+    validation accuracy; writes sensitivity.json/png into the run directory and suggests overrides."""
+    from prunekit._io import write_json
+    from prunekit.analysis import allocate_by_sensitivity, layer_sensitivity
+    from prunekit.errors import ConfigError
+    from prunekit.experiment.recipe import load_recipe
+    from prunekit.experiment.runner import prepare_run
+    from prunekit.report.plots import save_png, sensitivity_curves
+
+    _configure_logging(quiet)
+    with user_errors(str(recipe)):
+        try:
+            levels = [float(v) for v in sparsities.split(",")]
+        except ValueError:
+            raise ConfigError(f"--sparsities must be comma-separated numbers, got {sparsities!r}") from None
+        if any(not 0 <= v < 1 for v in levels):
+            raise ConfigError(f"--sparsities must lie in [0, 1), got {levels}")
+        ctx = prepare_run(load_recipe(recipe, set_ or []), out, progress=not quiet)
+        batches = ctx.data.val if ctx.data.val is not None else ctx.data.test
+        result = layer_sensitivity(ctx.dense_model(), batches, levels, progress=not quiet)
+    allocation = allocate_by_sensitivity(result, max_drop)
+    write_json(ctx.run.path / "sensitivity.json", {**result.to_dict(), "max_drop": max_drop, "suggested_overrides": allocation})
+    save_png(sensitivity_curves(result.sparsities, result.accuracy, result.baseline), str(ctx.run.path / "sensitivity.png"))
+    table = RichTable(title=f"accuracy with one layer pruned (unpruned: {100 * result.baseline:.2f}%)")
+    table.add_column("layer")
+    for level in result.sparsities:
+        table.add_column(f"{100 * level:g}%", justify="right")
+    for layer, values in result.accuracy.items():
+        table.add_row(layer, *(f"{100 * v:.2f}" for v in values))
+    console.print(table)
+    console.print(f"suggested prune.overrides (largest sparsity within {100 * max_drop:g} points per layer):")
+    console.print(json.dumps(allocation))
+    console.print(f"wrote {ctx.run.path / 'sensitivity.json'} and sensitivity.png")
+
+
 def _update_summary(run_dir: Path, key: str, value: dict) -> None:
     from prunekit._io import write_json
     from prunekit.report import write_report

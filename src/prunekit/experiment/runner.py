@@ -43,14 +43,21 @@ def _loaders(recipe: Recipe, progress: bool):
                        augment=d.augment, subset=d.subset, download=d.download, progress=progress)
 
 
-def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> Path:
-    """Run (or resume) ``recipe`` under ``out_dir``; returns the run directory."""
+def prepare_run(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> RunContext:
+    """Load the data, create (or reopen) the run directory and make sure the dense model exists."""
     data = _loaders(recipe, progress)
     run = run_dir_for(recipe, out_dir)
     run.initialise(recipe.resolved(), environment())
     ctx = RunContext(recipe, run, data, progress)
     log.info("run directory: %s", run.path)
     dense_step(ctx)
+    return ctx
+
+
+def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> Path:
+    """Run (or resume) ``recipe`` under ``out_dir``; returns the run directory."""
+    ctx = prepare_run(recipe, out_dir, progress)
+    run = ctx.run
     pruned = prune_step(ctx)
     summary = evaluate_step(ctx, pruned)
     if recipe.compress is not None:
