@@ -88,6 +88,8 @@ def test_other_methods_run_end_to_end(tmp_path, method):
     assert 1 - s["pruned"]["nonzero_prunable_params"] / s["pruned"]["prunable_params"] == pytest.approx(expected, abs=2e-3)
     if method == "lottery":
         assert {r["method"] for r in s["curve"]} == {"ticket", "random_reinit"}
+        ticket, reinit = (next(r for r in s["curve"] if r["method"] == m and r["round"] == 2) for m in ("ticket", "random_reinit"))
+        assert ticket["final_accuracy"] != reinit["final_accuracy"]  # a different initialisation trains differently
     if method == "nm":
         from prunekit.masks.nm import is_valid_nm
 

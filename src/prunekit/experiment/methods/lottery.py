@@ -8,6 +8,7 @@ from prunekit.experiment.evaluation import layer_sparsity_rows
 from prunekit.experiment.methods import METHODS
 from prunekit.masks import MaskSet
 from prunekit.training.lottery import LotteryConfig, run_lottery
+from prunekit.zoo import create_model
 
 
 @METHODS.register("lottery")
@@ -15,8 +16,12 @@ def run_lottery_method(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     config = LotteryConfig(**spec.model_dump(include=set(LotteryConfig.model_fields) - {"train"}), train=ctx.recipe.train)
     out = ctx.run.path / "lottery"
-    records = run_lottery(lambda: ctx.new_model(config.seed), ctx.data.train, ctx.data.val, ctx.data.test, config, out,
-                          device=ctx.device, progress=ctx.progress)
+    spec_model = ctx.recipe.model
+
+    def build():  # run_lottery seeds the RNG before each call (the controls use other seeds): do not reseed here
+        return create_model(spec_model.name, ctx.data.num_classes, ctx.data.input_shape, **spec_model.kwargs).to(ctx.device)
+
+    records = run_lottery(build, ctx.data.train, ctx.data.val, ctx.data.test, config, out, device=ctx.device, progress=ctx.progress)
     curve = []
     for rec in records:
         row = {"method": rec.kind, "round": rec.round, "fraction_remaining": rec.weights_remaining,
