@@ -25,11 +25,13 @@ def gaussian_noise(x: Tensor, severity: int, generator: torch.Generator) -> Tens
 
 @CORRUPTIONS.register("blur")
 def blur(x: Tensor, severity: int, generator: torch.Generator) -> Tensor:
-    """Box blur with a (2·severity+1)² kernel per channel (reflect padding)."""
-    k = 2 * severity + 1
+    """Box blur per channel (reflect padding) with radius ``max(1, round(severity · size / 64))``, so a
+    severity blurs 8×8, 28×28 and 32×32 images comparably (radius 1 for MNIST at 3, 2 for CIFAR-10)."""
+    radius = max(1, round(severity * min(x.shape[-2:]) / 64))
+    k = 2 * radius + 1
     channels = x.shape[1]
     kernel = torch.full((channels, 1, k, k), 1.0 / (k * k), dtype=x.dtype, device=x.device)
-    return F.conv2d(F.pad(x, (severity,) * 4, mode="reflect"), kernel, groups=channels)
+    return F.conv2d(F.pad(x, (radius,) * 4, mode="reflect"), kernel, groups=channels)
 
 
 @CORRUPTIONS.register("contrast")
