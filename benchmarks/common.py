@@ -44,11 +44,14 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size: int = 128, val_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size: int = 128, val_fraction: float = 0.1, seed: int = 0,
+                     subset: int | None = None, progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train (or load the cached) dense ``model`` on ``dataset``; returns the model and its record."""
     settings = {"model": model, "dataset": dataset, "train": train.model_dump(mode="json"), "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed}
+    if subset is not None:
+        settings["subset"] = subset
     key = f"dense-{model}-{dataset}-{settings_hash(settings)}"
-    data = get_loaders(dataset, data_root(), batch_size=batch_size, val_fraction=val_fraction, seed=seed, progress=False)
+    data = get_loaders(dataset, data_root(), batch_size=batch_size, val_fraction=val_fraction, seed=seed, subset=subset, progress=False)
     torch.manual_seed(seed)
     net = create_model(model, data.num_classes, data.input_shape)
     weights, record_file = WORK / f"{key}.safetensors", WORK / f"{key}.json"
