@@ -124,3 +124,11 @@ def test_runs_with_the_same_dense_settings_share_one_dense_training(finished_run
     assert (other / "checkpoints" / "dense.safetensors").read_bytes() == first
     assert not (other / "checkpoints" / "dense-train.safetensors").exists()  # no training happened
     assert len(list((run.parent / "dense-cache").iterdir())) == 1
+
+
+def test_run_name_ignores_settings_left_at_their_defaults_but_not_the_method():
+    base = load_recipe(tiny_recipe())
+    explicit = load_recipe(tiny_recipe(), ["evaluate.corruption_severity=3", "prune.scope=global"])  # both defaults/unchanged
+    assert run_dir_for(base).path == run_dir_for(explicit).path
+    lottery, gradual = (load_recipe({**tiny_recipe(), "prune": {"method": m}}) for m in ("lottery", "gradual"))
+    assert run_dir_for(lottery).path != run_dir_for(gradual).path

@@ -223,6 +223,15 @@ class Recipe(Strict):
         """Every setting, defaults included, as plain JSON-able data."""
         return self.model_dump(mode="json")
 
+    def identity(self) -> dict[str, Any]:
+        """The settings that differ from the defaults, plus the pruning method: what names a run.
+
+        Two recipes with the same resolved settings have the same identity; a new prunekit version
+        that adds settings with defaults keeps existing run directories valid (as in open_lth)."""
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        data.setdefault("prune", {})["method"] = self.prune.method
+        return data
+
 
 def shipped_recipes() -> dict[str, Path]:
     """Recipes that ship with prunekit (``prunekit list recipes``), by name without ``.yaml``."""

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def run_dir_for(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> RunDir:
-    """``<out_dir>/<name>-<hash of the resolved settings>``."""
-    return RunDir(Path(out_dir) / f"{recipe.name}-{settings_hash(recipe.resolved())}")
+    """``<out_dir>/<name>-<hash of the non-default settings>`` (see :meth:`Recipe.identity`)."""
+    return RunDir(Path(out_dir) / f"{recipe.name}-{settings_hash(recipe.identity())}")
 
 
 def _loaders(recipe: Recipe, progress: bool):
@@ -86,8 +86,8 @@ def open_run(run_dir: str | os.PathLike[str], progress: bool = True) -> tuple[Ru
 
 def dense_key(recipe: Recipe) -> str:
     """Hash of everything the dense model depends on (runs that share it share one training)."""
-    settings = recipe.resolved()
-    return settings_hash({k: settings[k] for k in ("seed", "device", "model", "data", "train")})
+    settings = recipe.identity()
+    return settings_hash({k: settings.get(k) for k in ("seed", "device", "model", "data", "train")})
 
 
 def dense_step(ctx: RunContext) -> None:
