@@ -132,3 +132,22 @@ def test_run_name_ignores_settings_left_at_their_defaults_but_not_the_method():
     assert run_dir_for(base).path == run_dir_for(explicit).path
     lottery, gradual = (load_recipe({**tiny_recipe(), "prune": {"method": m}}) for m in ("lottery", "gradual"))
     assert run_dir_for(lottery).path != run_dir_for(gradual).path
+
+
+@pytest.mark.parametrize("method", ["unstructured", "gradual", "lottery", "nm", "structured"])
+def test_a_resolved_recipe_reloads_to_the_same_recipe(tmp_path, method):
+    """open_run (compress/export/report on a run directory) reloads recipe.yaml as written."""
+    import yaml
+
+    prune = {"method": method, **({"ratio": 0.5} if method == "structured" else {})}
+    recipe = load_recipe({**tiny_recipe(), "prune": prune})
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe.resolved()))
+    assert load_recipe(path) == recipe
+
+
+def test_lottery_recipes_take_training_from_the_top_level():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="lottery rounds train with the top-level 'train' section"):
+        load_recipe({**tiny_recipe(), "prune": {"method": "lottery", "train": {"epochs": 3}}})

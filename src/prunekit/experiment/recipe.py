@@ -80,7 +80,9 @@ class GradualMethod(UnstructuredConfig):
     ``frequency`` steps while training with ``train`` (starting from the dense model)."""
 
     method: Literal["gradual"] = "gradual"
-    schedule: dict[str, Any] = Field(default_factory=lambda: {"name": "polynomial_decay", "final_sparsity": 0.9, "end_step": 1000})
+    schedule: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "polynomial_decay", "initial_sparsity": 0.0, "final_sparsity": 0.5, "end_step": 1000, "frequency": 100}
+    )
     train: TrainConfig = TrainConfig(epochs=5)
 
     _schedule = field_validator("schedule")(_check_schedule)
@@ -88,9 +90,17 @@ class GradualMethod(UnstructuredConfig):
 
 class LotteryMethod(LotteryConfig):
     """Lottery tickets: iterative magnitude pruning with reset (or rewind) to the initial weights.
-    Each round trains with the recipe's top-level ``train``; ``prune.train`` must stay unset."""
+    Each round trains with the recipe's top-level ``train`` (there is no ``prune.train``)."""
 
     method: Literal["lottery"] = "lottery"
+    train: None = Field(None, exclude=True)  # type: ignore[assignment]
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _no_train(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("lottery rounds train with the top-level 'train' section; move the settings there")
+        return None
 
 
 class NMMethod(Strict):
@@ -212,12 +222,6 @@ class Recipe(Strict):
     export: ExportSection | None = None
     deploy: DeploySection | None = None
     evaluate: EvaluateSpec = EvaluateSpec()
-
-    @model_validator(mode="after")
-    def _lottery_trains_with_top_level(self) -> Recipe:
-        if isinstance(self.prune, LotteryMethod) and "train" in self.prune.model_fields_set:
-            raise ValueError("prune.train: lottery rounds train with the top-level 'train' section; move the settings there")
-        return self
 
     def resolved(self) -> dict[str, Any]:
         """Every setting, defaults included, as plain JSON-able data."""
