@@ -262,3 +262,16 @@ def test_spec_round_trips_through_the_header_with_override_order(tmp_path):
     assert content.quantization.spec == spec
     assert list(content.quantization.spec.overrides) == ["features.*", "features.0.*"]
     assert content.metadata["layers"]["features.0.weight"]["bits"] == 3  # first match wins
+
+
+def test_version_1_files_stay_readable_and_version_2_headers_are_smaller(tmp_path):
+    model = prune_(TinyMLP(), 0.5)
+    compress_model(model, tmp_path / "m.pkdc")
+    v2 = (tmp_path / "m.pkdc").read_bytes()
+    header, sections = packed.unpack(v2)
+    del header["sections"]
+    v1 = packed.pack(header, list(sections.items()), version=1)
+    assert struct.unpack_from("<H", v1, 4)[0] == 1 and struct.unpack_from("<H", v2, 4)[0] == FORMAT_VERSION == 2
+    assert len(v2) < len(v1)
+    a, b = decode_compressed(v1).state_dict(), decode_compressed(v2).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -8,8 +8,9 @@ Layout (all integers little-endian; byte-by-byte description in ``docs/compressi
     8   4  header length H (uint32)
     12  8  file length (uint64, whole file including the trailer)
     20  4  CRC32 of bytes 0..19
-    24  H  header: UTF-8 JSON object; its "sections" maps each section name to
-           {"offset", "length", "crc32"}, offsets counted from the end of the header
+    24  H  header: UTF-8 JSON object (version 2: zlib-compressed; version 1: plain); its
+           "sections" maps each section name to {"offset", "length", "crc32"}, offsets counted
+           from the end of the header
     ..     sections, back to back
     -32 32 SHA-256 of every byte before it
 
@@ -31,18 +32,21 @@ from typing import Any
 from prunekit.errors import CheckpointError
 
 MAGIC = b"PKDC"
-FORMAT_VERSION = 1
+#: Version written; every version from 1 up to it can be read. 2 compresses the JSON header.
+FORMAT_VERSION = 2
 _PREFIX = struct.Struct("<4sHHIQ")
 PREFIX_SIZE = _PREFIX.size + 4  # + CRC32
 TRAILER_SIZE = 32
 MIN_SIZE = PREFIX_SIZE + 2 + TRAILER_SIZE  # the smallest header is "{}"
 
 
-def pack(header: dict[str, Any], sections: Iterable[tuple[str, bytes]]) -> bytes:
-    """Serialise ``header`` plus named ``sections`` into one file image.
+def pack(header: dict[str, Any], sections: Iterable[tuple[str, bytes]], version: int = FORMAT_VERSION) -> bytes:
+    """Serialise ``header`` plus named ``sections`` into one file image (format ``version``).
 
     ``header`` must be JSON-serialisable and must not contain the key ``"sections"`` (added here).
     """
+    if not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(f"can write format versions 1..{FORMAT_VERSION}, not {version}")
     if "sections" in header:
         raise ValueError("header key 'sections' is reserved for the section table")
     table: dict[str, dict[str, Any]] = {}
@@ -57,8 +61,10 @@ def pack(header: dict[str, Any], sections: Iterable[tuple[str, bytes]]) -> bytes
         offset += len(blob)
     # Key order is kept as given (deterministic, and meaningful for ordered settings like overrides).
     head = json.dumps({**header, "sections": table}, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if version >= 2:
+        head = zlib.compress(head, 9)
     file_len = PREFIX_SIZE + len(head) + offset + TRAILER_SIZE
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(head), file_len)
+    prefix = _PREFIX.pack(MAGIC, version, 0, len(head), file_len)
     body = b"".join([prefix, struct.pack("<I", zlib.crc32(prefix)), head, *blobs])
     return body + hashlib.sha256(body).digest()
 
@@ -93,16 +99,20 @@ def unpack(data: bytes, source: str = "<bytes>") -> tuple[dict[str, Any], dict[s
         raise CheckpointError(f"{source} is corrupted: header length {head_len} exceeds the file")
     body_end = size - TRAILER_SIZE
     if hashlib.sha256(data[:body_end]).digest() != data[body_end:]:
-        raise CheckpointError(f"{source} is corrupted: {_locate_damage(data, head_len)}; the file cannot be trusted")
-    header = _parse_header(data[PREFIX_SIZE : PREFIX_SIZE + head_len], source)
+        raise CheckpointError(f"{source} is corrupted: {_locate_damage(data, head_len, version)}; the file cannot be trusted")
+    header = _parse_header(data[PREFIX_SIZE : PREFIX_SIZE + head_len], version, source)
     sections = _split_sections(header, data, PREFIX_SIZE + head_len, body_end, source)
     return header, sections
 
 
-def _parse_header(raw: bytes, source: str) -> dict[str, Any]:
+def _header_json(raw: bytes, version: int) -> Any:
+    return json.loads((zlib.decompress(raw) if version >= 2 else raw).decode("utf-8"))
+
+
+def _parse_header(raw: bytes, version: int, source: str) -> dict[str, Any]:
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = _header_json(raw, version)
+    except (UnicodeDecodeError, json.JSONDecodeError, zlib.error) as exc:
         raise CheckpointError(f"{source} has an unreadable JSON header ({exc})") from exc
     if not isinstance(header, dict) or not isinstance(header.get("sections"), dict):
         raise CheckpointError(f"{source} has a malformed header: no section table")
@@ -131,11 +141,11 @@ def _split_sections(header: dict[str, Any], data: bytes, start: int, end: int, s
     return sections
 
 
-def _locate_damage(data: bytes, head_len: int) -> str:
+def _locate_damage(data: bytes, head_len: int, version: int) -> str:
     """Best-effort description of where a whole-file checksum mismatch comes from."""
     start = PREFIX_SIZE + head_len
     try:
-        header = json.loads(data[PREFIX_SIZE:start].decode("utf-8"))
+        header = _header_json(data[PREFIX_SIZE:start], version)
         bad = []
         for name, info in header["sections"].items():
             blob = data[start + int(info["offset"]) : start + int(info["offset"]) + int(info["length"])]
