@@ -4,9 +4,9 @@
 
 LeNet-300-100: the shipped recipe ``deep_compression_lenet300`` (iterative magnitude pruning to
 ~4.5% of the weights, 5-bit weight sharing with centroid fine-tuning, 5-bit relative indices,
-Huffman coding). LeNet-5: the pruned model of the ``han_lenet5`` run (8% of the fc1 weights as in
-the paper) compressed with the paper's settings (conv 8-bit, fc 5-bit weights, 5-bit indices) and
-2 epochs of centroid fine-tuning. Sizes are of the real ``.pkdc`` file (header, checksums,
+Huffman coding). LeNet-5: the shipped recipe ``deep_compression_lenet5`` (conv1 66%, conv2 10%,
+fc1 5%, fc2 19% of the weights kept; conv 8-bit and fc 5-bit shared weights, 5-bit indices,
+2 epochs of centroid fine-tuning). Both start from the dense models of the Han 2015 recipes. Sizes are of the real ``.pkdc`` file (header, checksums,
 codebooks, Huffman tables, indices and float32 biases included) against the float32 dense model.
 Targets: >= 40x at error <= 1.60% (LeNet-300-100), >= 39x at <= 0.80% (LeNet-5); stretch >= 50x.
 """
@@ -17,31 +17,24 @@ import json
 
 from common import RESULTS, WORK, data_root, setup_logging, write_results
 
-from prunekit.experiment.compress_step import compress_step
-from prunekit.experiment.recipe import CompressSection, load_recipe
-from prunekit.experiment.runner import open_run, run_recipe
+from prunekit.experiment.recipe import load_recipe
+from prunekit.experiment.runner import run_recipe
 from prunekit.report.tables import Table
-from prunekit.training import LRScheduleConfig, OptimizerConfig, TrainConfig
 
 # The paper's totals (Tables 2-3); stage ratios: pruning (P), + quantization (P+Q), + Huffman (P+Q+H).
 PAPER = {
     "LeNet-300-100": {"dense_error": 1.64, "error": 1.58, "dense_kb": 1070, "kb": 27, "ratio": 40, "stages": {"P": 12, "P+Q": 32, "P+Q+H": 40}, "target_error": 1.60, "target_ratio": 40},
     "LeNet-5": {"dense_error": 0.80, "error": 0.74, "dense_kb": 1720, "kb": 44, "ratio": 39, "stages": {"P": 12, "P+Q": 33, "P+Q+H": 39}, "target_error": 0.80, "target_ratio": 39},
 }
-LENET5 = CompressSection(conv_bits=8, fc_bits=5, conv_index_bits=5, fc_index_bits=5,
-                         finetune=TrainConfig(epochs=2, optimizer=OptimizerConfig(name="sgd", lr=0.001, momentum=0.9), lr_schedule=LRScheduleConfig(name="cosine"), label_smoothing=0.1))
 
 
 def main() -> None:
     setup_logging()
     root = f"data.root={data_root()}"
-    run300 = run_recipe(load_recipe("deep_compression_lenet300", [root]), WORK / "runs", progress=False)
-    s300 = json.loads((run300 / "summary.json").read_text())
-    run5 = run_recipe(load_recipe("han_lenet5", [root]), WORK / "runs", progress=False)
-    ctx, pruned = open_run(run5, progress=False)
-    c5 = compress_step(ctx, pruned.model, LENET5, name="deep-compression")
-    s5 = json.loads((run5 / "summary.json").read_text())
-    ours = {"LeNet-300-100": (s300, s300["compression"]), "LeNet-5": (s5, c5)}
+    ours = {}
+    for net, recipe in (("LeNet-300-100", "deep_compression_lenet300"), ("LeNet-5", "deep_compression_lenet5")):
+        summary = json.loads((run_recipe(load_recipe(recipe, [root]), WORK / "runs", progress=False) / "summary.json").read_text())
+        ours[net] = (summary, summary["compression"])
     rows, stage_rows, layer_rows, payload = [], [], [], {}
     for net, (summary, comp) in ours.items():
         paper = PAPER[net]
