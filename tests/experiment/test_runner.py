@@ -71,7 +71,7 @@ def test_run_directory_name_is_a_hash_of_the_resolved_settings():
     assert a.path.name.startswith("tiny-")
 
 
-@pytest.mark.parametrize("method", ["gradual", "lottery", "nm"])
+@pytest.mark.parametrize("method", ["gradual", "lottery", "nm", "dst"])
 def test_other_methods_run_end_to_end(tmp_path, method):
     prune = {
         "gradual": {"method": "gradual", "criterion": "magnitude", "scope": "layer", "sparsity": 0.5,
@@ -79,12 +79,13 @@ def test_other_methods_run_end_to_end(tmp_path, method):
                     "train": {"epochs": 2, "optimizer": {"name": "sgd", "lr": 0.01}}},
         "lottery": {"method": "lottery", "rounds": 2, "rate": 0.5, "controls": ["random_reinit"]},
         "nm": {"method": "nm", "n": 2, "m": 4, "permute": True, "baselines": ["nm_plain", "unstructured"], "finetune": {"epochs": 1}},
+        "dst": {"method": "dst", "algorithm": "rigl", "sparsity": 0.8, "delta_t": 5, "train": {"epochs": 2, "optimizer": {"name": "sgd", "lr": 0.05}}},
     }[method]
     raw = tiny_recipe()
     raw["prune"] = prune
     run = run_recipe(load_recipe(raw), tmp_path, progress=False)
     s = json.loads((run / "summary.json").read_text())
-    expected = {"gradual": 0.5, "lottery": 0.75, "nm": 0.5}[method]
+    expected = {"gradual": 0.5, "lottery": 0.75, "nm": 0.5, "dst": 0.8}[method]
     assert 1 - s["pruned"]["nonzero_prunable_params"] / s["pruned"]["prunable_params"] == pytest.approx(expected, abs=2e-3)
     if method == "lottery":
         assert {r["method"] for r in s["curve"]} == {"ticket", "random_reinit"}
@@ -134,12 +135,12 @@ def test_run_name_ignores_settings_left_at_their_defaults_but_not_the_method():
     assert run_dir_for(lottery).path != run_dir_for(gradual).path
 
 
-@pytest.mark.parametrize("method", ["unstructured", "gradual", "lottery", "nm", "structured"])
+@pytest.mark.parametrize("method", ["unstructured", "gradual", "lottery", "nm", "structured", "dst"])
 def test_a_resolved_recipe_reloads_to_the_same_recipe(tmp_path, method):
     """open_run (compress/export/report on a run directory) reloads recipe.yaml as written."""
     import yaml
 
-    prune = {"method": method, **({"ratio": 0.5} if method == "structured" else {})}
+    prune = {"method": method, **({"ratio": 0.5} if method == "structured" else {}), **({"sparsity": 0.8} if method == "dst" else {})}
     recipe = load_recipe({**tiny_recipe(), "prune": prune})
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe.resolved()))

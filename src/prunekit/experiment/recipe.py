@@ -24,6 +24,7 @@ from prunekit.pruners.structured import StructuredConfig
 from prunekit.pruners.unstructured import UnstructuredConfig
 from prunekit.schedules import build_schedule
 from prunekit.training.config import TrainConfig
+from prunekit.training.dst import DSTConfig
 from prunekit.training.lottery import LotteryConfig
 
 
@@ -174,9 +175,18 @@ class StructuredMethod(StructuredConfig):
         return list(dict.fromkeys(pairs))
 
 
-PRUNE_METHODS = (UnstructuredMethod, GradualMethod, LotteryMethod, NMMethod, StructuredMethod)
+class DSTMethod(DSTConfig):
+    """Dynamic sparse training from scratch at constant sparsity: RigL (drop smallest magnitudes, grow
+    largest gradients) or SET (grow at random), ERK or uniform layer densities, with ``train``."""
+
+    method: Literal["dst"] = "dst"
+    algorithm: Literal["rigl", "set"] = "rigl"
+    train: TrainConfig = TrainConfig(epochs=10)
+
+
+PRUNE_METHODS = (UnstructuredMethod, GradualMethod, LotteryMethod, NMMethod, StructuredMethod, DSTMethod)
 PruneMethod = Annotated[
-    UnstructuredMethod | GradualMethod | LotteryMethod | NMMethod | StructuredMethod, Field(discriminator="method")
+    UnstructuredMethod | GradualMethod | LotteryMethod | NMMethod | StructuredMethod | DSTMethod, Field(discriminator="method")
 ]
 
 

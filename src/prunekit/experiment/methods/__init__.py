@@ -7,6 +7,6 @@ from prunekit.experiment.context import MethodResult, RunContext
 
 METHODS: Registry[Callable[[RunContext], MethodResult]] = Registry("pruning method")
 
-from prunekit.experiment.methods import gradual, lottery, nm, structured, unstructured  # noqa: E402,F401  (registration)
+from prunekit.experiment.methods import dst, gradual, lottery, nm, structured, unstructured  # noqa: E402,F401  (registration)
 
 __all__ = ["METHODS"]
