@@ -226,11 +226,12 @@ def export(
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria | schedules | methods | recipes | all")] = "all") -> None:
-    """List registered models, datasets, criteria, schedules, pruning methods and shipped recipes."""
+def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria | schedules | methods | corruptions | recipes | all")] = "all") -> None:
+    """List registered models, datasets, criteria, schedules, pruning methods, corruptions and shipped recipes."""
     from prunekit.experiment.methods import METHODS
     from prunekit.experiment.recipe import shipped_recipes
-    from prunekit.importance import UNSTRUCTURED_CRITERIA
+    from prunekit.importance import GROUP_CRITERIA, UNSTRUCTURED_CRITERIA
+    from prunekit.metrics import CORRUPTIONS
     from prunekit.schedules import SCHEDULES
     from prunekit.zoo import MODELS
     from prunekit.zoo.data import DATASETS
@@ -238,9 +239,11 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
     tables = {
         "models": [(n, MODELS.meta(n)["description"]) for n in MODELS.names()],
         "datasets": [(n, "") for n in DATASETS.names()],
-        "criteria": [(n, UNSTRUCTURED_CRITERIA.meta(n).get("description", "")) for n in UNSTRUCTURED_CRITERIA.names()],
+        "criteria": [(n, "unstructured: " + UNSTRUCTURED_CRITERIA.meta(n).get("description", "")) for n in UNSTRUCTURED_CRITERIA.names()]
+        + [(n, "structured (group): " + GROUP_CRITERIA.meta(n).get("description", "")) for n in GROUP_CRITERIA.names()],
         "schedules": [(n, "") for n in SCHEDULES.names()],
         "methods": [(n, "") for n in METHODS.names()],
+        "corruptions": [(n, (CORRUPTIONS.get(n).__doc__ or "").strip().splitlines()[0]) for n in CORRUPTIONS.names()],
         "recipes": [(name, _first_comment(path)) for name, path in sorted(shipped_recipes().items())],
     }
     with user_errors("list"):
@@ -259,10 +262,14 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
 
 
 def _first_comment(path: Path) -> str:
+    """The first sentence of a recipe's leading comment block."""
+    lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    text = " ".join(lines)
+    return text.split(". ", 1)[0].rstrip(".") + "." if text else ""
 
 
 def main() -> None:
