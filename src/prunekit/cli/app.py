@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
@@ -269,7 +270,7 @@ def _first_comment(path: Path) -> str:
             break
         lines.append(line.lstrip("# ").strip())
     text = " ".join(lines)
-    return text.split(". ", 1)[0].rstrip(".") + "." if text else ""
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0] if text else ""
 
 
 def main() -> None:
