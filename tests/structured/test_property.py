@@ -22,7 +22,9 @@ SETTINGS = settings(max_examples=220, deadline=None, suppress_health_check=[Heal
 @SETTINGS
 @given(arch=architectures(), data=st.data())
 def test_removing_units_equals_zeroing_them(arch, data) -> None:
-    model, x = arch
+    # float64: normalisation over few elements amplifies float32 summation-order noise past 1e-5,
+    # and that noise is not what this property is about
+    model, x = arch[0].double(), arch[1].double()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PruningWarning)
         graph = graph_of(model, x)
