@@ -1,6 +1,6 @@
 """Accuracy at a fixed budget: CIFAR-10 ResNet-20 pruned to 2x fewer MACs, then 5 fine-tuning epochs.
 
-    python benchmarks/structured_accuracy.py [--parts prunekit slimming torch_pruning]
+    python benchmarks/structured_accuracy.py [--parts prunekit slimming torch_pruning] [--finetune-epochs 5]
 
 All methods start from the same dense checkpoint (benchmarks/cifar_dense.py: 30 epochs, one-cycle
 SGD) and get the same fine-tuning budget: 5 epochs of SGD (lr 0.02, cosine, Nesterov, wd 5e-4,
@@ -15,6 +15,8 @@ batch 128, crop + flip). Methods:
 
 Targets: our best ≥ Torch-Pruning's, and the dense-vs-pruned gap within 1 point. The parts can run
 in separate processes (``--parts``); each caches its result under benchmarks/work/.
+``--finetune-epochs N`` (N ≠ 5) reruns prunekit's global L2 and Torch-Pruning with an N-epoch budget
+and writes ``structured_accuracy_ft<N>``.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from prunekit.training import fit
 from prunekit.zoo import get_loaders
 
 CACHE = WORK / "structured_accuracy"
+DEFAULT_EPOCHS = 5
 
 
-def _recipe_part(name: str, overrides: list[str], dense_path: str) -> list[dict]:
+def _recipe_part(name: str, overrides: list[str], dense_path: str, epochs: int) -> list[dict]:
+    if epochs != DEFAULT_EPOCHS:
+        overrides = [*overrides, f"prune.finetune.epochs={epochs}", "prune.baselines=[]"]
     run = run_recipe(load_recipe("structured_resnet20", [f"model.checkpoint={dense_path}", f"data.root={data_root()}", *overrides]),
                      WORK / "runs", progress=False)
     s = json.loads((run / "summary.json").read_text())
@@ -50,7 +55,7 @@ def _recipe_part(name: str, overrides: list[str], dense_path: str) -> list[dict]
     return rows
 
 
-def _torch_pruning_part(dense: torch.nn.Module, recipe_finetune) -> list[dict]:
+def _torch_pruning_part(dense: torch.nn.Module, recipe_finetune, suffix: str) -> list[dict]:
     import copy
 
     import torch_pruning as tp
@@ -75,7 +80,7 @@ def _torch_pruning_part(dense: torch.nn.Module, recipe_finetune) -> list[dict]:
             break
         lo, hi = (mid, hi) if reduction < 2.0 else (lo, mid)
     before = evaluate(model, data.test).accuracy
-    fit(model, data.train, recipe_finetune, val=data.val, checkpoint=CACHE / "torch_pruning.train.safetensors", progress=False)
+    fit(model, data.train, recipe_finetune, val=data.val, checkpoint=CACHE / f"torch_pruning{suffix}.train.safetensors", progress=False)
     return [{"method": "Torch-Pruning 1.6.1 MetaPruner, L2 (global)", "macs_reduction": base_macs / count_macs(model, x).dense,
              "params_remaining": count_parameters(model).params / count_parameters(dense).params, "pruning_ratio": mid,
              "accuracy": evaluate(model, data.test).accuracy, "accuracy_before_finetune": before}]
@@ -83,31 +88,37 @@ def _torch_pruning_part(dense: torch.nn.Module, recipe_finetune) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--parts", nargs="+", default=["prunekit", "slimming", "torch_pruning"])
+    parser.add_argument("--parts", nargs="+", default=None, help="default: all three (only prunekit and torch_pruning with --finetune-epochs)")
+    parser.add_argument("--finetune-epochs", type=int, default=DEFAULT_EPOCHS)
     args = parser.parse_args()
+    epochs = args.finetune_epochs
+    suffix, name = ("", "structured_accuracy") if epochs == DEFAULT_EPOCHS else (f"-ft{epochs}", f"structured_accuracy_ft{epochs}")
     setup_logging()
     dense, record = dense_checkpoint("resnet20", "cifar10", cifar_train_config(), progress=False)
     dense_path = str(WORK / f"{record['key']}.safetensors")
-    finetune = load_recipe("structured_resnet20").prune.finetune
+    finetune = load_recipe("structured_resnet20").prune.finetune.model_copy(update={"epochs": epochs})
     parts = {
-        "prunekit": lambda: _recipe_part("prunekit", [], dense_path),
+        "prunekit": lambda: _recipe_part("prunekit", [], dense_path, epochs),
         "slimming": lambda: _recipe_part("slimming", [
             "name=structured-resnet20-slimming", "prune.importance=bn_scale", "prune.baselines=[]",
             "prune.sparsity_learning.kind=bn_l1", "prune.sparsity_learning.lam=0.0001", "prune.sparsity_learning.train.epochs=3",
             "prune.sparsity_learning.train.optimizer.lr=0.02", "prune.sparsity_learning.train.optimizer.weight_decay=0.0005",
-            "prune.sparsity_learning.train.lr_schedule.name=cosine", "export=null"], dense_path),
-        "torch_pruning": lambda: _torch_pruning_part(dense, finetune),
+            "prune.sparsity_learning.train.lr_schedule.name=cosine", "export=null"], dense_path, epochs),
+        "torch_pruning": lambda: _torch_pruning_part(dense, finetune, suffix),
     }
+    if epochs != DEFAULT_EPOCHS:
+        del parts["slimming"]
+    args.parts = args.parts or list(parts)
     for part in args.parts:
-        target = CACHE / f"{part}.json"
+        target = CACHE / f"{part}{suffix}.json"
         if not target.exists():
             start = time.perf_counter()
             rows = parts[part]()
             write_json(target, {"rows": rows, "seconds": time.perf_counter() - start})
-    if not all((CACHE / f"{p}.json").exists() for p in parts):
+    if not all((CACHE / f"{p}{suffix}.json").exists() for p in parts):
         print("partial results cached; run again with the remaining --parts to write the table")
         return
-    rows = [r for p in parts for r in json.loads((CACHE / f"{p}.json").read_text())["rows"]]
+    rows = [r for p in parts for r in json.loads((CACHE / f"{p}{suffix}.json").read_text())["rows"]]
     dense_acc = record["test_accuracy"]
     table = [["dense ResNet-20", 1.0, 1.0, round(100 * dense_acc, 2), None, 0.0]]
     for r in sorted(rows, key=lambda r: -r["accuracy"]):
@@ -118,11 +129,11 @@ def main() -> None:
     findings = [["best prunekit − Torch-Pruning (points)", round(100 * (ours - theirs), 2)],
                 ["dense − best prunekit (points)", round(100 * (dense_acc - ours), 2)],
                 ["target met: ours ≥ Torch-Pruning", ours >= theirs], ["target met: gap ≤ 1 point", dense_acc - ours <= 0.01]]
-    write_results("structured_accuracy", {"dense_accuracy": dense_acc, "rows": rows}, [
-        Table("ResNet-20 / CIFAR-10 at 2× fewer MACs, 5 fine-tuning epochs", ["method", "MACs reduction", "params remaining", "test acc (%)", "before fine-tuning (%)", "gap to dense (points)"], table,
+    write_results(name, {"dense_accuracy": dense_acc, "finetune_epochs": epochs, "rows": rows}, [
+        Table(f"ResNet-20 / CIFAR-10 at 2× fewer MACs, {epochs} fine-tuning epochs", ["method", "MACs reduction", "params remaining", "test acc (%)", "before fine-tuning (%)", "gap to dense (points)"], table,
               note="CIFAR-10 here is the lossy JPEG-derived copy in ../shared/data; absolute accuracies are close to, not equal to, official CIFAR-10 figures."),
         Table("Findings", ["measure", "value"], findings)], preamble=__doc__.split("\n\n", 1)[1])
-    print((RESULTS / "structured_accuracy.md").read_text())
+    print((RESULTS / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":
