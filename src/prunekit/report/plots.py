@@ -11,6 +11,16 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
+
+
+def _plain_log_ticks(ax, xs: Sequence[float], max_ticks: int = 8) -> None:
+    """Label a log x axis in plain numbers: at the data points when they are few, else at decades."""
+    ticks = sorted(set(xs))
+    if 0 < len(ticks) <= max_ticks:
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def accuracy_vs_remaining(curve: Sequence[Mapping[str, Any]], dense_accuracy: float | None = None, title: str = "") -> Figure:
@@ -31,6 +41,7 @@ def accuracy_vs_remaining(curve: Sequence[Mapping[str, Any]], dense_accuracy: fl
     if dense_accuracy is not None:
         ax.axhline(100 * dense_accuracy, color="black", ls="--", lw=1, label="dense")
     ax.set_xscale("log")
+    _plain_log_ticks(ax, [100 * r["fraction_remaining"] for r in curve])
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel("test accuracy (%)")
