@@ -109,6 +109,9 @@ def main() -> None:
     if epochs != DEFAULT_EPOCHS:
         del parts["slimming"]
     args.parts = args.parts or list(parts)
+    unknown = sorted(set(args.parts) - set(parts))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)} for {epochs} fine-tuning epochs; choose from {', '.join(parts)}")
     for part in args.parts:
         target = CACHE / f"{part}{suffix}.json"
         if not target.exists():
