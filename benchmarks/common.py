@@ -68,11 +68,15 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
     return net, record
 
 
-def write_results(name: str, payload: dict[str, Any], tables: list[Table], preamble: str = "") -> None:
-    """Write ``results/<name>.json`` (payload + environment) and ``results/<name>.md`` (tables)."""
+def write_results(name: str, payload: dict[str, Any], tables: list[Table], preamble: str = "", command: str | None = None) -> None:
+    """Write ``results/<name>.json`` (payload + environment) and ``results/<name>.md`` (tables).
+
+    ``command`` is what produced them (default ``python benchmarks/<name>.py``).
+    """
+    command = command or f"python benchmarks/{name}.py"
     payload = {**payload, "environment": environment(), "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(RESULTS / f"{name}.json", payload)
     body = [f"# Benchmark: {name}", "", preamble.strip(), ""] if preamble else [f"# Benchmark: {name}", ""]
     body += [t.to_markdown() for t in tables]
-    body.append(f"_Generated {payload['generated']} by `python benchmarks/{name}.py`; environment in `{name}.json`._\n")
+    body.append(f"_Generated {payload['generated']} by `{command}`; environment in `{name}.json`._\n")
     write_text(RESULTS / f"{name}.md", "\n".join(body))

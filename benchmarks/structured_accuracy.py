@@ -135,7 +135,8 @@ def main() -> None:
     write_results(name, {"dense_accuracy": dense_acc, "finetune_epochs": epochs, "rows": rows}, [
         Table(f"ResNet-20 / CIFAR-10 at 2× fewer MACs, {epochs} fine-tuning epochs", ["method", "MACs reduction", "params remaining", "test acc (%)", "before fine-tuning (%)", "gap to dense (points)"], table,
               note="CIFAR-10 here is the lossy JPEG-derived copy in ../shared/data; absolute accuracies are close to, not equal to, official CIFAR-10 figures."),
-        Table("Findings", ["measure", "value"], findings)], preamble=__doc__.split("\n\n", 1)[1])
+        Table("Findings", ["measure", "value"], findings)], preamble=__doc__.split("\n\n", 1)[1],
+        command="python benchmarks/structured_accuracy.py" + ("" if epochs == DEFAULT_EPOCHS else f" --finetune-epochs {epochs}"))
     print((RESULTS / f"{name}.md").read_text())
 
 
