@@ -9,9 +9,12 @@ Before any such edit we give the module a private copy of its generated class.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 from torch import nn
 from torch.nn.utils import parametrize
+
+P = TypeVar("P", bound=nn.Module)
 
 
 def own_parametrized_class(module: nn.Module) -> None:
@@ -20,6 +23,13 @@ def own_parametrized_class(module: nn.Module) -> None:
         return
     cls = type(module)
     module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+
+
+def find(module: nn.Module, name: str, kind: type[P]) -> P | None:
+    """The first parametrization of type ``kind`` on ``module.<name>``, or None."""
+    if not parametrize.is_parametrized(module, name):
+        return None
+    return next((p for p in module.parametrizations[name] if isinstance(p, kind)), None)  # type: ignore[index]
 
 
 def register(module: nn.Module, name: str, parametrization: nn.Module) -> None:

@@ -16,7 +16,7 @@ from prunekit.deployment import DeployConfig, SparseConv1x1, SparseLinear, deplo
 from prunekit.masks import MaskSet
 
 
-def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+def _assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     """Within float32 round-off relative to the output scale."""
     scale = float(expected.abs().max()) or 1.0
     assert float((actual - expected).abs().max()) <= 1e-5 * scale
@@ -38,9 +38,9 @@ def test_sparse_linear_matches_dense(sparsity, batch, bias):
     for layout, blocksize in [("csr", None), ("bsr", 16)]:
         sparse = SparseLinear.from_linear(linear, layout, blocksize)
         with torch.no_grad():
-            _close(sparse(x), linear(x))
+            _assert_close(sparse(x), linear(x))
     with torch.no_grad():
-        _close(SparseLinear.from_linear(linear)(x.reshape(batch, 1, 96)), linear(x).reshape(batch, 1, 48))
+        _assert_close(SparseLinear.from_linear(linear)(x.reshape(batch, 1, 96)), linear(x).reshape(batch, 1, 48))
 
 
 @pytest.mark.parametrize("sparsity", [0.5, 0.9])
@@ -53,7 +53,7 @@ def test_sparse_pointwise_conv_matches_dense(sparsity, batch):
     sparse = SparseConv1x1.from_conv(conv)
     with torch.no_grad():
         y = sparse(x)
-        _close(y, conv(x))
+        _assert_close(y, conv(x))
     assert y.is_contiguous()
 
 
@@ -67,7 +67,7 @@ def test_sparse_modules_are_plain_modules():
     clone.load_state_dict(torch.load(buffer, weights_only=True))
     x = torch.randn(2, 16)
     with torch.no_grad():
-        _close(clone(x), linear(x))
+        _assert_close(clone(x), linear(x))
     assert not sparse._forward_hooks and not sparse._forward_pre_hooks
     assert "layout=csr" in repr(sparse)
 
@@ -106,7 +106,7 @@ def test_forced_sparse_converts_eligible_layers_and_matches_masked_model():
     assert not any(parametrize.is_parametrized(m) for m in converted.modules())
     with torch.no_grad():
         for batch in (x, torch.randn(1, 3, 8, 8), torch.randn(9, 3, 8, 8)):
-            _close(converted(batch), model(batch))
+            _assert_close(converted(batch), model(batch))
     assert report.max_abs_error <= 1e-5 * float(model(x).detach().abs().max())
 
 
@@ -149,7 +149,7 @@ def test_bsr_is_tried_only_for_block_clustered_weights():
     assert second.chosen == "dense" and second.reason == "no sparse layout applies"
     with torch.no_grad():
         x = torch.randn(3, 64)
-        _close(converted(x), model(x))
+        _assert_close(converted(x), model(x))
 
 
 def test_config_validation_and_top_level_entry_point():

@@ -86,7 +86,7 @@ def attach_weight_sharing(
     shared: dict[str, SharedWeight] = {}
     for name, layer in result.layers.items():
         module, pname = resolve_parameter(model, name)
-        if _find_shared(module, pname) is not None:
+        if _parametrize.find(module, pname, SharedWeight) is not None:
             raise StructureError(f"{name} already has weight sharing attached; strip it first")
         weight = getattr(module, pname)
         if tuple(weight.shape) != tuple(layer.shape):
@@ -112,7 +112,7 @@ def strip_weight_sharing(model: nn.Module) -> QuantizationResult:
         if not parametrize.is_parametrized(module):
             continue
         for pname in list(module.parametrizations):  # type: ignore[attr-defined]
-            shared = _find_shared(module, pname)
+            shared = _parametrize.find(module, pname, SharedWeight)
             if shared is None:
                 continue
             name = f"{mod_name}.{pname}" if mod_name else pname
@@ -121,12 +121,3 @@ def strip_weight_sharing(model: nn.Module) -> QuantizationResult:
             _parametrize.remove(module, pname, leave_parametrized=True)
             getattr(module, pname).requires_grad_(shared.original_requires_grad)
     return QuantizationResult(layers, spec or CompressionSpec())
-
-
-def _find_shared(module: nn.Module, pname: str) -> SharedWeight | None:
-    if not parametrize.is_parametrized(module, pname):
-        return None
-    for p in module.parametrizations[pname]:  # type: ignore[index]
-        if isinstance(p, SharedWeight):
-            return p
-    return None

@@ -8,7 +8,7 @@ fail with the field path and the allowed values.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +26,25 @@ from prunekit.schedules import build_schedule
 from prunekit.training.config import TrainConfig
 from prunekit.training.dst import DSTConfig
 from prunekit.training.lottery import LotteryConfig
+
+
+def _check_baselines(values: tuple[str, ...], check_criterion: Callable[[str], Any], kind: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """Validate ``criterion[:<kind>]`` baseline strings (e.g. ``random:global``)."""
+    for value in values:
+        criterion, _, second = value.partition(":")
+        check_criterion(criterion)
+        if second not in ("", *allowed):
+            raise ValueError(f"baseline {value!r}: unknown {kind} {second!r}; allowed values: {', '.join(allowed)}")
+    return values
+
+
+def _variants(main: tuple[str, str], baselines: Sequence[str]) -> list[tuple[str, str]]:
+    """``main`` first, then each baseline as ``(criterion, its own second part or main's)``, duplicates dropped."""
+    pairs = [main]
+    for value in baselines:
+        criterion, _, second = value.partition(":")
+        pairs.append((criterion, second or main[1]))
+    return list(dict.fromkeys(pairs))
 
 
 def _check_schedule(spec: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -60,20 +79,11 @@ class UnstructuredMethod(UnstructuredConfig):
     @field_validator("baselines")
     @classmethod
     def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            criterion, _, scope = value.partition(":")
-            cls._known_criterion(criterion)
-            if scope not in ("", "layer", "global"):
-                raise ValueError(f"baseline {value!r}: unknown scope {scope!r}; allowed values: layer, global")
-        return values
+        return _check_baselines(values, cls._known_criterion, "scope", ("layer", "global"))
 
     def variants(self) -> list[tuple[str, str]]:
         """``(criterion, scope)`` of the main method first, then of each baseline (duplicates dropped)."""
-        pairs = [(self.criterion, self.scope)]
-        for value in self.baselines:
-            criterion, _, scope = value.partition(":")
-            pairs.append((criterion, scope or self.scope))
-        return list(dict.fromkeys(pairs))
+        return _variants((self.criterion, self.scope), self.baselines)
 
 
 class GradualMethod(UnstructuredConfig):
@@ -159,20 +169,11 @@ class StructuredMethod(StructuredConfig):
     @field_validator("baselines")
     @classmethod
     def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            criterion, _, allocation = value.partition(":")
-            cls._known_importance(criterion)
-            if allocation not in ("", "uniform", "global"):
-                raise ValueError(f"baseline {value!r}: unknown allocation {allocation!r}; allowed values: uniform, global")
-        return values
+        return _check_baselines(values, cls._known_importance, "allocation", ("uniform", "global"))
 
     def variants(self) -> list[tuple[str, str]]:
-        """``(criterion, allocation)`` of the main method, then of each baseline."""
-        pairs = [(self.importance, self.resolved_allocation)]
-        for value in self.baselines:
-            criterion, _, allocation = value.partition(":")
-            pairs.append((criterion, allocation or self.resolved_allocation))
-        return list(dict.fromkeys(pairs))
+        """``(criterion, allocation)`` of the main method, then of each baseline (duplicates dropped)."""
+        return _variants((self.importance, self.resolved_allocation), self.baselines)
 
 
 class DSTMethod(DSTConfig):

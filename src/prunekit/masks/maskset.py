@@ -132,7 +132,7 @@ class MaskSet(Mapping[str, Tensor]):
         self.check_model(model)
         for name, mask in self._masks.items():
             module, pname = owner(model, name)
-            existing = _find_mask(module, pname)
+            existing = _parametrize.find(module, pname, WeightMask)
             target = raw_parameter(model, name)
             if existing is not None:
                 existing.mask.copy_(mask.to(existing.mask.device))
@@ -167,15 +167,6 @@ class MaskSet(Mapping[str, Tensor]):
         if fmt != FORMAT:
             raise CheckpointError(f"{path} is not a prunekit mask file (format tag {fmt!r}, expected {FORMAT!r})")
         return cls({n: t.to(torch.bool) for n, t in tensors.items()})
-
-
-def _find_mask(module: nn.Module, pname: str) -> WeightMask | None:
-    if not parametrize.is_parametrized(module, pname):
-        return None
-    for p in module.parametrizations[pname]:  # type: ignore[index]
-        if isinstance(p, WeightMask):
-            return p
-    return None
 
 
 def detach_masks(model: nn.Module) -> MaskSet:

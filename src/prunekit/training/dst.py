@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
+from prunekit import _parametrize
 from prunekit.errors import ConfigError
 from prunekit.masks import MaskSet, WeightMask, prunable_parameters, raw_parameter
 from prunekit.masks.targets import owner
@@ -221,11 +222,10 @@ class SET(DynamicSparseTraining):
 
 
 def _mask_module(model: nn.Module, name: str) -> WeightMask:
-    module, pname = owner(model, name)
-    for p in module.parametrizations[pname]:  # type: ignore[index]
-        if isinstance(p, WeightMask):
-            return p
-    raise ConfigError(f"parameter {name!r} has no mask attached")
+    mask = _parametrize.find(*owner(model, name), WeightMask)
+    if mask is None:
+        raise ConfigError(f"parameter {name!r} has no mask attached")
+    return mask
 
 
 def _reset_optimizer_state(optimizer: Optimizer, param: Tensor, positions: Tensor) -> None:
