@@ -42,6 +42,28 @@ def test_uniform_ratio_and_layer_patterns() -> None:
     assert after["classifier.3"] == (10, 10)  # the classifier output is never pruned
 
 
+def test_layer_round_to_frees_narrow_layers(caplog: pytest.LogCaptureFixture) -> None:
+    """ResNet-56's first stage has 16 channels: round_to=16 cannot prune it, so 3x is out of reach (with a hint)."""
+    strict = StructuredPruner(macs_reduction=3.0, round_to=16).prune(create_model("resnet56"), X32)
+    assert strict.macs_reduction < 2.5
+    assert "layer_round_to" in caplog.text and "too narrow" in caplog.text
+    result = StructuredPruner(macs_reduction=3.0, round_to=16, layer_round_to={"layer1.*": 8}).prune(create_model("resnet56"), X32)
+    assert abs(result.macs_reduction - 3.0) <= 0.06
+    for layer in result.layers:
+        if layer.after != layer.before:
+            assert layer.after % (8 if layer.name == "conv1" or layer.name.startswith("layer1.") else 16) == 0, layer
+    assert any(layer.name.startswith("layer1.") and layer.after == 8 for layer in result.layers)
+
+
+def test_unmatched_layer_patterns_are_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"layer_round_to: pattern\(s\) \['layr1\.\*'\] match no module"):
+        StructuredPruner(ratio=0.5, layer_round_to={"layr1.*": 8}).prune(create_model("resnet20"), X32)
+    with pytest.raises(ConfigError, match="layer_ratios"):
+        StructuredPruner(ratio=0.5, layer_ratios={"features.0": 0.2}).prune(create_model("resnet20"), X32)
+    with pytest.raises(ConfigError, match="layer_round_to values must be"):
+        StructuredPruner(ratio=0.5, layer_round_to={"layer1.*": 0})
+
+
 def test_global_ranking_respects_the_per_layer_cap() -> None:
     model = create_model("resnet20")
     result = StructuredPruner(ratio=0.6, allocation="global", max_layer_ratio=0.7).prune(model, X32)

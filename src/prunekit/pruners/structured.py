@@ -40,7 +40,9 @@ class StructuredConfig(BaseModel):
 
     Give exactly one target: ``ratio`` (fraction of channels removed; with ``layer_ratios`` for
     fnmatch-pattern overrides), ``macs_reduction`` (2.0 = half the MACs), ``max_macs`` or
-    ``max_params``. Resource targets are met within ``tolerance`` (relative).
+    ``max_params``. Resource targets are met within ``tolerance`` (relative). ``round_to`` keeps
+    channel counts multiples of a hardware block; ``layer_round_to`` overrides it per layer pattern
+    (e.g. ``{"layer1.*": 8}`` so a 16-channel stage can still be halved under ``round_to=16``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +55,7 @@ class StructuredConfig(BaseModel):
     allocation: Literal["uniform", "global"] | None = None
     max_layer_ratio: float = Field(0.9, gt=0.0, le=1.0)
     round_to: int = Field(1, ge=1)
+    layer_round_to: dict[str, int] = Field(default_factory=dict)
     ignored_layers: tuple[str, ...] = ()
     importance: str = "l2"
     reduction: Literal["mean", "sum", "max", "first"] = "mean"
@@ -73,6 +76,9 @@ class StructuredConfig(BaseModel):
         bad = {k: v for k, v in self.layer_ratios.items() if not 0.0 <= v < 1.0}
         if bad:
             raise ValueError(f"layer_ratios must be in [0, 1): {bad}")
+        bad = {k: v for k, v in self.layer_round_to.items() if v < 1}
+        if bad:
+            raise ValueError(f"layer_round_to values must be ≥ 1: {bad}")
         return self
 
     @property
@@ -199,6 +205,7 @@ class StructuredPruner:
             raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         cfg = self.config
+        _check_patterns(model, cfg)
         before = layer_channels(model)
         macs_before, params_before = _macs(model, inputs), count_parameters(model).params
         reference = _reference_output(model, inputs)
@@ -236,18 +243,15 @@ class StructuredPruner:
         for g in graph.prunable_groups():
             scores = self.criterion(g, ctx).detach().cpu().numpy()
             original = self._origin.sizes.get(_key(g), g.size)
-            cands.append(Candidate.make(g.index, scores, cfg.max_layer_ratio, cfg.round_to, g.width(), original - g.size, original))
+            round_to = _override(g, cfg.layer_round_to, cfg.round_to)
+            cands.append(Candidate.make(g.index, scores, cfg.max_layer_ratio, round_to, g.width(), original - g.size, original))
         return cands
 
     def _group_ratio(self, graph: DependencyGraph, c: Candidate, fraction: float) -> float:
         """Ratio of the *current* units to remove so the group ends at its target fraction of the original."""
         cfg = self.config
         g = graph.groups[c.index]
-        ratio = cfg.ratio or 0.0
-        for pattern, value in cfg.layer_ratios.items():
-            if any(fnmatch.fnmatchcase(m, pattern) for m in g.modules("out") or g.modules()):
-                ratio = value
-                break
+        ratio = _override(g, cfg.layer_ratios, cfg.ratio or 0.0)
         assert self._origin is not None
         original = self._origin.sizes.get(_key(g), g.size)
         target_kept = original * (1.0 - ratio * fraction)
@@ -312,7 +316,10 @@ class StructuredPruner:
             target *= goal / real
         assert best is not None
         if abs(best[0] - goal) > cfg.tolerance * goal:
-            log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)", kind, goal, best[0])
+            blocked = [_key(graph.groups[c.index]) for c in cands if c.step > 1 and c.max_remove == 0]
+            hint = (f"; {len(blocked)} group(s) are too narrow for their round_to and stay whole (e.g. {blocked[0]}): "
+                    "a smaller multiple for them via layer_round_to (e.g. {'layer1.*': 8}) frees them") if blocked else ""
+            log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", kind, goal, best[0], hint)
         return best[1]
 
     def _measure(self, graph: DependencyGraph, kind: str, counts: dict[int, int], by_index: dict[int, Candidate], inputs: tuple[Any, ...]) -> float:
@@ -330,6 +337,21 @@ class StructuredPruner:
 
 def _macs(model: nn.Module, inputs: tuple[Any, ...]) -> int:
     return count_macs(model, inputs).dense
+
+
+def _override(group: Group, patterns: Mapping[str, Any], default: Any) -> Any:
+    """The value of the first pattern matching one of the group's (output) modules, else ``default``."""
+    names = group.modules("out") or group.modules()
+    return next((v for p, v in patterns.items() if any(fnmatch.fnmatchcase(m, p) for m in names)), default)
+
+
+def _check_patterns(model: nn.Module, config: StructuredConfig) -> None:
+    """Every per-layer pattern must name at least one module, so a typo is not silently ignored."""
+    names = [n for n, _ in model.named_modules() if n]
+    for field_name in ("layer_ratios", "layer_round_to"):
+        unmatched = [p for p in getattr(config, field_name) if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unmatched:
+            raise ConfigError(f"{field_name}: pattern(s) {unmatched} match no module of the model; module names look like {names[:5]}")
 
 
 def _key(group: Group) -> str:
