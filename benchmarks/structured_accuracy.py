@@ -1,10 +1,10 @@
-"""Accuracy at a fixed budget: CIFAR-10 ResNet-20 pruned to 2x fewer MACs, then 5 fine-tuning epochs.
+"""Accuracy at a fixed budget: CIFAR-10 ResNet-20 pruned to 2x fewer MACs, then N fine-tuning epochs (5 by default).
 
     python benchmarks/structured_accuracy.py [--parts prunekit slimming torch_pruning] [--finetune-epochs 5]
 
 All methods start from the same dense checkpoint (benchmarks/cifar_dense.py: 30 epochs, one-cycle
-SGD) and get the same fine-tuning budget: 5 epochs of SGD (lr 0.02, cosine, Nesterov, wd 5e-4,
-batch 128, crop + flip). Methods:
+SGD) and get the same fine-tuning budget: N epochs of SGD (lr 0.02, cosine over the N epochs, Nesterov,
+wd 5e-4, batch 128, crop + flip). Methods:
 
 - prunekit, shipped recipe ``structured_resnet20``: global L2 (main), global Taylor, global random
   scores, and uniform per-layer L2;
