@@ -79,3 +79,11 @@ def test_unknown_structured_criterion_names_allowed_values():
 
     with pytest.raises(ValidationError, match="unknown group criterion 'l3'; allowed values: activation, apoz, bn_scale, fpgm, hessian, l1, l2, random, taylor"):
         load_recipe(_structured(importance="l3"))
+
+
+def test_recipe_layer_round_to_overrides_round_to(tmp_path):
+    raw = _structured(importance="l2", steps=1, ratio=0.4, round_to=16, layer_round_to={"features.0": 8})
+    s = json.loads((run_recipe(load_recipe(raw), tmp_path, progress=False) / "summary.json").read_text())
+    channels = {r["name"]: r["channels_after"] for r in s["layers"]}
+    assert channels["features.0"] == 40  # 64 - 25 = 39 kept, rounded to a multiple of 8
+    assert channels["features.2"] == 32  # the same 39, rounded to a multiple of 16
