@@ -316,9 +316,12 @@ class StructuredPruner:
             target *= goal / real
         assert best is not None
         if abs(best[0] - goal) > cfg.tolerance * goal:
-            blocked = [_key(graph.groups[c.index]) for c in cands if c.step > 1 and c.max_remove == 0]
-            hint = (f"; {len(blocked)} group(s) are too narrow for their round_to and stay whole (e.g. {blocked[0]}): "
-                    "a smaller multiple for them via layer_round_to (e.g. {'layer1.*': 8}) frees them") if blocked else ""
+            narrow = [c for c in cands if 1 < c.size <= c.step]
+            hint = ""
+            if narrow:
+                layer = _key(graph.groups[narrow[0].index]).split(",")[0]
+                hint = (f"; {len(narrow)} group(s) have no more channels than their rounding step and stay whole (e.g. the one of "
+                        f"{layer!r}, {narrow[0].size} channels): a smaller multiple via layer_round_to, e.g. {{{layer!r}: {narrow[0].step // 2}}}, frees them")
             log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", kind, goal, best[0], hint)
         return best[1]
 
