@@ -33,7 +33,11 @@ setup() {
     fi
     # torch first, pinned: nothing installed after it can pull a different build.
     "${pip[@]}" "torch==2.13.0"
-    "${pip[@]}" -e ".[$extras]"
+    if [ -n "$extras" ]; then
+        "${pip[@]}" -e ".[$extras]"
+    else
+        "${pip[@]}" -e .  # pip rejects an empty extras list ".[]"
+    fi
     if [ -n "$bench_only" ]; then
         # Benchmark-only baseline; its declared deps would re-resolve torch.
         "${pip[@]}" --no-deps "torch-pruning==1.6.1"
