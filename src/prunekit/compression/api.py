@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from pydantic import ValidationError
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -20,12 +21,13 @@ from prunekit.compression._tensors import effective_state
 from prunekit.compression.codec import decode_layer, decode_raw, encode_layer, encode_raw
 from prunekit.compression.quantize import QuantizationResult, quantize_model
 from prunekit.compression.report import CompressionReport
+from prunekit.compression.schema import FORMAT_NAME, check_header, check_writable
 from prunekit.compression.spec import CompressionSpec
 from prunekit.errors import CheckpointError, ConfigError, StructureError
 
 log = logging.getLogger(__name__)
 
-FORMAT_NAME = "prunekit-compressed"
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -64,6 +66,7 @@ def compress_model(
         spec = quantization.spec
     spec = CompressionSpec.parse(spec)  # type: ignore[arg-type]
     tensors = effective_state(model)
+    check_writable(tensors)
     if quantization is None:
         quantization = quantize_model(model, spec, apply=False)
     else:
@@ -99,7 +102,7 @@ def compress_model(
     try:
         data = packed.pack(header, sections)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cannot write {path}: {exc} (metadata must be JSON-serialisable, without NaN)") from exc
+        raise ConfigError(f"cannot write {path}: {exc} (metadata must be JSON-serialisable, without NaN, and small)") from exc
     write_bytes(path, data)
     report = CompressionReport(
         path=str(path),
@@ -127,28 +130,29 @@ def read_compressed(path: str | os.PathLike[str]) -> CompressedModel:
 def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedModel:
     """:func:`read_compressed` on an in-memory file image."""
     header, sections = packed.unpack(data, source=source)
+    check_header(header, sections, source)
     try:
-        if header.get("format") != FORMAT_NAME:
-            raise ValueError(f"format field is {header.get('format')!r}, expected {FORMAT_NAME!r}")
-        layers = {}
-        for entry in header["layers"]:
-            layer = decode_layer(entry, sections)
-            layers[layer.name] = layer
-        extras = {str(e["name"]): decode_raw(e, sections) for e in header["extras"]}
-        order = [str(n) for n in header["order"]]
-        if sorted(order) != sorted([*layers, *extras]):
-            raise ValueError("tensor order does not list exactly the stored tensors")
         spec = CompressionSpec.model_validate(header["spec"])
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
-        raise CheckpointError(f"{source} has a malformed or inconsistent body ({exc}); re-create the file") from exc
+    except ValidationError as exc:
+        raise CheckpointError(f"{source}: header: spec is not a valid compression spec ({exc}); re-create the file") from exc
+    layers = {e["name"]: _decode(decode_layer, e, sections, source) for e in header["layers"]}
+    extras = {e["name"]: _decode(decode_raw, e, sections, source) for e in header["extras"]}
     meta = {
         "format_version": packed.FORMAT_VERSION,
-        "prunekit_version": header.get("prunekit_version"),
+        "prunekit_version": header["prunekit_version"],
         "spec": header["spec"],
         "layers": {e["name"]: {k: e[k] for k in ("kind", "shape", "dtype", "bits", "index_bits", "n_clusters", "nnz", "n_fillers")} for e in header["layers"]},
-        "metadata": header.get("metadata", {}),
+        "metadata": header["metadata"],
     }
-    return CompressedModel(QuantizationResult(layers, spec), extras, order, meta)
+    return CompressedModel(QuantizationResult(layers, spec), extras, list(header["order"]), meta)
+
+
+def _decode(decode: Callable[[dict[str, Any], dict[str, bytes]], _T], entry: dict[str, Any], sections: dict[str, bytes], source: str) -> _T:
+    """``decode(entry, sections)``, its errors as :class:`CheckpointError` naming the file and tensor."""
+    try:
+        return decode(entry, sections)
+    except (ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: tensor {entry['name']!r}: {exc}; the file is inconsistent: re-create it") from exc
 
 
 def decompress_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -108,32 +108,28 @@ def encode_layer(layer: QuantizedLayer, index_bits: int, huffman: bool) -> tuple
 
 
 def decode_layer(entry: dict[str, Any], sections: dict[str, bytes]) -> QuantizedLayer:
-    """Inverse of :func:`encode_layer`; raises ``ValueError``/``KeyError``/``TypeError`` on bad input."""
-    shape = tuple(int(d) for d in entry["shape"])
-    if any(d < 0 for d in shape):
-        raise ValueError(f"negative dimension in shape {shape}")
+    """Inverse of :func:`encode_layer` for an entry that passed :func:`~prunekit.compression.schema.check_header`.
+
+    Raises ``ValueError`` when the streams are inconsistent with each other or with the entry.
+    """
+    shape = tuple(entry["shape"])
     numel = math.prod(shape)
-    k = int(entry["n_clusters"])
-    index_bits = int(entry["index_bits"])
-    n_entries = int(entry["n_entries"])
-    codebook_bytes = sections[entry["codebook"]]
-    if len(codebook_bytes) != 4 * k:
-        raise ValueError(f"codebook holds {len(codebook_bytes)} bytes, expected {4 * k}")
-    codebook = torch.from_numpy(np.frombuffer(codebook_bytes, dtype="<f4").astype(np.float32))
-    symbols = _decode_stream(entry["weights"], sections, n_entries)
-    gaps = _decode_stream(entry["gaps"], sections, n_entries)
-    positions, indices = decode_entries(gaps, symbols, index_bits, k, numel)
-    if positions.size != int(entry["nnz"]):
+    k = entry["n_clusters"]
+    codebook = torch.from_numpy(np.frombuffer(sections[entry["codebook"]], dtype="<f4").astype(np.float32))
+    symbols = _decode_stream(entry["weights"], sections, entry["n_entries"])
+    gaps = _decode_stream(entry["gaps"], sections, entry["n_entries"])
+    positions, indices = decode_entries(gaps, symbols, entry["index_bits"], k, numel)
+    if positions.size != entry["nnz"]:
         raise ValueError(f"decoded {positions.size} nonzeros, header says {entry['nnz']}")
     mask = torch.zeros(numel, dtype=torch.bool)
     mask[torch.from_numpy(positions)] = True
     index_dtype = torch.uint8 if k <= 256 else torch.uint16
     return QuantizedLayer(
-        name=str(entry["name"]),
+        name=entry["name"],
         kind=entry["kind"],
         shape=shape,
         dtype=DTYPES[entry["dtype"]],
-        bits=int(entry["bits"]),
+        bits=entry["bits"],
         codebook=codebook,
         indices=torch.from_numpy(indices).to(index_dtype),
         mask=mask.reshape(shape),
@@ -151,36 +147,25 @@ def encode_raw(name: str, tensor: Tensor, stored: torch.dtype | None = None) -> 
 
 
 def decode_raw(entry: dict[str, Any], sections: dict[str, bytes]) -> Tensor:
-    """Inverse of :func:`encode_raw` (cast back to the tensor's original dtype)."""
-    shape = tuple(int(d) for d in entry["shape"])
+    """Inverse of :func:`encode_raw` (cast back to the tensor's original dtype), for a checked entry."""
+    shape = tuple(entry["shape"])
     stored = DTYPES[entry["stored_dtype"]]
     dtype = DTYPES[entry["dtype"]]
     data = sections[entry["section"]]
-    numel = math.prod(shape)
-    itemsize = torch.empty(0, dtype=stored).element_size()
-    if len(data) != numel * itemsize:
-        raise ValueError(f"tensor {entry['name']!r}: {len(data)} bytes for {numel} x {itemsize}-byte elements")
-    if numel == 0:
+    if math.prod(shape) == 0:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(stored).reshape(shape).to(dtype)
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    if stored == torch.bool and bool((raw > 1).any()):
+        raise ValueError("a bool tensor holds bytes other than 0 and 1")
+    return raw.view(stored).reshape(shape).to(dtype)
 
 
 def _decode_stream(info: dict[str, Any], sections: dict[str, bytes], count: int) -> np.ndarray:
     data = sections[info["data"]]
-    nbits = int(info["nbits"])
-    if (nbits + 7) // 8 != len(data):
-        raise ValueError(f"stream {info['data']!r}: {len(data)} bytes for {nbits} bits")
     if info["coding"] == "huffman":
         code = HuffmanCode(np.frombuffer(sections[info["lengths"]], dtype=np.uint8).copy())
-        out = code.decode(data, count, nbits)
-    elif info["coding"] == "fixed":
-        width = int(info["width"])
-        if count * width != nbits:
-            raise ValueError(f"stream {info['data']!r}: {nbits} bits for {count} values of {width} bits")
-        out = unpack_fixed(data, count, width)
-    else:
-        raise ValueError(f"unknown stream coding {info['coding']!r}")
-    return out
+        return code.decode(data, count, info["nbits"])
+    return unpack_fixed(data, count, info["width"])
 
 
 def _trim(lengths: np.ndarray) -> np.ndarray:

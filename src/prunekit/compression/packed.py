@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 import struct
 import zlib
 from collections.abc import Iterable
@@ -38,6 +39,16 @@ _PREFIX = struct.Struct("<4sHHIQ")
 PREFIX_SIZE = _PREFIX.size + 4  # + CRC32
 TRAILER_SIZE = 32
 MIN_SIZE = PREFIX_SIZE + 2 + TRAILER_SIZE  # the smallest header is "{}"
+#: Largest JSON header (uncompressed) written or read: bounds what a tiny file can inflate to.
+MAX_HEADER_BYTES = 16 << 20
+_SECTION_KEYS = {"offset", "length", "crc32"}
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlong, _REPR.maxstring, _REPR.maxother, _REPR.maxlevel = 30, 40, 40, 3
+
+
+def describe(value: Any) -> str:
+    """A short ``repr`` of a header value for error messages (huge numbers and lists are cut)."""
+    return _REPR.repr(value)
 
 
 def pack(header: dict[str, Any], sections: Iterable[tuple[str, bytes]], version: int = FORMAT_VERSION) -> bytes:
@@ -61,6 +72,8 @@ def pack(header: dict[str, Any], sections: Iterable[tuple[str, bytes]], version:
         offset += len(blob)
     # Key order is kept as given (deterministic, and meaningful for ordered settings like overrides).
     head = json.dumps({**header, "sections": table}, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if len(head) > MAX_HEADER_BYTES:
+        raise ValueError(f"the JSON header is {len(head)} bytes, more than the {MAX_HEADER_BYTES} a file may hold")
     if version >= 2:
         head = zlib.compress(head, 9)
     file_len = PREFIX_SIZE + len(head) + offset + TRAILER_SIZE
@@ -106,13 +119,31 @@ def unpack(data: bytes, source: str = "<bytes>") -> tuple[dict[str, Any], dict[s
 
 
 def _header_json(raw: bytes, version: int) -> Any:
-    return json.loads((zlib.decompress(raw) if version >= 2 else raw).decode("utf-8"))
+    """The decoded JSON header; ``ValueError``/``RecursionError`` when it is unreadable or too large."""
+    return json.loads(_header_text(raw, version).decode("utf-8"), parse_constant=_reject_constant)
+
+
+def _header_text(raw: bytes, version: int) -> bytes:
+    """The header's JSON bytes, inflated (version 2) to at most :data:`MAX_HEADER_BYTES`."""
+    text = raw
+    if version >= 2:
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(raw, MAX_HEADER_BYTES + 1)
+        if len(text) <= MAX_HEADER_BYTES and (not inflate.eof or inflate.unused_data):
+            raise ValueError("its zlib stream is truncated or followed by stray bytes")
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(f"it is larger than the {MAX_HEADER_BYTES} bytes a header may hold")
+    return text
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"it holds the non-JSON number {name}")
 
 
 def _parse_header(raw: bytes, version: int, source: str) -> dict[str, Any]:
     try:
         header = _header_json(raw, version)
-    except (UnicodeDecodeError, json.JSONDecodeError, zlib.error) as exc:
+    except (ValueError, RecursionError, zlib.error) as exc:
         raise CheckpointError(f"{source} has an unreadable JSON header ({exc})") from exc
     if not isinstance(header, dict) or not isinstance(header.get("sections"), dict):
         raise CheckpointError(f"{source} has a malformed header: no section table")
@@ -122,23 +153,34 @@ def _parse_header(raw: bytes, version: int, source: str) -> dict[str, Any]:
 def _split_sections(header: dict[str, Any], data: bytes, start: int, end: int, source: str) -> dict[str, bytes]:
     sections: dict[str, bytes] = {}
     expected = 0
-    try:
-        # Sections must tile the data area; check them in (offset, length) order.
-        items = sorted(header["sections"].items(), key=lambda kv: (int(kv[1]["offset"]), int(kv[1]["length"])))
-        for name, info in items:
-            offset, length = int(info["offset"]), int(info["length"])
-            if offset != expected or length < 0:
-                raise CheckpointError(f"{source} has a malformed section table at {name!r}")
-            blob = data[start + offset : start + offset + length]
-            if len(blob) != length or zlib.crc32(blob) != int(info["crc32"]):
-                raise CheckpointError(f"{source} is corrupted: section {name!r} fails its CRC32 check")
-            sections[name] = blob
-            expected = offset + length
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{source} has a malformed section table ({exc!r})") from exc
+    # Sections must tile the data area; check them in (offset, length) order.
+    for name, offset, length, crc in sorted(_section_rows(header["sections"], source), key=lambda row: row[1:3]):
+        if offset != expected or length < 0 or start + offset + length > end:
+            raise CheckpointError(
+                f"{source} has a malformed section table at {describe(name)}: offset {offset}, length {length} do not "
+                f"continue the sections before it (next offset {expected}) inside the {end - start}-byte data area"
+            )
+        blob = data[start + offset : start + offset + length]
+        if zlib.crc32(blob) != crc:
+            raise CheckpointError(f"{source} is corrupted: section {describe(name)} fails its CRC32 check")
+        sections[name] = blob
+        expected = offset + length
     if start + expected != end:
         raise CheckpointError(f"{source} is corrupted: sections cover {expected} bytes, the file holds {end - start}")
     return sections
+
+
+def _section_rows(table: dict[str, Any], source: str) -> list[tuple[str, int, int, int]]:
+    """``(name, offset, length, crc32)`` per section table entry, each an exact-integer triple."""
+    rows = []
+    for name, info in table.items():
+        if not isinstance(info, dict) or info.keys() != _SECTION_KEYS or any(type(v) is not int for v in info.values()):
+            raise CheckpointError(
+                f"{source} has a malformed section table: entry {describe(name)} must hold exactly the integers "
+                f"'offset', 'length' and 'crc32', got {describe(info)}"
+            )
+        rows.append((name, info["offset"], info["length"], info["crc32"]))
+    return rows
 
 
 def _locate_damage(data: bytes, head_len: int, version: int) -> str:
