@@ -1,0 +1,1 @@
+"""Fuzzing the recipe validation through the CLI (see recipe_mutations.py)."""
