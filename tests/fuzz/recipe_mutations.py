@@ -445,10 +445,15 @@ def bad_values(raw: dict[str, Any], path: Path_, value: Any, ft: FieldType) -> l
     return bad_strings(ft, path) if isinstance(value, str) else bad_numbers(ft)
 
 
+def _quoted(bad: Bad) -> str | None:
+    """How a message would quote a bad string value (its start), for :func:`names_where`."""
+    text = bad.raw if bad.raw is not None and bad.raw.isalpha() else bad.value
+    return (text[:20] or "''") if isinstance(text, str) else None
+
+
 def _value_mutation(kind: str, base: str, raw: dict[str, Any], path: Path_, bad: Bad) -> Mutation:
     desc = f"{dotted(path)} <- {bad.label} ({short(bad.raw if bad.raw is not None else bad.value)})"
-    text = bad.raw if bad.raw is not None and bad.raw.isalpha() else bad.value  # a string as the message would quote it
-    name = (text[:20] or "''") if isinstance(text, str) else None
+    name = _quoted(bad)
     if bad.raw is not None:
         data, line = with_raw(raw, path, bad.raw)
         return Mutation(kind, desc, base, data=data, field=dotted(path), line=line, value=name)
@@ -638,7 +643,7 @@ def mutate_set_value(ch: Chooser, base: str, raw: dict[str, Any]) -> Mutation:
     text = bad.raw if bad.raw is not None else flow(bad.value)
     item = f"{dotted(path)}={text}"
     return Mutation(f"--set: {bad.label}", f"--set {short(item, 60)}", base, data=dump(raw).encode(), set_args=(item,),
-                    field=dotted(path), needle=dotted(path))
+                    field=dotted(path), needle=dotted(path), value=_quoted(bad))
 
 
 def mutate_set_special(ch: Chooser, base: str, raw: dict[str, Any]) -> Mutation:
