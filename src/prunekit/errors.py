@@ -34,9 +34,17 @@ class CheckpointError(PrunekitError):
     """A checkpoint or saved artifact is missing, corrupted or incompatible."""
 
 
+class DamagedFileError(CheckpointError):
+    """A saved file cannot be read back: truncated, garbage, not UTF-8/JSON/safetensors, or an unknown format."""
+
+
 class StructureError(PrunekitError):
     """A model's structure cannot be handled the way it was asked to."""
 
 
 class ExportError(PrunekitError):
     """A model could not be exported, or the exported model disagrees with the original."""
+
+
+class TrainingDivergedError(PrunekitError):
+    """Training produced a non-finite loss or weights (usually a learning rate that is too high)."""

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunekit.errors import CheckpointError
+from prunekit.errors import CheckpointError, TrainingDivergedError
 from prunekit.masks import MaskSet, prunable_parameters, raw_parameter
 from prunekit.training import Callback, LRScheduleConfig, OptimizerConfig, TrainConfig, fit, read_train_state
 
@@ -128,3 +128,55 @@ def test_optimizer_state_survives_masks_attached_in_a_different_order(tmp_path):
     by_name = dict(model.named_parameters())
     for name, p in other.named_parameters():
         assert torch.equal(other_opt.state[p]["exp_avg"], opt.state[by_name[name]]["exp_avg"]), name
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_a_checkpoint"])
+def test_a_damaged_checkpoint_is_reported_and_training_starts_over(tmp_path, caplog, damage):
+    x, y = blobs()
+    straight = _mlp()
+    fit(straight, Batches(x, y, 32), _cfg(), progress=False)
+    ckpt = tmp_path / "last.safetensors"
+    with pytest.raises(_Interrupt):
+        fit(_mlp(), Batches(x, y, 32), _cfg(), checkpoint=ckpt, callbacks=[_KillAfter(2)], progress=False)
+    if damage == "truncate":
+        ckpt.write_bytes(ckpt.read_bytes()[:-100])
+    elif damage == "garbage":
+        ckpt.write_bytes(b"\x00garbage" * 50)
+    else:
+        MaskSet({"w": torch.ones(3, dtype=torch.bool)}).save(ckpt)
+    restarted = _mlp()
+    result = fit(restarted, Batches(x, y, 32), _cfg(), checkpoint=ckpt, progress=False, description="dense training")
+    assert result.resumed_from_epoch is None and len(result.history) == 4
+    assert any(str(ckpt) in r.getMessage() and "dense training starts over" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    for (k, a), b in zip(straight.state_dict().items(), restarted.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert read_train_state(ckpt).epoch == 4  # overwritten by the new training
+
+
+class _Poison(Callback):
+    """Makes the first weight infinite after ``step`` (the loss of that step is still finite)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, step, loss):
+        if step == self.step:
+            with torch.no_grad():
+                trainer.model[0].weight[0, 0] = float("inf")
+
+
+def test_a_non_finite_loss_stops_training_before_anything_is_saved(tmp_path):
+    x, y = blobs()
+    x[40] = float("nan")  # in the second batch of epoch 0 (no shuffling)
+    ckpt = tmp_path / "c.safetensors"
+    with pytest.raises(TrainingDivergedError, match=r"dense training diverged: the training loss became nan at epoch 0 \(step 2\); lower the learning rate"):
+        fit(_mlp(), Batches(x, y, 32, shuffle=False), _cfg(), checkpoint=ckpt, progress=False, description="dense training")
+    assert not ckpt.exists()
+
+
+def test_non_finite_weights_stop_training_before_the_epoch_is_checkpointed(tmp_path):
+    x, y = blobs()
+    ckpt = tmp_path / "c.safetensors"
+    with pytest.raises(TrainingDivergedError, match=r"parameter 0.weight became non-finite at epoch 1 \(step 32\)"):
+        fit(_mlp(), Batches(x, y, 32), _cfg(), checkpoint=ckpt, callbacks=[_Poison(32)], progress=False)
+    assert read_train_state(ckpt).epoch == 1  # the last good epoch

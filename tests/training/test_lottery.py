@@ -119,3 +119,29 @@ def test_each_round_trains_the_reset_ticket_and_the_controls_it_should(tmp_path,
     assert reinit_masks.equal(ticket_masks) and not torch.equal(reinit[key], init[key])
     assert torch.equal(shuffled[key], init[key]) and not shuffled_masks.equal(ticket_masks)
     assert {n: int(m.sum()) for n, m in shuffled_masks.items()} == {n: int(m.sum()) for n, m in ticket_masks.items()}
+
+
+@pytest.mark.parametrize("damaged", ["round_01/ticket.json", "round_01/ticket.safetensors", "round_02/masks.safetensors",
+                                     "round_00/masks.safetensors", "rewind.safetensors", "round_02/random_reinit.json"])
+def test_a_damaged_lottery_file_is_reported_and_made_again(tmp_path, caplog, damaged):
+    train, val, test = _data()
+    config = _config(controls=("random_reinit",))
+    records = run_lottery(_mlp, train, val, test, config, tmp_path)
+    ticket = (tmp_path / "round_02" / "ticket.safetensors").read_bytes()
+    path = tmp_path / damaged
+    path.write_bytes(b"\xff garbage" if path.suffix == ".json" else path.read_bytes()[:-50])
+    assert run_lottery(_mlp, train, val, test, config, tmp_path) == records
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and str(path) in r.getMessage()]
+    assert (tmp_path / "round_02" / "ticket.safetensors").read_bytes() == ticket
+
+
+def test_a_damaged_rewind_point_of_a_trained_round_0_is_a_clear_error(tmp_path):
+    from prunekit.errors import DamagedFileError
+
+    train, val, test = _data()
+    config = _config(rounds=1, rewind_step=3)
+    run_lottery(_mlp, train, val, test, config, tmp_path)
+    (tmp_path / "round_01" / "ticket.json").unlink()
+    (tmp_path / "rewind.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DamagedFileError, match=r"rewind.safetensors is damaged .*saved at step 3 of round 0, so the experiment must start over"):
+        run_lottery(_mlp, train, val, test, config, tmp_path)

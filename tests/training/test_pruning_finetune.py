@@ -77,3 +77,36 @@ def test_resume_after_a_lost_round_redoes_only_that_round(tmp_path):
     assert prune_finetune(again, train, config, schedule, FINETUNE, val=val, checkpoint_dir=tmp_path) == records
     for (k, a), b in zip(first.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize(
+    "damaged, redone",
+    [("round_000/record.json", 0), ("round_000/model.safetensors", 0), ("round_001/masks.safetensors", 1), ("round_001/record.json", 1)],
+)
+def test_a_damaged_round_file_is_reported_and_that_round_redone(tmp_path, caplog, damaged, redone):
+    train, val = _data()
+    config, schedule = UnstructuredConfig(sparsity=0.75), Iterative(rate=0.5, final_sparsity=0.75)
+    first = _mlp()
+    records = prune_finetune(first, train, config, schedule, FINETUNE, val=val, checkpoint_dir=tmp_path)
+    path = tmp_path / damaged
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    again = _mlp()
+    assert prune_finetune(again, train, config, schedule, FINETUNE, val=val, checkpoint_dir=tmp_path) == records
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(path) in warnings[0] and warnings[0].endswith(f"redoing round {redone}")
+    for (k, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_a_damaged_finetuning_checkpoint_restarts_that_finetuning(tmp_path, caplog):
+    train, val = _data()
+    config, schedule = UnstructuredConfig(sparsity=0.75), Iterative(rate=0.5, final_sparsity=0.75)
+    first = _mlp()
+    records = prune_finetune(first, train, config, schedule, FINETUNE, val=val, checkpoint_dir=tmp_path)
+    (tmp_path / "round_001" / "record.json").unlink()  # killed during round 1's fine-tuning ...
+    (tmp_path / "round_001" / "train.safetensors").write_bytes(b"\x00" * 64)  # ... while its checkpoint was garbled
+    again = _mlp()
+    assert prune_finetune(again, train, config, schedule, FINETUNE, val=val, checkpoint_dir=tmp_path) == records
+    assert any("train.safetensors is damaged" in r.getMessage() and "fine-tune 1 starts over" in r.getMessage() for r in caplog.records)
+    for (k, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -32,7 +32,10 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def _print_summary(run_dir: Path) -> None:
-    summary = json.loads((run_dir / "summary.json").read_text())
+    from prunekit.experiment.rundir import RunDir
+
+    with user_errors(str(run_dir)):
+        summary = RunDir(run_dir).summary()
     dense, pruned = summary["dense"], summary["pruned"]
     table = RichTable(title=f"{summary['run']['name']}: dense vs pruned")
     for col in ("", "dense", "pruned"):
@@ -85,14 +88,17 @@ def demo(out: OutOption = Path("runs"), quiet: QuietOption = False) -> None:
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds summary.json)")]) -> None:
     """Rebuild report.md and report.html of a finished run."""
-    from prunekit.errors import CheckpointError
+    from prunekit.errors import DamagedFileError
+    from prunekit.experiment.rundir import RunDir
     from prunekit.report import write_report
 
     with user_errors(str(run_dir)):
-        summary_file = run_dir / "summary.json"
-        if not summary_file.exists():
-            raise CheckpointError(f"{summary_file} not found: is {run_dir} a finished run directory?")
-        md, html = write_report(run_dir, json.loads(summary_file.read_text()))
+        run = RunDir(run_dir).open()
+        summary = run.summary()
+        try:
+            md, html = write_report(run_dir, summary)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a summary.json written by hand
+            raise DamagedFileError(f"run summary {run_dir / 'summary.json'} is damaged (malformed: {exc!r}); {run.redo_hint}") from None
     console.print(f"wrote {md} and {html}")
 
 
@@ -145,11 +151,13 @@ def analyze(
 
 def _update_summary(run_dir: Path, key: str, value: dict) -> None:
     from prunekit._io import write_json
+    from prunekit.experiment.rundir import RunDir
     from prunekit.report import write_report
 
     summary_file = run_dir / "summary.json"
     if summary_file.exists():
-        summary = json.loads(summary_file.read_text())
+        with user_errors(str(run_dir)):
+            summary = RunDir(run_dir).summary()
         summary[key] = value
         write_json(summary_file, summary)
         write_report(run_dir, summary)

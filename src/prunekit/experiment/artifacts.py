@@ -7,15 +7,14 @@ for structurally pruned models, the architecture spec) — no code is ever unpic
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from prunekit._io import load_safetensors, save_safetensors, write_json
-from prunekit.errors import CheckpointError
+from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
+from prunekit.errors import CheckpointError, DamagedFileError
 from prunekit.masks import MaskSet, strip
 from prunekit.zoo import create_model
 
@@ -53,8 +52,11 @@ def load_model(path: str | os.PathLike[str], attach_masks: bool = False) -> tupl
     desc_file = path.with_suffix(".json")
     if not desc_file.exists():
         raise CheckpointError(f"no model description at {desc_file}; was this run finished?")
-    description = json.loads(desc_file.read_text())
-    model = build_model(description)
+    description = read_json(desc_file, "model description")
+    try:
+        model = build_model(description)
+    except (KeyError, TypeError, ValueError) as exc:  # also UnknownNameError and ConfigError
+        raise DamagedFileError(f"model description {desc_file} is damaged (cannot rebuild the model from it: {exc})") from None
     try:
         model.load_state_dict(load_safetensors(path.with_suffix(".safetensors")))
     except RuntimeError as exc:

@@ -27,8 +27,9 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
     ``name`` lets one run hold several compressions (the recipe's is ``compressed``)."""
     run = ctx.run
     step = "compress" if name == "compressed" else f"compress-{name}"
-    if run.done(step):
-        return run.result(step)
+    saved = run.reuse(step, dict)
+    if saved is not None:
+        return saved
     log.info("compress: weight sharing (conv %d bits, fc %d bits)%s", section.conv_bits, section.fc_bits,
              ", fine-tuning centroids" if section.finetune else "")
     spec = CompressionSpec(**section.model_dump(exclude={"finetune"}))

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 def deploy_step(ctx: RunContext, pruned: nn.Module, section: DeploySection) -> dict[str, Any]:
     """Convert eligible layers, then time the deployed model against the stripped pruned model."""
     run = ctx.run
-    if run.done("deploy"):
-        return run.result("deploy")
+    saved = run.reuse("deploy", dict)
+    if saved is not None:
+        return saved
     example = ctx.example_input().cpu()
     batch = example.repeat(-(-section.batch_size // len(example)), *([1] * (example.dim() - 1)))[: section.batch_size]
     model = plain_copy(pruned).cpu()

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 def export_step(ctx: RunContext, pruned: nn.Module, section: ExportSection) -> dict[str, Any]:
     """Write ``export/model.onnx`` (and ``export/model.int8.onnx``) with accuracy, size and latency."""
     run = ctx.run
-    if run.done("export"):
-        return run.result("export")
+    saved = run.reuse("export", dict)
+    if saved is not None:
+        return saved
     folder = run.path / "export"
     model = plain_copy(pruned).cpu()
     example = ctx.example_input().cpu()

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from prunekit._io import read_jsonl, write_json, write_text
+from prunekit._io import check_links, read_json, read_jsonl, remove_temp_files, write_json, write_text
+from prunekit.errors import CheckpointError, DamagedFileError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: What ``summary.json`` must hold for the report and the CLI's summary table.
+SUMMARY_KEYS = ("run", "dense", "pruned")
 
 
 def settings_hash(settings: dict[str, Any], length: int = 10) -> str:
@@ -29,6 +39,11 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+
+    @property
+    def redo_hint(self) -> str:
+        """How to redo a damaged step of this run."""
+        return f"re-run `prunekit run {self.path / 'recipe.yaml'} --out {self.path.parent}` to redo the step that wrote it"
 
     @property
     def id(self) -> str:
@@ -51,7 +66,20 @@ class RunDir:
         return self.step_file(step).exists()
 
     def result(self, step: str) -> dict[str, Any]:
-        return json.loads(self.step_file(step).read_text())
+        """The recorded result of a done step (:class:`CheckpointError` if missing or damaged)."""
+        return read_json(self.step_file(step), "step record")
+
+    def reuse(self, step: str, load: Callable[[dict[str, Any]], T]) -> T | None:
+        """``load(result)`` of a done step (e.g. ``dict``, or reloading its checkpoint); ``None`` when
+        the step has not run or a file it wrote is missing or damaged — logged as a warning naming
+        the file, so that the caller redoes the step."""
+        if not self.done(step):
+            return None
+        try:
+            return load(self.result(step))
+        except CheckpointError as exc:
+            log.warning("%s; redoing step %r", exc, step)
+            return None
 
     def mark_done(self, step: str, result: dict[str, Any]) -> None:
         write_json(self.step_file(step), result)
@@ -65,9 +93,35 @@ class RunDir:
             unique[key] = rec
         return list(unique.values())
 
+    def summary(self) -> dict[str, Any]:
+        """``summary.json`` of a finished run (:class:`CheckpointError` if missing, damaged or not a summary)."""
+        path = self.path / "summary.json"
+        if not path.exists():
+            raise CheckpointError(f"{path} not found: is {self.path} a finished run directory?")
+        summary = read_json(path, "run summary", fix=self.redo_hint)
+        missing = [k for k in SUMMARY_KEYS if not isinstance(summary.get(k), dict)]
+        if missing:
+            raise DamagedFileError(f"run summary {path} is damaged (no {', '.join(missing)} section); {self.redo_hint}")
+        return summary
+
+    def check_links(self) -> None:
+        """Refuse symbolic links inside the run directory that lead out of it (:class:`CheckpointError`)."""
+        check_links(self.path, what="the run directory")
+
+    def open(self) -> RunDir:
+        """Check an existing run directory before writing into it: no links out of it; temporary
+        files left by a writer killed mid-write are removed."""
+        if not self.path.is_dir():
+            raise CheckpointError(f"{self.path} is not a directory; give a run directory (runs/<name>-<hash>)")
+        self.check_links()
+        for path in remove_temp_files(self.path):
+            log.info("removed %s (left by an interrupted write)", path)
+        return self
+
     def initialise(self, resolved_recipe: dict[str, Any], environment: dict[str, Any]) -> None:
         """Write the resolved recipe and the environment (first time only for the environment)."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self.open()
         write_text(self.path / "recipe.yaml", yaml.safe_dump(resolved_recipe, sort_keys=False))
         env_file = self.path / "environment.json"
         if not env_file.exists():

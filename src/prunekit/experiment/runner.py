@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prunekit._io import load_safetensors, write_json
+from torch import nn
+
+from prunekit._io import check_links, load_safetensors, write_json
+from prunekit.errors import CheckpointError, DamagedFileError
 from prunekit.experiment.artifacts import load_model, save_model
 from prunekit.experiment.compress_step import compress_step
 from prunekit.experiment.context import MethodResult, RunContext
@@ -73,15 +76,15 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progres
 
 def open_run(run_dir: str | os.PathLike[str], progress: bool = True) -> tuple[RunContext, MethodResult]:
     """The context and pruned result of a finished run directory (for ``compress``/``export`` later)."""
-    from prunekit.errors import CheckpointError
     from prunekit.experiment.recipe import load_recipe
 
     run = RunDir(run_dir)
     if not (run.done("dense") and run.done("prune")):
         raise CheckpointError(f"{run.path} is not a finished run directory (no steps/dense.json and steps/prune.json)")
+    run.open()
     recipe = load_recipe(run.path / "recipe.yaml")
     ctx = RunContext(recipe, run, _loaders(recipe, progress), progress)
-    return ctx, prune_step(ctx)
+    return ctx, _finished_pruned(ctx)
 
 
 def dense_key(recipe: Recipe) -> str:
@@ -95,63 +98,104 @@ def dense_step(ctx: RunContext) -> None:
 
     Trained dense models are also kept in ``<out>/dense-cache/``: another run with the same model,
     data, training settings and seed reuses it instead of training again.
+    A damaged ``checkpoints/dense.*`` or ``steps/dense.json`` is reported and the step redone.
     """
-    run, recipe = ctx.run, ctx.recipe
-    if run.done("dense"):
-        log.info("dense model: already trained (%s)", run.path / "checkpoints" / "dense.safetensors")
+    run = ctx.run
+    target = run.path / "checkpoints" / "dense"
+    if run.reuse("dense", lambda _: load_model(target)) is not None:
+        log.info("dense model: already trained (%s)", target.with_suffix(".safetensors"))
         return
     start = time.perf_counter()
-    target = run.path / "checkpoints" / "dense"
-    cache = run.path.parent / "dense-cache" / f"{recipe.model.name.replace('/', '_').replace(':', '_')}-{dense_key(recipe)}"
-    if recipe.model.checkpoint:
-        log.info("dense model: loading %s", recipe.model.checkpoint)
-        model = ctx.new_model()
-        model.load_state_dict(load_safetensors(recipe.model.checkpoint))
-    elif (cache / "dense.json").exists():
-        log.info("dense model: reusing %s (same model, data, training and seed)", cache)
-        model, _ = load_model(cache / "dense")
-        model = model.to(ctx.device)
-    else:
-        log.info("dense model: training")
-        model = ctx.new_model()
-        fit(model, ctx.data.train, recipe.train, val=ctx.data.val, callbacks=[ctx.logger("dense")],
-            checkpoint=run.checkpoint("dense-train"), device=ctx.device, progress=ctx.progress, description="dense training")
-        save_model(cache / "dense", model, ctx.description)
+    model = _dense_model(ctx)
     save_model(target, model, ctx.description)
     run.mark_done("dense", {"test_accuracy": ctx.test(model).accuracy, "seconds": time.perf_counter() - start})
 
 
+def _dense_model(ctx: RunContext) -> nn.Module:
+    """The recipe's ``model.checkpoint``, else the dense cache's model, else a newly trained (and cached) one."""
+    run, recipe = ctx.run, ctx.recipe
+    if recipe.model.checkpoint:
+        log.info("dense model: loading %s", recipe.model.checkpoint)
+        model = ctx.new_model()
+        model.load_state_dict(load_safetensors(recipe.model.checkpoint))
+        return model
+    cache = run.path.parent / "dense-cache" / f"{recipe.model.name.replace('/', '_').replace(':', '_')}-{dense_key(recipe)}"
+    check_links(cache.parent, within=run.path.parent, what="the output folder")
+    cached = _cached_dense(cache / "dense")
+    if cached is not None:
+        log.info("dense model: reusing %s (same model, data, training and seed)", cache)
+        return cached.to(ctx.device)
+    log.info("dense model: training")
+    model = ctx.new_model()
+    fit(model, ctx.data.train, recipe.train, val=ctx.data.val, callbacks=[ctx.logger("dense")],
+        checkpoint=run.checkpoint("dense-train"), device=ctx.device, progress=ctx.progress, description="dense training")
+    save_model(cache / "dense", model, ctx.description)
+    return model
+
+
+def _cached_dense(path: Path) -> nn.Module | None:
+    """The dense model kept at ``path`` (``.json`` + ``.safetensors``); ``None`` if absent or damaged (a warning)."""
+    if not path.with_suffix(".json").exists():
+        return None
+    try:
+        model, _ = load_model(path)
+    except CheckpointError as exc:
+        log.warning("%s; training the dense model again", exc)
+        return None
+    return model
+
+
 def prune_step(ctx: RunContext) -> MethodResult:
-    """Run the recipe's pruning method once; afterwards reload its saved result."""
+    """Run the recipe's pruning method once; afterwards reload its saved result.
+
+    A damaged ``checkpoints/pruned.*`` or ``steps/prune.json`` is reported and the method run again
+    (it resumes from its own round files)."""
     run = ctx.run
-    path = run.path / "checkpoints" / "pruned"
-    if run.done("prune"):
-        log.info("pruning: already done; loading %s", path)
-        model, description = load_model(path, attach_masks=True)
-        saved = run.result("prune")
-        return MethodResult(model=model.to(ctx.device), curve=saved["curve"], layers=saved["layers"], extra=saved["extra"],
-                            architecture=description.get("architecture"))
+    reused = run.reuse("prune", lambda saved: _pruned_result(ctx, saved))
+    if reused is not None:
+        log.info("pruning: already done; loaded %s", run.path / "checkpoints" / "pruned")
+        return reused
     log.info("pruning: method %s", ctx.recipe.prune.method)
     start = time.perf_counter()
     result = METHODS.get(ctx.recipe.prune.method)(ctx)
     description = ctx.description
     if result.architecture is not None:
         description["architecture"] = result.architecture
-    save_model(path, result.model, description)
+    save_model(run.path / "checkpoints" / "pruned", result.model, description)
     run.mark_done("prune", {"curve": result.curve, "layers": result.layers, "extra": result.extra, "seconds": time.perf_counter() - start})
     return result
+
+
+def _pruned_result(ctx: RunContext, saved: dict[str, Any]) -> MethodResult:
+    """The saved pruned model (masks attached) and the report rows recorded in ``steps/prune.json``."""
+    missing = sorted({"curve", "layers", "extra"} - saved.keys())
+    if missing:
+        raise DamagedFileError(f"step record {ctx.run.step_file('prune')} is damaged (no {', '.join(missing)})")
+    model, description = load_model(ctx.run.path / "checkpoints" / "pruned", attach_masks=True)
+    return MethodResult(model=model.to(ctx.device), curve=saved["curve"], layers=saved["layers"], extra=saved["extra"],
+                        architecture=description.get("architecture"))
+
+
+def _finished_pruned(ctx: RunContext) -> MethodResult:
+    """The pruned result of a finished run (dense model checked too); a damaged file is an error saying how to redo it."""
+    try:
+        ctx.dense_model()
+        return _pruned_result(ctx, ctx.run.result("prune"))
+    except CheckpointError as exc:
+        raise type(exc)(f"{exc}; {ctx.run.redo_hint}") from None
 
 
 def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
     """Dense vs pruned on the test set, with size/MACs/disk/latency: the body of ``summary.json``."""
     run, recipe = ctx.run, ctx.recipe
-    if not run.done("evaluate"):
+    result = run.reuse("evaluate", dict)
+    if result is None:
         ev = recipe.evaluate
-        result = compare(ctx.dense_model(), pruned.model, ctx.data.test, ctx.example_input(), ctx.data.num_classes,
-                         latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats,
-                         corruptions=ev.corruptions, corruption_severity=ev.corruption_severity)
-        run.mark_done("evaluate", result)
-    result = run.result("evaluate")
+        measured = compare(ctx.dense_model(), pruned.model, ctx.data.test, ctx.example_input(), ctx.data.num_classes,
+                           latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats,
+                           corruptions=ev.corruptions, corruption_severity=ev.corruption_severity)
+        run.mark_done("evaluate", measured)
+        result = run.result("evaluate")  # as JSON, like a reused result
     result["per_class"]["classes"] = list(ctx.data.class_names)
     notes = [f"data: {ctx.data.source}"]
     if len(MaskSet.from_model(pruned.model)):

@@ -8,7 +8,6 @@ from a safetensors file or state dict. No code is pickled.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit._io import load_safetensors, save_safetensors, write_json
+from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
 from prunekit.errors import CheckpointError
 
 SPEC_FORMAT = "prunekit-architecture/1"
@@ -65,10 +64,7 @@ def save_spec(model_or_spec: nn.Module | Spec, path: str | os.PathLike[str]) -> 
 
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Read a spec written by :func:`save_spec`."""
-    try:
-        spec = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read architecture spec {path}: {exc}") from None
+    spec = read_json(path, "architecture spec")
     if spec.get("format") != SPEC_FORMAT:
         raise CheckpointError(f"{path} is not a {SPEC_FORMAT} spec (format={spec.get('format')!r})")
     return spec

@@ -17,7 +17,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from prunekit._io import load_safetensors, safetensors_metadata, save_safetensors
-from prunekit.errors import CheckpointError
+from prunekit.errors import CheckpointError, DamagedFileError
 
 FORMAT = "prunekit.train-checkpoint/2"
 
@@ -70,10 +70,8 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
     """Restore model (strictly), optimizer, scheduler and RNG from ``path``; return the progress."""
     meta = safetensors_metadata(path)
     if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a training checkpoint this prunekit can resume (format {meta.get('format')!r}, "
-            f"expected {FORMAT!r}); delete it to start that training over"
-        )
+        raise DamagedFileError(f"{path} is not a training checkpoint this prunekit can resume (format {meta.get('format')!r}, expected {FORMAT!r})")
+    progress = _meta_json(meta, "state", path)
     tensors = load_safetensors(path)
     model_state = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
     try:
@@ -81,15 +79,32 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit this model (attach the same masks/structure first): {exc}") from None
     if optimizer is not None:
-        _load_optimizer(optimizer, model, json.loads(meta["optimizer"]), tensors, path)
+        _load_optimizer(optimizer, model, _meta_json(meta, "optimizer", path), tensors, path)
     if scheduler is not None:
-        sched = json.loads(meta["scheduler"])
+        sched = _meta_json(meta, "scheduler", path)
         if "lr_lambdas" in scheduler.state_dict():
             sched["lr_lambdas"] = [None] * len(scheduler.state_dict()["lr_lambdas"])
         scheduler.load_state_dict(sched)
     torch.set_rng_state(tensors["rng/torch"])
-    progress = json.loads(meta["state"])
-    return TrainState(epoch=progress["epoch"], step=progress["step"], extra=progress["extra"])
+    return _train_state(progress, path)
+
+
+def _meta_json(meta: dict[str, str], key: str, path: object) -> dict[str, Any]:
+    """A JSON object stored under ``key`` in a checkpoint's metadata."""
+    try:
+        value = json.loads(meta[key])
+    except (KeyError, ValueError, RecursionError):
+        raise DamagedFileError(f"{path} is damaged: its {key!r} metadata is missing or not JSON") from None
+    if not isinstance(value, dict):
+        raise DamagedFileError(f"{path} is damaged: its {key!r} metadata is not a JSON object")
+    return value
+
+
+def _train_state(progress: dict[str, Any], path: object) -> TrainState:
+    try:
+        return TrainState(epoch=int(progress["epoch"]), step=int(progress["step"]), extra=dict(progress["extra"]))
+    except (KeyError, TypeError, ValueError):
+        raise DamagedFileError(f"{path} is damaged: its 'state' metadata lacks epoch, step or extra") from None
 
 
 def _optimizer_param_names(model: nn.Module, optimizer: Optimizer) -> list[str]:
@@ -123,5 +138,4 @@ def _load_optimizer(optimizer: Optimizer, model: nn.Module, optim_meta: dict[str
 
 def read_train_state(path: str | os.PathLike[str]) -> TrainState:
     """Progress recorded in a checkpoint, without loading any tensor."""
-    progress = json.loads(safetensors_metadata(path)["state"])
-    return TrainState(epoch=progress["epoch"], step=progress["step"], extra=progress["extra"])
+    return _train_state(_meta_json(safetensors_metadata(path), "state", path), path)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from prunekit.errors import DamagedFileError, TrainingDivergedError
 from prunekit.metrics.accuracy import evaluate
 from prunekit.progress import make_progress
 from prunekit.training.callbacks import Callback
@@ -83,7 +84,9 @@ def fit(
     ``train`` is any re-iterable of ``(inputs, labels)`` with ``len()``; if it has ``set_epoch(e)``
     it is called before each epoch so data order depends only on the epoch (exact resume).
     When ``checkpoint`` names an existing file from the same run, training continues after its
-    last completed epoch and ends with the same result as an uninterrupted run.
+    last completed epoch and ends with the same result as an uninterrupted run; a damaged one
+    (unreadable, not a training checkpoint) is reported as a warning and training starts over.
+    A non-finite loss or weights stop training with :class:`TrainingDivergedError`.
     """
     config = config or TrainConfig()
     device = torch.device(device)
@@ -94,18 +97,14 @@ def fit(
     trainer = Trainer(model, config, steps_per_epoch, device)
     result = TrainResult()
     if checkpoint is not None and Path(checkpoint).exists():
-        trainer.state = load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler)
-        result.history = list(trainer.state.extra.get("history", []))
-        for cb, cb_state in zip(callbacks, trainer.state.extra.get("callbacks", [])):
-            cb.load_state_dict(cb_state)
-        result.resumed_from_epoch = trainer.state.epoch
-        log.info("resuming %s from %s at epoch %d (step %d)", description, checkpoint, trainer.state.epoch, trainer.state.step)
+        trainer = _resume(trainer, Path(checkpoint), callbacks, result, description)
     for cb in callbacks:
         cb.on_train_start(trainer)
     with make_progress(progress) as bar:
         task = bar.add_task(description, total=trainer.total_steps, completed=trainer.state.step, status="")
         while trainer.state.step < trainer.total_steps:
-            record = _run_epoch(trainer, train, callbacks, bar, task)
+            record = _run_epoch(trainer, train, callbacks, bar, task, description)
+            _check_finite_weights(trainer, description)
             if val is not None and config.eval_every_epochs and (trainer.state.epoch % config.eval_every_epochs == 0 or trainer.state.step >= trainer.total_steps):
                 ev = evaluate(model, val, device=device)
                 record.update(val_accuracy=ev.accuracy, val_loss=ev.loss)
@@ -123,7 +122,37 @@ def fit(
     return result
 
 
-def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], bar: Any, task: Any) -> dict[str, Any]:
+def _resume(trainer: Trainer, checkpoint: Path, callbacks: Sequence[Callback], result: TrainResult, description: str) -> Trainer:
+    """Continue from ``checkpoint``; if it is damaged, warn and return a fresh trainer (model as it was)."""
+    model = trainer.model
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        trainer.state = load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler)
+    except DamagedFileError as exc:
+        log.warning("%s; %s starts over from its beginning", exc, description)
+        model.load_state_dict(initial)
+        return Trainer(model, trainer.config, trainer.steps_per_epoch, trainer.device)
+    result.history = list(trainer.state.extra.get("history", []))
+    for cb, cb_state in zip(callbacks, trainer.state.extra.get("callbacks", [])):
+        cb.load_state_dict(cb_state)
+    result.resumed_from_epoch = trainer.state.epoch
+    log.info("resuming %s from %s at epoch %d (step %d)", description, checkpoint, trainer.state.epoch, trainer.state.step)
+    return trainer
+
+
+def _diverged(description: str, what: str, epoch: int, step: int) -> TrainingDivergedError:
+    return TrainingDivergedError(f"{description} diverged: {what} at epoch {epoch} (step {step}); "
+                                 f"lower the learning rate (optimizer.lr) or set grad_clip")
+
+
+def _check_finite_weights(trainer: Trainer, description: str) -> None:
+    """Stop (before any checkpoint is saved) if the epoch just run left NaN/inf weights."""
+    bad = next((name for name, p in trainer.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise _diverged(description, f"parameter {bad} became non-finite", trainer.state.epoch - 1, trainer.state.step)
+
+
+def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], bar: Any, task: Any, description: str) -> dict[str, Any]:
     model, cfg, epoch = trainer.model, trainer.config, trainer.state.epoch
     torch.manual_seed(epoch_seed(cfg.seed, epoch))
     if hasattr(train, "set_epoch"):
@@ -154,6 +183,8 @@ def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], 
         trainer.scheduler.step()
         trainer.state.step += 1
         loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise _diverged(description, f"the training loss became {loss_value}", epoch, trainer.state.step)
         for cb in callbacks:
             cb.on_step_end(trainer, trainer.state.step, loss_value)
         loss_sum += loss_value * len(y)

@@ -10,7 +10,8 @@ lowest validation loss (early stopping, checked once per epoch).
 
 Files under ``out_dir``: ``rewind.safetensors`` and, per round, ``round_NN/masks.safetensors``,
 ``ticket.safetensors`` (the trained ticket) and ``<kind>.json`` records. A rerun skips what
-exists and resumes an interrupted training from ``round_NN/train_<kind>.safetensors``.
+exists and resumes an interrupted training from ``round_NN/train_<kind>.safetensors``; what is
+damaged (a warning names it) is made again.
 
 Simplification: after rewinding to step ``k`` every round trains for the full ``train`` budget
 (open_lth trains for the remaining ``T − k`` steps, continuing the learning-rate schedule).
@@ -18,20 +19,19 @@ Simplification: after rewinding to step ``k`` every round trains for the full ``
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from prunekit._io import load_safetensors, save_safetensors, write_json
-from prunekit.errors import ConfigError
+from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
+from prunekit.errors import CheckpointError, ConfigError, DamagedFileError
 from prunekit.masks import MaskSet, prunable_parameters
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from prunekit.training.loop import Trainer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Control = Literal["random_reinit", "random_mask"]
 _Rate = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -137,10 +139,10 @@ class _Run:
     def round_zero(self) -> LotteryRecord:
         round_dir = self.out / "round_00"
         model = self.build(self.config.seed)
-        if not (round_dir / "masks.safetensors").exists():
+        if _load_if_intact(round_dir / "masks.safetensors", MaskSet.load) is None:
             MaskSet.from_model(model).save(round_dir / "masks.safetensors")
         rewind_path = self.out / "rewind.safetensors"
-        if self.config.rewind_step == 0 and not rewind_path.exists():
+        if self.config.rewind_step == 0 and _load_if_intact(rewind_path, load_safetensors) is None:
             save_safetensors(rewind_path, model.state_dict())
         extra = [RewindPoint(self.config.rewind_step, rewind_path)] if self.config.rewind_step else []
         return self.train_and_record(model, 0, "ticket", extra)
@@ -148,9 +150,8 @@ class _Run:
     def round(self, r: int) -> list[LotteryRecord]:
         round_dir = self.out / f"round_{r:02d}"
         masks_path = round_dir / "masks.safetensors"
-        if masks_path.exists():
-            masks = MaskSet.load(masks_path)
-        else:
+        masks = _load_if_intact(masks_path, MaskSet.load)
+        if masks is None:
             previous = self.out / f"round_{r - 1:02d}"
             trained = self.build(self.config.seed, MaskSet.load(previous / "masks.safetensors"))
             trained.load_state_dict(load_safetensors(previous / "ticket.safetensors"))
@@ -159,7 +160,11 @@ class _Run:
         rewind_path = self.out / "rewind.safetensors"
         if not rewind_path.exists():
             raise ConfigError(f"rewind_step={self.config.rewind_step} was never reached in round 0 (no {rewind_path}); lower it")
-        rewind_state = load_safetensors(rewind_path)
+        try:
+            rewind_state = load_safetensors(rewind_path)
+        except DamagedFileError as exc:  # round 0 is trained, so its rewind point cannot be made again
+            raise DamagedFileError(f"{exc}; it was saved at step {self.config.rewind_step} of round 0, so the experiment "
+                                   f"must start over: run it with another output folder") from None
         records = [self.train_and_record(rewind(self.build(self.config.seed), rewind_state, masks), r, "ticket")]
         for control in self.config.controls:
             records.append(self.train_and_record(self.control(control, r, masks, rewind_state), r, control))
@@ -174,8 +179,10 @@ class _Run:
     def train_and_record(self, model: nn.Module, r: int, kind: str, extra: list[Callback] | None = None) -> LotteryRecord:
         round_dir = self.out / f"round_{r:02d}"
         record_path = round_dir / f"{kind}.json"
-        if record_path.exists():
-            return LotteryRecord(**json.loads(record_path.read_text(encoding="utf-8")))
+        ticket = round_dir / "ticket.safetensors" if kind == "ticket" else None
+        saved = _load_if_intact(record_path, lambda path: _read_record(path, ticket))
+        if saved is not None:
+            return saved
         tracker = EarlyStopTest(self.test, self.device)
         fit(model, self.train, self.config.train, val=self.val, callbacks=[tracker, *(extra or [])],
             checkpoint=round_dir / f"train_{kind}.safetensors", device=self.device, progress=self.progress,
@@ -197,6 +204,27 @@ class _Run:
         log.info("lottery round %d %s: %.2f%% weights remaining, test accuracy %.4f (early stop %.4f)",
                  r, kind, 100 * record.weights_remaining, final, record.early_stop_test_accuracy)
         return record
+
+
+def _load_if_intact(path: Path, load: Callable[[Path], T]) -> T | None:
+    """``load(path)``; ``None`` if the file is missing or damaged (a warning names it: it is made again)."""
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except CheckpointError as exc:
+        log.warning("%s; making it again", exc)
+        return None
+
+
+def _read_record(path: Path, ticket: Path | None) -> LotteryRecord:
+    """A saved record; for a ticket, its trained weights must read back too (the next round starts from them)."""
+    if ticket is not None:
+        load_safetensors(ticket)
+    try:
+        return LotteryRecord(**read_json(path, "lottery record"))
+    except TypeError:
+        raise DamagedFileError(f"lottery record {path} is damaged (not the fields of a lottery record)") from None
 
 
 def _cumulative(rate: float, rounds: int) -> float:

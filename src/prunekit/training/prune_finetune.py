@@ -3,12 +3,12 @@
 One-shot pruning is one round (``OneShot``); iterative pruning is several (``Iterative``, or any
 finite schedule, whose pruning steps are taken as the rounds). With ``checkpoint_dir`` every
 round leaves ``round_NNN/{masks,model}.safetensors`` and ``record.json``; a rerun skips rounds
-whose record exists and resumes an interrupted fine-tuning from its checkpoint.
+whose files read back and resumes an interrupted fine-tuning from its checkpoint; from the first
+round with a damaged file on, rounds are redone (with a warning naming the file).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunekit._io import load_safetensors, save_safetensors, write_json
+from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
+from prunekit.errors import CheckpointError, DamagedFileError
 from prunekit.masks import MaskSet
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
@@ -64,18 +65,12 @@ def prune_finetune(
     ``round_callbacks(index)`` supplies extra fine-tuning callbacks for round ``index`` (e.g. loggers).
     """
     root = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    records: list[RoundRecord] = []
-    finished: Path | None = None
-    for index, step in enumerate(schedule.event_steps()):
-        round_dir = root / f"round_{index:03d}" if root is not None else None
-        if round_dir is not None and (round_dir / "record.json").exists():
-            records.append(RoundRecord(**json.loads((round_dir / "record.json").read_text(encoding="utf-8"))))
-            finished = round_dir
-            log.info("round %d already done in %s; skipping", index, round_dir)
-            continue
-        if finished is not None:
-            load_round(model, finished)
-            finished = None
+    steps = schedule.event_steps()
+    records = _done_rounds(root, len(steps)) if root is not None else []
+    if root is not None and records:
+        load_round(model, _round_dir(root, len(records) - 1))
+    for index, step in enumerate(steps[len(records):], start=len(records)):
+        round_dir = _round_dir(root, index) if root is not None else None
         target = schedule.sparsity_at(step)
         masks = prune_unstructured(model, config.at_sparsity(target), batches if batches is not None else train)
         accuracy_pruned = evaluate(model, val, device=device).accuracy if val is not None else None
@@ -95,9 +90,41 @@ def prune_finetune(
             write_json(round_dir / "record.json", asdict(record))
         log.info("round %d: sparsity %.4f, accuracy %s → %s", index, record.sparsity, accuracy_pruned, record.accuracy)
         records.append(record)
-    if finished is not None:
-        load_round(model, finished)
     return records
+
+
+def _round_dir(root: Path, index: int) -> Path:
+    return root / f"round_{index:03d}"
+
+
+def _done_rounds(root: Path, count: int) -> list[RoundRecord]:
+    """Records of the leading rounds (of ``count``) whose files under ``root`` all read back; stops at
+    the first round not done, or with a damaged file (a warning names it: that round is redone)."""
+    records = []
+    for index in range(count):
+        round_dir = _round_dir(root, index)
+        if not (round_dir / "record.json").exists():
+            break
+        try:
+            record = _read_record(round_dir / "record.json")
+            _read_round(round_dir)
+        except CheckpointError as exc:
+            log.warning("%s; redoing round %d", exc, index)
+            break
+        log.info("round %d already done in %s; skipping", index, round_dir)
+        records.append(record)
+    return records
+
+
+def _read_record(path: Path) -> RoundRecord:
+    try:
+        return RoundRecord(**read_json(path, "round record"))
+    except TypeError:
+        raise DamagedFileError(f"round record {path} is damaged (not the fields of a round record)") from None
+
+
+def _read_round(round_dir: Path) -> tuple[MaskSet, dict[str, torch.Tensor]]:
+    return MaskSet.load(round_dir / "masks.safetensors"), load_safetensors(round_dir / "model.safetensors")
 
 
 def save_round(model: nn.Module, masks: MaskSet, round_dir: Path) -> None:
@@ -108,6 +135,7 @@ def save_round(model: nn.Module, masks: MaskSet, round_dir: Path) -> None:
 
 def load_round(model: nn.Module, round_dir: Path) -> nn.Module:
     """Attach a saved round's masks to ``model`` and load its weights."""
-    MaskSet.load(round_dir / "masks.safetensors").attach(model)
-    model.load_state_dict(load_safetensors(round_dir / "model.safetensors"))
+    masks, state = _read_round(round_dir)
+    masks.attach(model)
+    model.load_state_dict(state)
     return model

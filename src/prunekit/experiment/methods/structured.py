@@ -2,12 +2,12 @@
 
 Every step of every variant leaves ``structured/<variant>/step_NN/`` with the pruned architecture
 (JSON spec), its weights (safetensors) and a record, so a restarted run skips finished steps and
-resumes an interrupted fine-tuning from its checkpoint.
+resumes an interrupted fine-tuning from its checkpoint; a step with a damaged file is redone.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunekit._io import write_json
+from prunekit._io import read_json, write_json
+from prunekit.errors import CheckpointError
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.methods import METHODS
 from prunekit.experiment.recipe import SparsityLearning, StructuredMethod
@@ -27,6 +28,8 @@ from prunekit.structured import DependencyGraph
 from prunekit.structured.regularizers import apply_bn_l1_grad_, group_lasso_penalty
 from prunekit.structured.spec import architecture_spec, load_pruned, save_pruned
 from prunekit.training import Callback, Trainer, fit
+
+log = logging.getLogger(__name__)
 
 _ACTIVATION_CRITERIA = ("activation", "apoz")
 
@@ -100,9 +103,10 @@ def prune_variant(ctx: RunContext, spec: StructuredMethod, config: StructuredCon
     records: list[dict[str, Any]] = []
     for index, fraction in enumerate(pruner.schedule()):
         step_dir = folder / f"step_{index:02d}"
-        if (step_dir / "record.json").exists():
-            records.append(json.loads((step_dir / "record.json").read_text()))
-            model = load_pruned(ctx.new_model, step_dir).to(ctx.device)
+        finished = _finished_step(ctx, step_dir)
+        if finished is not None:
+            record, model = finished
+            records.append(record)
             continue
         squared = _gradient_statistics(model, config.importance, _calibration(ctx, index, spec.calibration_batches))
         result = pruner.step(model, x, fraction, squared_grads=squared)
@@ -117,6 +121,18 @@ def prune_variant(ctx: RunContext, spec: StructuredMethod, config: StructuredCon
         ctx.log(kind="structured_step", method=folder.name, **record)
         records.append(record)
     return model, records
+
+
+def _finished_step(ctx: RunContext, step_dir: Path) -> tuple[dict[str, Any], nn.Module] | None:
+    """A finished step's record and pruned model; ``None`` if the step has not run or a file of it is
+    damaged (a warning names the file, and the step is redone)."""
+    if not (step_dir / "record.json").exists():
+        return None
+    try:
+        return read_json(step_dir / "record.json", "structured step record"), load_pruned(ctx.new_model, step_dir).to(ctx.device)
+    except CheckpointError as exc:
+        log.warning("%s; redoing %s", exc, step_dir)
+        return None
 
 
 @METHODS.register("structured")
