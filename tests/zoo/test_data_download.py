@@ -107,8 +107,7 @@ def test_only_corrupt_mirror_raises_checksum_error(mirrors, tmp_path):
     assert f"{mirrors['bad']}train-images-idx3-ubyte.gz: served a file with md5" in message
     assert "expected f68b3c2dcbeaaa9fbdd348bbdeb94873" in message
     assert "Put these files in" in message  # the offline instructions follow
-    folder = root / "mnist"
-    assert not (folder / "train-images-idx3-ubyte.gz").exists() and not leftovers(folder)
+    assert not root.exists()  # nothing fetched: the folders made for the download are gone again
 
 
 def test_no_mirror_reachable_reports_every_failure(tmp_path, monkeypatch):
@@ -174,3 +173,36 @@ def test_cifar_tarball_download(server, tmp_path):
     assert (tmp_path / "cifar-10" / "cifar-10-python.tar.gz").is_file()
     assert "official python batches" in origin
     assert datasets["test"].images.numpy().tolist() == expected["test"].tolist()
+
+
+def test_failed_download_leaves_no_folder_behind(tmp_path):
+    root = tmp_path / "a" / "b"
+    with pytest.raises(DataError):
+        load_dataset("mnist", root=root, mirrors=[dead_url()], progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.fixture
+def silent_mirror() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers (a stalled network)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mnist/"
+
+
+def test_one_short_timeout_for_all_mirrors(tmp_path, monkeypatch, silent_mirror):
+    import time
+
+    monkeypatch.setenv("PRUNEKIT_DOWNLOAD_TIMEOUT", "1")
+    start = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", root=tmp_path, mirrors=[silent_mirror, silent_mirror, silent_mirror], progress=False)
+    assert time.perf_counter() - start < 3
+    assert "not tried: the 1 s download time-out was used up ($PRUNEKIT_DOWNLOAD_TIMEOUT)" in str(info.value)
+
+
+def test_invalid_timeout_setting_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(DataError, match=r"\$PRUNEKIT_DOWNLOAD_TIMEOUT must be a number of seconds"):
+        load_dataset("mnist", root=tmp_path, mirrors=[dead_url()], progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,23 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
 _USER_AGENT = "prunekit-datasets (python urllib)"
+#: Environment variable with the download time-out in seconds (default :data:`DEFAULT_TIMEOUT`).
+TIMEOUT_ENV = "PRUNEKIT_DOWNLOAD_TIMEOUT"
+DEFAULT_TIMEOUT = 15.0
+
+
+def download_timeout() -> float:
+    """Seconds that all failing attempts of one file may take together (``$PRUNEKIT_DOWNLOAD_TIMEOUT``)."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86_400:
+        raise DataError(f"${TIMEOUT_ENV} must be a number of seconds between 0 and 86400, got {text[:40]!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -47,7 +65,7 @@ def download_file(
     md5: str,
     *,
     progress: bool = True,
-    timeout: float = 60.0,
+    timeout: float | None = None,
 ) -> Path:
     """Fetch ``dest`` from the first of ``urls`` that serves a file with MD5 ``md5``.
 
@@ -55,11 +73,21 @@ def download_file(
     once its MD5 matches, so ``dest`` never holds a partial or wrong file. Raises
     :class:`ChecksumError` if any mirror served a wrong file and none served a good one, else
     :class:`DataError`; either message lists every failed URL with its reason.
+
+    ``timeout`` (default: :func:`download_timeout`) bounds the failing attempts together, not
+    each mirror: offline, the error comes after ``timeout`` seconds, however many mirrors there
+    are. It is also each attempt's socket time-out (no data for that long ends the attempt).
     """
+    budget = download_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + budget
     failures: list[FailedAttempt] = []
     for url in urls:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            failures.append(FailedAttempt(url, f"not tried: the {budget:g} s download time-out was used up (${TIMEOUT_ENV})"))
+            continue
         try:
-            _fetch(url, dest, md5, progress=progress, timeout=timeout)
+            _fetch(url, dest, md5, progress=progress, timeout=remaining)
         except _BadChecksum as bad:
             failures.append(FailedAttempt(url, f"served a file with md5 {bad.actual}, expected {md5}", checksum=True))
         except (OSError, HTTPException, ValueError) as exc:  # URLError/HTTPError/timeouts are OSErrors

@@ -51,21 +51,44 @@ def prepare_files(
     fileset = next((s for s in spec.sources if s.mirrors), None)
     if not download or fileset is None:
         raise missing_files_error(spec, folder, root, "download=False" if not download else "no downloadable copy")
+    created = _missing_ancestors(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise missing_files_error(spec, folder, root, f"cannot create {folder} ({exc})", tried_download=True) from exc
-    for file in fileset.files:
-        path = folder / file.name
-        if path.is_file():
-            _verify_or_replace(fileset, file, folder, download=True, mirrors=mirrors, progress=progress)
-            continue
-        try:
-            download_file(fileset.urls(file, mirrors), path, file.md5, progress=progress)
-        except DataError as exc:
-            raise missing_files_error(spec, folder, root, f"downloading failed\n{exc}", error_type=type(exc), tried_download=True) from exc
+    try:
+        for file in fileset.files:
+            path = folder / file.name
+            if path.is_file():
+                _verify_or_replace(fileset, file, folder, download=True, mirrors=mirrors, progress=progress)
+                continue
+            try:
+                download_file(fileset.urls(file, mirrors), path, file.md5, progress=progress)
+            except DataError as exc:
+                raise missing_files_error(spec, folder, root, f"downloading failed\n{exc}", error_type=type(exc), tried_download=True) from exc
+    except BaseException:
+        _remove_if_empty(created)  # a failed download leaves no trace of folders it made
+        raise
     _announce(spec, fileset, folder)
     return fileset, folder
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (something was downloaded) or already gone
+            return
 
 
 def _verify_or_replace(
