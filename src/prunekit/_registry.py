@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from prunekit.errors import UnknownNameError
+from prunekit.errors import UnknownNameError, shorten
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str, also: str = "") -> str:
         """``unknown <kind> '<name>'; allowed values: ...`` (``also`` names further accepted forms)."""
         allowed = ", ".join(self.names()) or "(none registered)"
-        return f"unknown {self.kind} {name!r}; allowed values: {allowed}{' or ' + also if also else ''}"
+        return f"unknown {self.kind} {shorten(name)}; allowed values: {allowed}{' or ' + also if also else ''}"
 
     def meta(self, name: str) -> dict[str, Any]:
         """Metadata given at registration (e.g. description, default input size)."""

@@ -22,6 +22,7 @@ console = Console()
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="parent folder of run directories")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a setting: KEY=VALUE (dotted key, YAML value); repeatable")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+TrustOption = Annotated[bool, typer.Option("--trust-code", help="let the run's recipe import its model factory (package.module:function): only for run directories you trust")]
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -70,6 +71,27 @@ def run(
         parsed = load_recipe(recipe, set_ or [])
         run_dir = run_recipe(parsed, out, progress=not quiet)
     _print_summary(run_dir)
+
+
+@app.command()
+def check(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file, or the name of a shipped recipe")],
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Validate a recipe without running it or writing anything: names, ranges, devices, files,
+    layer patterns against the model (built on the meta device), checkpoint shapes."""
+    from prunekit.experiment.check import check_recipe
+    from prunekit.experiment.recipe import load_recipe
+    from prunekit.experiment.runner import run_dir_for
+
+    _configure_logging(quiet=True)
+    with user_errors(str(recipe)):
+        parsed = load_recipe(recipe, set_ or [])
+        model = check_recipe(parsed, out)
+    params = sum(p.numel() for p in model.parameters())
+    console.print(f"recipe OK: {parsed.name} ({parsed.prune.method} pruning of {parsed.model.name}, {params:,} parameters, "
+                  f"on {parsed.data.name}); run directory: {run_dir_for(parsed, out).path}", markup=False, highlight=False)
 
 
 @app.command()
@@ -167,6 +189,7 @@ def _update_summary(run_dir: Path, key: str, value: dict) -> None:
 def compress(
     run_dir: RunDirArgument,
     set_: SetOption = None,
+    trust_code: TrustOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Deep-Compress a run's pruned model into RUN_DIR/compressed.pkdc (settings: the recipe's
@@ -178,7 +201,7 @@ def compress(
 
     _configure_logging(quiet)
     with user_errors(str(run_dir)):
-        ctx, pruned = open_run(run_dir, progress=not quiet)
+        ctx, pruned = open_run(run_dir, progress=not quiet, allow_code=trust_code)
         base = ctx.recipe.compress.model_dump() if ctx.recipe.compress else {}
         section = CompressSection.model_validate(apply_overrides(base, set_ or []))
         ctx.run.step_file("compress").unlink(missing_ok=True)
@@ -211,6 +234,7 @@ def export(
     run_dir: RunDirArgument,
     format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
     int8: Annotated[bool, typer.Option("--int8", help="also quantize to int8 with onnxruntime (static, calibrated)")] = False,
+    trust_code: TrustOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Export a run's pruned model to ONNX (validated in onnxruntime, timed), optionally int8."""
@@ -223,7 +247,7 @@ def export(
     with user_errors(str(run_dir)):
         if format != "onnx":
             raise ConfigError(f"unknown export format {format!r}; allowed values: onnx")
-        ctx, pruned = open_run(run_dir, progress=not quiet)
+        ctx, pruned = open_run(run_dir, progress=not quiet, allow_code=trust_code)
         section = (ctx.recipe.export or ExportSection()).model_copy(update={"int8": int8})
         ctx.run.step_file("export").unlink(missing_ok=True)
         result = export_step(ctx, pruned.model, section)

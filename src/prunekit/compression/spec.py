@@ -6,9 +6,10 @@ import fnmatch
 from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from torch import nn
 
+from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError
 
 LayerKind = Literal["conv", "fc"]
@@ -27,7 +28,7 @@ LAYER_KINDS: dict[type[nn.Module], LayerKind] = {
 MAX_BITS = 16  # codebook indices are stored as uint16
 
 
-class CompressionSpec(BaseModel):
+class CompressionSpec(Settings):
     """Settings for weight sharing and packing (Deep Compression defaults: conv 8 bits, fc 5 bits).
 
     ``overrides`` maps shell-style patterns over parameter names (``"features.0.weight"``,
@@ -35,7 +36,6 @@ class CompressionSpec(BaseModel):
     ``exclude`` patterns leave weights unquantized (stored raw with the other tensors).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     conv_bits: int = Field(8, ge=1, le=MAX_BITS, description="codebook bits (k = 2**bits) for conv weights")
     fc_bits: int = Field(5, ge=1, le=MAX_BITS, description="codebook bits for linear weights")
@@ -44,8 +44,8 @@ class CompressionSpec(BaseModel):
     conv_index_bits: int = Field(8, ge=1, le=16, description="relative-index bits for conv weights")
     fc_index_bits: int = Field(5, ge=1, le=16, description="relative-index bits for linear weights")
     init: Literal["linear", "density", "random"] = "linear"
-    seed: int = 0
-    max_iter: int = Field(300, ge=1, description="k-means iteration cap (per Lloyd run)")
+    seed: Seed = 0
+    max_iter: int = Field(300, ge=1, le=MAX_COUNT, description="k-means iteration cap (per Lloyd run)")
     reseed_empty: bool = Field(True, description="re-seed clusters k-means leaves empty (else drop them)")
     huffman: bool = True
     extras_precision: Literal["exact", "float16"] = Field(

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
+from prunekit._settings import Seed, Settings
 from prunekit._parametrize import plain_copy
 from prunekit.deployment.sparse_modules import Layout, SparseConv1x1, SparseLinear
 from prunekit.metrics import compare_latency
@@ -32,10 +33,9 @@ BSR_BLOCKSIZES = (8, 16, 32)
 BSR_MIN_FILL = 0.5
 
 
-class DeployConfig(BaseModel):
+class DeployConfig(Settings):
     """Settings of :func:`deploy` (also the recipe's ``deploy`` section)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     force: Literal["dense", "sparse"] | None = Field(
         None, description="skip measuring: 'sparse' converts every eligible layer (CSR), 'dense' none"

@@ -7,22 +7,24 @@ fail with the field path and the allowed values.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from prunekit.compression import CompressionSpec
 from prunekit.deployment.sparse import DeployConfig
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit._settings import MAX_BATCH, MAX_COUNT, Seed, Settings
+from prunekit.errors import ConfigError, PrunekitError, shorten
 from prunekit.experiment.overrides import apply_overrides
-from prunekit.experiment.recipe_base import DataSpec, EvaluateSpec, ModelSpec, Strict
+from prunekit.experiment.recipe_base import ALLOW_CODE, DataSpec, EvaluateSpec, ModelSpec
+from prunekit.experiment.recipe_file import parse_yaml, read_recipe_text
 from prunekit.pruners.structured import StructuredConfig
 from prunekit.pruners.unstructured import UnstructuredConfig
-from prunekit.schedules import build_schedule
+from prunekit.schedules import SCHEDULES, build_schedule
 from prunekit.training.config import TrainConfig
 from prunekit.training.dst import DSTConfig
 from prunekit.training.lottery import LotteryConfig
@@ -50,11 +52,13 @@ def _variants(main: tuple[str, str], baselines: Sequence[str]) -> list[tuple[str
 def _check_schedule(spec: dict[str, Any] | None) -> dict[str, Any] | None:
     if spec is None:
         return spec
+    if not isinstance(spec.get("name"), str):
+        raise ValueError(f"schedule name must be text, one of: {', '.join(SCHEDULES.names())} (got {shorten(spec.get('name'))})")
     try:
         build_schedule(spec)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"invalid {spec.get('name')} schedule: {problems}") from None
+        raise ValueError(f"invalid {spec['name']} schedule: {problems}") from None
     except PrunekitError as exc:
         raise ValueError(str(exc)) from None
     return spec
@@ -114,15 +118,15 @@ class LotteryMethod(LotteryConfig):
         return None
 
 
-class NMMethod(Strict):
+class NMMethod(Settings):
     """N:M sparsity (e.g. 2:4): keep the ``n`` largest of every ``m`` consecutive input-channel weights,
     optionally after a function-preserving channel-permutation search, then fine-tune with fixed masks.
     ``baselines``: ``nm_plain`` / ``nm_permuted`` (the other permutation setting) and ``unstructured``
     (layer-wise magnitude at the same sparsity, 1 − n/m), under the same fine-tuning budget."""
 
     method: Literal["nm"] = "nm"
-    n: int = Field(2, ge=1)
-    m: int = Field(4, ge=2)
+    n: int = Field(2, ge=1, le=1024)
+    m: int = Field(4, ge=2, le=1024)
     permute: bool = True
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
@@ -136,7 +140,7 @@ class NMMethod(Strict):
         return self
 
 
-class SparsityLearning(Strict):
+class SparsityLearning(Settings):
     """A training phase before structured pruning that pushes whole channels toward zero:
     ``bn_l1`` (network slimming: L1 on batch-norm scales) or ``group_lasso`` (L2 norm per channel group)."""
 
@@ -156,7 +160,7 @@ class StructuredMethod(StructuredConfig):
     method: Literal["structured"] = "structured"
     finetune: TrainConfig = TrainConfig(epochs=2)
     sparsity_learning: SparsityLearning | None = None
-    calibration_batches: int = Field(8, ge=1)
+    calibration_batches: int = Field(8, ge=1, le=MAX_COUNT)
     baselines: tuple[str, ...] = ()
 
     @field_validator("importance")
@@ -203,28 +207,50 @@ class CompressSection(CompressionSpec):
     finetune: TrainConfig | None = None
 
 
-class ExportSection(Strict):
+class ExportSection(Settings):
     """Export of the pruned model to ONNX (validated in onnxruntime), optionally int8-quantized."""
 
     int8: bool = False
     int8_mode: Literal["static", "dynamic"] = "static"
-    calibration_batches: int = Field(8, ge=1)
-    latency_batch_size: int = Field(64, ge=1)
+    calibration_batches: int = Field(8, ge=1, le=MAX_COUNT)
+    latency_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
 
 
 class DeploySection(DeployConfig):
     """Sparse CPU inference of the pruned model (``prunekit.deploy``): layers go CSR/BSR only where
     they are measured faster on this machine, at ``batch_size``."""
 
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
 
 
-class Recipe(Strict):
+#: Longest recipe name (the run directory adds 11 characters; file names are limited to 255).
+MAX_NAME = 100
+
+
+def check_device(value: str) -> str:
+    """``value`` if it names a device of this machine: ``cpu``, ``cuda``/``cuda:N`` or ``mps``."""
+    import torch
+
+    kind, sep, index = value.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (sep and not index.isdigit()) or (sep and kind != "cuda"):
+        raise ValueError(f"unknown device {shorten(value)}; allowed values: cpu, cuda, cuda:N, mps")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {value!r}: this machine has no CUDA GPU (torch.cuda.is_available() is False); use cpu")
+        if sep and int(index) >= count:
+            raise ValueError(f"device {value!r}: this machine has {count} CUDA GPU(s), cuda:0 … cuda:{count - 1}")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps': Apple's MPS backend is not available on this machine; use cpu")
+    return value
+
+
+class Recipe(Settings):
     """A whole experiment (``prunekit run RECIPE.yaml``)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="used in the run directory's name")
-    seed: int = 0
-    device: str = "cpu"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME, description="used in the run directory's name")
+    seed: Seed = 0
+    device: str = Field("cpu", description="cpu, cuda, cuda:N or mps (must be available)")
     model: ModelSpec
     data: DataSpec
     train: TrainConfig = Field(TrainConfig(), description="dense training (and each lottery round)")
@@ -233,6 +259,11 @@ class Recipe(Strict):
     export: ExportSection | None = None
     deploy: DeploySection | None = None
     evaluate: EvaluateSpec = EvaluateSpec()
+
+    @field_validator("device")
+    @classmethod
+    def _available_device(cls, value: str) -> str:
+        return check_device(value)
 
     def resolved(self) -> dict[str, Any]:
         """Every setting, defaults included, as plain JSON-able data."""
@@ -259,28 +290,40 @@ def shipped_recipes() -> dict[str, Path]:
 def resolve_recipe_path(source: str | os.PathLike[str]) -> Path:
     """A recipe file path, or the name of a shipped recipe (e.g. ``han_lenet300``)."""
     path = Path(source)
-    if path.exists():
-        return path
+    try:
+        if path.exists():
+            return path
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"cannot read recipe {shorten(str(path))}: {exc.strerror or exc}") from None
     shipped = shipped_recipes()
     if str(source) in shipped:
         return shipped[str(source)]
-    raise ConfigError(f"recipe file not found: {path}; shipped recipes: {', '.join(sorted(shipped))}")
+    raise ConfigError(f"recipe file not found: {shorten(str(path))}; shipped recipes: {', '.join(sorted(shipped))}")
 
 
-def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequence[str] = ()) -> Recipe:
+def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequence[str] = (), *, allow_code: bool = True) -> Recipe:
     """Read a YAML recipe (or a dict), apply ``--set`` overrides, validate.
 
-    Raises :class:`ConfigError` for unreadable files and pydantic's ``ValidationError`` (with
-    field paths) for invalid settings.
+    Reading is bounded (see :mod:`prunekit.experiment.recipe_file`) and validation is strict: a
+    number must be a number (``true`` is not 1), a list a list. ``allow_code=False`` refuses a
+    ``model.name`` that names user code instead of importing it (for run directories from
+    elsewhere). Raises :class:`ConfigError` for unreadable files and pydantic's ``ValidationError``
+    (with field paths) for invalid settings.
     """
     if isinstance(source, dict):
         raw = source
     else:
         path = resolve_recipe_path(source)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        raw = parse_yaml(read_recipe_text(path), str(path))
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
-    return Recipe.model_validate(apply_overrides(raw, overrides))
+    return validate_recipe(apply_overrides(raw, overrides), allow_code=allow_code)
+
+
+def validate_recipe(raw: dict[str, Any], *, allow_code: bool = True) -> Recipe:
+    """A :class:`Recipe` from plain data, validated strictly (as JSON types: no bool-for-int coercion)."""
+    try:
+        text = json.dumps(raw, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"a recipe holds only text, numbers, booleans, null, lists and mappings ({exc})") from None
+    return Recipe.model_validate_json(text, strict=True, context={ALLOW_CODE: allow_code})

@@ -4,45 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+
+from prunekit._settings import MAX_BATCH, MAX_COUNT, Settings
+
+#: The validation-context key that allows a recipe to name user code (``package.module:factory``).
+ALLOW_CODE = "allow_code"
 
 
-class Strict(BaseModel):
-    """Base of every recipe section: unknown keys are errors; values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelSpec(Strict):
+class ModelSpec(Settings):
     """Which model to prune: a zoo name (``prunekit list models``), ``timm/<name>``, or your own
     ``package.module:factory`` (called with ``num_classes``, ``input_shape`` and ``kwargs``)."""
 
-    name: str
+    name: str = Field(max_length=200)
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments")
-    checkpoint: str | None = Field(None, description="dense weights (safetensors) to start from instead of training")
+    checkpoint: str | None = Field(None, min_length=1, max_length=4096, description="dense weights (safetensors) to start from instead of training")
 
     @field_validator("name")
     @classmethod
-    def _known(cls, name: str) -> str:
+    def _known(cls, name: str, info: ValidationInfo) -> str:
         from prunekit.zoo import MODELS
 
         if ":" in name:
-            from prunekit.zoo.models.registry import import_factory
+            from prunekit.zoo.models.registry import check_factory_path, import_factory
 
+            check_factory_path(name)
+            if not (info.context or {}).get(ALLOW_CODE, True):
+                raise ValueError(f"{name!r} is user code; it is imported only when you allow it (--trust-code), "
+                                 "since a run directory's recipe.yaml may come from someone else")
             import_factory(name)
         elif not name.startswith("timm/") and name not in MODELS:
             raise ValueError(MODELS.unknown_message(name, also="timm/<name> or package.module:factory"))
         return name
 
 
-class DataSpec(Strict):
+class DataSpec(Settings):
     """Which dataset and how to batch it (``prunekit list datasets``)."""
 
     name: str
-    root: str | None = Field(None, description="data directory (default: $PRUNEKIT_DATA, then the user cache)")
-    batch_size: int = Field(128, ge=1)
+    root: str | None = Field(None, min_length=1, max_length=4096, description="data directory (default: $PRUNEKIT_DATA, then the user cache)")
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     val_fraction: float = Field(0.1, ge=0, lt=1)
-    subset: int | None = Field(None, ge=1, description="use only this many training examples (quick runs)")
+    subset: int | None = Field(None, ge=1, le=2**31, description="use only this many training examples (quick runs)")
     augment: bool | None = Field(None, description="default: the dataset's own (crop+flip for CIFAR-10)")
     download: bool = True
 
@@ -54,12 +57,12 @@ class DataSpec(Strict):
         return DATASETS.check(name)
 
 
-class EvaluateSpec(Strict):
+class EvaluateSpec(Settings):
     """What the evaluation step measures besides accuracy, size and MACs."""
 
     latency: bool = True
-    latency_batch_size: int = Field(64, ge=1)
-    latency_repeats: int = Field(20, ge=1)
+    latency_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    latency_repeats: int = Field(20, ge=1, le=MAX_COUNT)
     corruptions: tuple[str, ...] = Field(("gaussian_noise", "blur", "contrast"), description="accuracy under these input corruptions; () to skip")
     corruption_severity: int = Field(3, ge=1, le=5)
 

@@ -18,6 +18,7 @@ from torch import nn
 from prunekit._io import check_links, load_safetensors, write_json
 from prunekit.errors import CheckpointError, DamagedFileError
 from prunekit.experiment.artifacts import load_model, save_model
+from prunekit.experiment.check import check_recipe
 from prunekit.experiment.compress_step import compress_step
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.deploy_step import deploy_step
@@ -47,7 +48,9 @@ def _loaders(recipe: Recipe, progress: bool):
 
 
 def prepare_run(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> RunContext:
-    """Load the data, create (or reopen) the run directory and make sure the dense model exists."""
+    """Check the recipe (nothing is written if it fails), load the data, create (or reopen) the run
+    directory and make sure the dense model exists."""
+    check_recipe(recipe, out_dir)
     data = _loaders(recipe, progress)
     run = run_dir_for(recipe, out_dir)
     run.initialise(recipe.resolved(), environment())
@@ -74,15 +77,18 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progres
     return run.path
 
 
-def open_run(run_dir: str | os.PathLike[str], progress: bool = True) -> tuple[RunContext, MethodResult]:
-    """The context and pruned result of a finished run directory (for ``compress``/``export`` later)."""
+def open_run(run_dir: str | os.PathLike[str], progress: bool = True, *, allow_code: bool = False) -> tuple[RunContext, MethodResult]:
+    """The context and pruned result of a finished run directory (for ``compress``/``export`` later).
+
+    A run directory may come from someone else: unless ``allow_code``, a recipe whose model is
+    user code (``package.module:factory``) is refused instead of imported."""
     from prunekit.experiment.recipe import load_recipe
 
     run = RunDir(run_dir)
     if not (run.done("dense") and run.done("prune")):
         raise CheckpointError(f"{run.path} is not a finished run directory (no steps/dense.json and steps/prune.json)")
     run.open()
-    recipe = load_recipe(run.path / "recipe.yaml")
+    recipe = load_recipe(run.path / "recipe.yaml", allow_code=allow_code)
     ctx = RunContext(recipe, run, _loaders(recipe, progress), progress)
     return ctx, _finished_pruned(ctx)
 

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
+from prunekit._settings import MAX_BATCH, Seed, Settings
 from prunekit.errors import ConfigError, StructureError
 from prunekit.importance.group import GroupCriterion, ScoringContext, make_criterion
 from prunekit.metrics import count_macs, count_parameters
@@ -35,7 +36,7 @@ from prunekit.structured.surgery import apply_plan, remove_units
 log = logging.getLogger(__name__)
 
 
-class StructuredConfig(BaseModel):
+class StructuredConfig(Settings):
     """Settings of a structured pruner (also the ``prune`` section of a recipe).
 
     Give exactly one target: ``ratio`` (fraction of channels removed; with ``layer_ratios`` for
@@ -45,26 +46,25 @@ class StructuredConfig(BaseModel):
     (e.g. ``{"layer1.*": 8}`` so a 16-channel stage can still be halved under ``round_to=16``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ratio: float | None = Field(None, ge=0.0, lt=1.0)
     layer_ratios: dict[str, float] = Field(default_factory=dict)
-    macs_reduction: float | None = Field(None, ge=1.0)
-    max_macs: int | None = Field(None, gt=0)
-    max_params: int | None = Field(None, gt=0)
+    macs_reduction: float | None = Field(None, ge=1.0, le=1e6)
+    max_macs: int | None = Field(None, gt=0, le=2**53)
+    max_params: int | None = Field(None, gt=0, le=2**53)
     allocation: Literal["uniform", "global"] | None = None
     max_layer_ratio: float = Field(0.9, gt=0.0, le=1.0)
-    round_to: int = Field(1, ge=1)
+    round_to: int = Field(1, ge=1, le=MAX_BATCH)
     layer_round_to: dict[str, int] = Field(default_factory=dict)
     ignored_layers: tuple[str, ...] = ()
     importance: str = "l2"
     reduction: Literal["mean", "sum", "max", "first"] = "mean"
     normalization: Literal["none", "mean", "max", "sum", "standardize"] = "mean"
     tolerance: float = Field(0.02, gt=0.0, lt=0.5)
-    steps: int = Field(1, ge=1)
+    steps: int = Field(1, ge=1, le=1000)
     schedule: Literal["linear", "cubic"] = "linear"
     attention: Literal["heads", "head_dims"] = "heads"
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _one_target(self) -> StructuredConfig:
@@ -76,9 +76,9 @@ class StructuredConfig(BaseModel):
         bad = {k: v for k, v in self.layer_ratios.items() if not 0.0 <= v < 1.0}
         if bad:
             raise ValueError(f"layer_ratios must be in [0, 1): {bad}")
-        bad = {k: v for k, v in self.layer_round_to.items() if v < 1}
+        bad = {k: v for k, v in self.layer_round_to.items() if not 1 <= v <= MAX_BATCH}
         if bad:
-            raise ValueError(f"layer_round_to values must be ≥ 1: {bad}")
+            raise ValueError(f"layer_round_to values must be ≥ 1 (and at most {MAX_BATCH}): {bad}")
         return self
 
     @property
@@ -205,7 +205,7 @@ class StructuredPruner:
             raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         cfg = self.config
-        _check_patterns(model, cfg)
+        check_layer_patterns(model, cfg)
         before = layer_channels(model)
         macs_before, params_before = _macs(model, inputs), count_parameters(model).params
         reference = _reference_output(model, inputs)
@@ -348,7 +348,7 @@ def _override(group: Group, patterns: Mapping[str, Any], default: Any) -> Any:
     return next((v for p, v in patterns.items() if any(fnmatch.fnmatchcase(m, p) for m in names)), default)
 
 
-def _check_patterns(model: nn.Module, config: StructuredConfig) -> None:
+def check_layer_patterns(model: nn.Module, config: StructuredConfig) -> None:
     """Every per-layer pattern must name at least one module, so a typo is not silently ignored."""
     names = [n for n, _ in model.named_modules() if n]
     for field_name in ("layer_ratios", "layer_round_to"):

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.importance.unstructured import UNSTRUCTURED_CRITERIA
 from prunekit.masks import MaskSet, effective_weight, prunable_parameters
@@ -30,7 +31,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 _LayerSparsity = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
-class UnstructuredConfig(BaseModel):
+class UnstructuredConfig(Settings):
     """What to prune and how: criterion, target sparsity, scope, per-layer overrides, targets.
 
     ``overrides`` maps shell-wildcard patterns over parameter names to their own sparsity (first
@@ -40,7 +41,6 @@ class UnstructuredConfig(BaseModel):
     (taylor, snip) average over; ``seed`` seeds the random criterion.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     criterion: str = "magnitude"
     sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of the targeted weights to prune")
@@ -48,8 +48,8 @@ class UnstructuredConfig(BaseModel):
     overrides: dict[str, _LayerSparsity] = Field(default_factory=dict)
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
-    n_batches: int = Field(1, ge=1)
-    seed: int = 0
+    n_batches: int = Field(1, ge=1, le=MAX_COUNT)
+    seed: Seed = 0
 
     @field_validator("criterion")
     @classmethod

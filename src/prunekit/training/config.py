@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from prunekit._settings import MAX_COUNT, MAX_EPOCHS, Seed, Settings
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OptimizerConfig(_Strict):
+class OptimizerConfig(Settings):
     """Optimizer: SGD (with momentum/Nesterov), Adam or AdamW."""
 
     name: Literal["sgd", "adam", "adamw"] = "sgd"
@@ -22,7 +20,7 @@ class OptimizerConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
 
 
-class LRScheduleConfig(_Strict):
+class LRScheduleConfig(Settings):
     """Learning-rate schedule, stepped every iteration.
 
     ``step``: multiply by ``gamma`` at each epoch in ``milestones``; ``cosine``: cosine annealing
@@ -35,21 +33,21 @@ class LRScheduleConfig(_Strict):
     gamma: float = Field(0.1, gt=0, le=1)
     min_lr: float = Field(0.0, ge=0)
     pct_start: float = Field(0.3, gt=0, lt=1)
-    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Settings):
     """One training (or fine-tuning) run."""
 
-    epochs: float = Field(10, gt=0, description="may be fractional: training stops after that many epochs' steps")
-    max_steps: int | None = Field(None, gt=0, description="stop after this many iterations (overrides epochs when smaller)")
+    epochs: float = Field(10, gt=0, le=MAX_EPOCHS, description="may be fractional: training stops after that many epochs' steps")
+    max_steps: int | None = Field(None, gt=0, le=10**12, description="stop after this many iterations (overrides epochs when smaller)")
     optimizer: OptimizerConfig = OptimizerConfig()
     lr_schedule: LRScheduleConfig = LRScheduleConfig()
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0)
-    seed: int = 0
-    eval_every_epochs: int = Field(1, ge=0, description="0 = only at the end")
-    checkpoint_every_epochs: int = Field(1, ge=1)
+    seed: Seed = 0
+    eval_every_epochs: int = Field(1, ge=0, le=MAX_COUNT, description="0 = only at the end")
+    checkpoint_every_epochs: int = Field(1, ge=1, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _milestones_in_range(self) -> TrainConfig:

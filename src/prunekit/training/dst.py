@@ -21,11 +21,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
+from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit import _parametrize
 from prunekit.errors import ConfigError
 from prunekit.masks import MaskSet, WeightMask, prunable_parameters, raw_parameter
@@ -40,24 +41,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DSTConfig(BaseModel):
+class DSTConfig(Settings):
     """Settings shared by RigL and SET.
 
     ``end_step`` (T_end) defaults to ``end_fraction`` of the training steps (RigL: 75%).
     ``distribution`` names an entry of ``DENSITY_DISTRIBUTIONS`` (``erk`` or ``uniform``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sparsity: float = Field(ge=0.0, lt=1.0)
     distribution: str = "erk"
     alpha: float = Field(0.3, gt=0.0, le=1.0, description="initial fraction of active weights updated")
-    delta_t: int = Field(100, ge=1, description="steps between mask updates")
+    delta_t: int = Field(100, ge=1, le=MAX_COUNT, description="steps between mask updates")
     end_step: int | None = Field(None, ge=1)
     end_fraction: float = Field(0.75, gt=0.0, le=1.0)
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("distribution")
     @classmethod

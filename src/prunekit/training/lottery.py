@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
+from prunekit._settings import Seed, Settings
 from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
 from prunekit.errors import CheckpointError, ConfigError, DamagedFileError
 from prunekit.masks import MaskSet, prunable_parameters
@@ -50,7 +51,7 @@ Control = Literal["random_reinit", "random_mask"]
 _Rate = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
-class LotteryConfig(BaseModel):
+class LotteryConfig(Settings):
     """Settings of a lottery-ticket experiment.
 
     ``rate`` is the fraction of each layer's *remaining* weights pruned per round;
@@ -59,9 +60,8 @@ class LotteryConfig(BaseModel):
     together instead. Weights remaining are counted over the pruned parameters only.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rounds: int = Field(12, ge=0, description="pruning rounds after the dense round 0")
+    rounds: int = Field(12, ge=0, le=1000, description="pruning rounds after the dense round 0")
     rate: float = Field(0.2, gt=0.0, lt=1.0)
     rate_overrides: dict[str, _Rate] = Field(default_factory=dict)
     scope: Literal["layer", "global"] = "layer"
@@ -70,7 +70,7 @@ class LotteryConfig(BaseModel):
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     train: TrainConfig = TrainConfig()
-    seed: int = Field(0, description="initialisation seed; random_reinit uses other seeds derived from it")
+    seed: Seed = Field(0, description="initialisation seed; random_reinit uses other seeds derived from it")
 
     def pruning_config(self, round_index: int) -> UnstructuredConfig:
         """Magnitude pruning to the cumulative sparsity of round ``round_index``."""

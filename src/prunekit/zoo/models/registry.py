@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from prunekit._registry import Registry
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, shorten
 
 #: name → constructor ``(num_classes, input_shape, **kwargs) -> nn.Module``.
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -54,15 +55,28 @@ def create_model(
     return builder(num_classes=num_classes, input_shape=shape, **kwargs)
 
 
+_FACTORY_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def check_factory_path(path: str) -> str:
+    """``path`` if it reads ``package.module:attribute`` (no relative imports), else :class:`ConfigError`."""
+    if not _FACTORY_PATH.fullmatch(path):
+        raise ConfigError(f"model factory {shorten(path)} must read package.module:function "
+                          "(dotted Python identifiers, no leading dots), e.g. mypkg.models:build")
+    return path
+
+
 def import_factory(path: str) -> Callable[..., nn.Module]:
-    """The callable named by ``"package.module:attribute"``."""
+    """The callable named by ``"package.module:attribute"`` (imports the module: name only code you trust)."""
     import importlib
 
-    module_name, _, attribute = path.partition(":")
+    module_name, _, attribute = check_factory_path(path).partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot import model factory {path!r}: {exc}") from None
+    except Exception as exc:  # the user's module itself failed while importing
+        raise ConfigError(f"importing model factory {path!r} failed: {type(exc).__name__}: {shorten(str(exc), 300)}") from None
     if not callable(factory):
         raise ConfigError(f"model factory {path!r} is not callable")
     return factory

@@ -1,0 +1,133 @@
+"""``prunekit check``: everything about a recipe that is knowable without data or training.
+
+:func:`check_recipe` is also the first step of every run, so a recipe that would fail after the
+dense model was trained (a misspelled layer pattern, a checkpoint of the wrong model, a model
+factory that does not accept its arguments) fails in about a second instead, with nothing
+written: no run directory, no data folder, no cache. The model is built on PyTorch's meta device
+(shapes only, no memory, no weights), or on the CPU when a factory cannot build on meta.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunekit.errors import CheckpointError, ConfigError, shorten
+from prunekit.experiment.recipe import Recipe
+
+#: Most mismatching tensors listed when a checkpoint does not fit the model.
+MAX_LISTED = 20
+
+
+def check_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> nn.Module:
+    """Raise :class:`ConfigError` (settings) or :class:`CheckpointError`/``DataError`` (files) for
+    any problem found without data or training; writes nothing. Returns the model built on the
+    meta device (or CPU), whose names the recipe's layer patterns were matched against."""
+    from prunekit.zoo.data import DATASETS
+
+    _check_out_dir(Path(out_dir))
+    dataset = DATASETS.get(recipe.data.name)
+    model = build_unloaded_model(recipe, dataset.num_classes, dataset.input_shape)
+    if recipe.model.checkpoint:
+        check_checkpoint(Path(recipe.model.checkpoint), model)
+    for field, check in _pattern_checks(recipe).items():
+        try:
+            check(model)
+        except ConfigError as exc:
+            raise ConfigError(f"{field}: {exc}") from None
+    _check_data_files(recipe)
+    return model
+
+
+def build_unloaded_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """The recipe's model with untrained weights, on the meta device when its factory allows."""
+    from prunekit.zoo import create_model
+
+    spec = recipe.model
+    failure: Exception | None = None
+    for device in ("meta", "cpu"):
+        try:
+            with torch.device(device):
+                model = create_model(spec.name, num_classes, input_shape, **spec.kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"model: {exc}") from None
+        except Exception as exc:  # the user's factory (or a zoo constructor) refused its arguments
+            failure = exc
+            continue
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model.name {shorten(spec.name)} returned a {type(model).__name__}, not a torch.nn.Module")
+        return model
+    raise ConfigError(f"model.name {shorten(spec.name)} with model.kwargs {shorten(spec.kwargs)} could not be built: "
+                      f"{type(failure).__name__}: {shorten(str(failure), 300)}")
+
+
+def check_checkpoint(path: Path, model: nn.Module) -> None:
+    """The safetensors file at ``path`` holds exactly the model's tensors, with the same shapes."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"model.checkpoint: no such file: {shorten(str(path), 300)}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
+        raise CheckpointError(f"model.checkpoint: {path} is not a readable safetensors file ({shorten(str(exc), 200)})") from None
+    expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
+    problems = [f"  {key}: missing from the checkpoint (model has shape {list(shape)})" for key, shape in expected.items() if key not in shapes]
+    problems += [f"  {key}: not in the model" for key in shapes if key not in expected]
+    problems += [f"  {key}: checkpoint shape {list(shapes[key])}, model shape {list(shape)}"
+                 for key, shape in expected.items() if key in shapes and shapes[key] != shape]
+    if problems:
+        more = f"\n  … and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise CheckpointError(f"model.checkpoint: {path} does not fit model {type(model).__name__} "
+                              f"({len(problems)} tensor(s)):\n" + "\n".join(problems[:MAX_LISTED]) + more)
+
+
+def _pattern_checks(recipe: Recipe) -> dict[str, Callable[[nn.Module], object]]:
+    """Per recipe section, a check that its layer/parameter patterns match the model's names."""
+    from prunekit.masks import prunable_parameters
+    from prunekit.pruners.allocation import layer_sparsities
+    from prunekit.pruners.structured import check_layer_patterns
+
+    prune = recipe.prune
+    checks: dict[str, Callable[[nn.Module], object]] = {}
+    if prune.method in ("unstructured", "gradual"):
+        checks["prune"] = lambda m: layer_sparsities(prunable_parameters(m, prune.include, prune.exclude), prune.sparsity, prune.overrides)
+    elif prune.method == "lottery":
+        checks["prune"] = lambda m: layer_sparsities(prunable_parameters(m, prune.include, prune.exclude), prune.rate, prune.rate_overrides)
+    elif prune.method in ("nm", "dst"):
+        checks["prune"] = lambda m: prunable_parameters(m, prune.include, prune.exclude)
+    elif prune.method == "structured":
+        checks["prune"] = lambda m: check_layer_patterns(m, prune)
+    if recipe.compress is not None:
+        from prunekit.compression.spec import iter_targets
+
+        checks["compress"] = lambda m: list(iter_targets(m, recipe.compress))
+    return checks
+
+
+def _check_out_dir(out: Path) -> None:
+    """The parent folder of run directories is a folder (or does not exist yet)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; run directories need a folder")
+
+
+def _check_data_files(recipe: Recipe) -> None:
+    """With ``data.download: false``, the dataset's files must already be in place (presence only)."""
+    from prunekit.zoo.data import DATASETS
+    from prunekit.zoo.data.paths import resolve_data_root
+    from prunekit.zoo.data.sources import missing_files_error
+
+    spec = DATASETS.get(recipe.data.name)
+    root = recipe.data.root
+    if root is not None and Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+        raise ConfigError(f"data.root {shorten(root, 300)} is a file; give the folder that holds '{spec.folder}/'")
+    if recipe.data.download or not spec.needs_files:
+        return
+    folder = resolve_data_root(root) / spec.folder
+    if not any(all((folder / f.name).is_file() for f in fileset.files) for fileset in spec.sources):
+        raise missing_files_error(spec, folder, root, "download=False")
