@@ -4,6 +4,8 @@ naming the field, nothing written (the cases of issue 13, each reproduced)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,25 +186,27 @@ def test_user_code_in_a_run_directory_is_not_imported_without_trust(tmp_path):
     path = _write(tmp_path, raw)
     with pytest.raises(ValidationError, match=r"is user code; it is imported only when you allow it \(--trust-code\)"):
         load_recipe(path, allow_code=False)
-    import sys
-
     assert "tests.experiment.never_imported" not in sys.modules
 
 
-def test_compress_refuses_user_code_without_trust_flag(tmp_path):
+def _run_dir_naming(tmp_path: Path, model_name: str) -> Path:
+    """A run directory that looks finished and whose recipe names ``model_name``."""
     run_dir = tmp_path / "run"
     (run_dir / "steps").mkdir(parents=True)
     for step in ("dense", "prune"):
         (run_dir / "steps" / f"{step}.json").write_text("{}")
     raw = tiny_recipe()
-    raw["model"]["name"] = "tests.experiment.never_imported:build"
+    raw["model"]["name"] = model_name
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    return run_dir
+
+
+def test_compress_refuses_user_code_without_trust_flag(tmp_path):
+    run_dir = _run_dir_naming(tmp_path, "tests.experiment.never_imported:build")
     for command in ("compress", "export"):
         result = runner.invoke(app, [command, str(run_dir)])
         assert result.exit_code == 2, result.output
         assert "--trust-code" in _flat(result.output)
-    import sys
-
     assert "tests.experiment.never_imported" not in sys.modules
 
 
@@ -220,18 +224,9 @@ def test_check_accepts_every_shipped_recipe():
 def test_python_m_compress_never_imports_a_factory_from_the_working_folder(tmp_path):
     """The hostile case: an untrusted run directory names ``evil:build`` and ``evil.py`` sits in the
     current folder, which ``python -m`` puts on ``sys.path``."""
-    import subprocess
-    import sys
-
     marker = tmp_path / "marker"
     (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\ndef build(**kw): pass\n")
-    run_dir = tmp_path / "run"
-    (run_dir / "steps").mkdir(parents=True)
-    for step in ("dense", "prune"):
-        (run_dir / "steps" / f"{step}.json").write_text("{}")
-    raw = tiny_recipe()
-    raw["model"]["name"] = "evil:build"
-    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    _run_dir_naming(tmp_path, "evil:build")
     result = subprocess.run([sys.executable, "-m", "prunekit", "compress", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "--trust-code" in _flat(result.stderr) and not marker.exists()
