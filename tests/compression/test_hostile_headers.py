@@ -44,7 +44,7 @@ def fixed_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return _file(tmp_path_factory, huffman=False)
 
 
-def _rejected(data: bytes, *fragments: str) -> None:
+def assert_rejected(data: bytes, *fragments: str) -> None:
     """Assert ``data`` is refused with a CheckpointError naming the file and ``fragments``, in time."""
     start = time.perf_counter()
     with pytest.raises(CheckpointError) as info:
@@ -100,7 +100,7 @@ LAYER_VALUES = [
 @pytest.mark.parametrize(("field", "value", "fragment"), LAYER_VALUES, ids=[f"{f}={v!r}"[:40] for f, v, _ in LAYER_VALUES])
 def test_hostile_layer_fields_are_rejected(huffman_file, field, value, fragment):
     header, area, _ = split_file(huffman_file)
-    _rejected(repack(replaced(header, (*L0, field), value), area), "tensor '0.weight'", fragment)
+    assert_rejected(repack(replaced(header, (*L0, field), value), area), "tensor '0.weight'", fragment)
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_hostile_layer_fields_are_rejected(huffman_file, field, value, fragment)
 )
 def test_missing_layer_fields_are_rejected(huffman_file, field):
     header, area, _ = split_file(huffman_file)
-    _rejected(repack(removed(header, (*L0, field)), area), f"missing field '{field}'")
+    assert_rejected(repack(removed(header, (*L0, field)), area), f"missing field '{field}'")
 
 
 STREAM_VALUES = [
@@ -128,7 +128,7 @@ STREAM_VALUES = [
 @pytest.mark.parametrize(("field", "value", "fragment"), STREAM_VALUES, ids=[f"{f}={v!r}" for f, v, _ in STREAM_VALUES])
 def test_hostile_huffman_stream_fields_are_rejected(huffman_file, field, value, fragment):
     header, area, _ = split_file(huffman_file)
-    _rejected(repack(replaced(header, (*L0, "weights", field), value), area), "tensor '0.weight'", fragment)
+    assert_rejected(repack(replaced(header, (*L0, "weights", field), value), area), "tensor '0.weight'", fragment)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_hostile_huffman_stream_fields_are_rejected(huffman_file, field, value, 
 )
 def test_hostile_fixed_stream_fields_are_rejected(fixed_file, field, value, fragment):
     header, area, _ = split_file(fixed_file)
-    _rejected(repack(replaced(header, (*L0, "weights", field), value), area), fragment)
+    assert_rejected(repack(replaced(header, (*L0, "weights", field), value), area), fragment)
 
 
 def _with_section(data: bytes, name: str, blob: bytes) -> bytes:
@@ -163,7 +163,7 @@ def _with_section(data: bytes, name: str, blob: bytes) -> bytes:
     ],
 )
 def test_hostile_huffman_code_lengths_are_rejected(huffman_file, lengths, fragment):
-    _rejected(_with_section(huffman_file, "0.weight:gaps.lengths", lengths), "tensor '0.weight'", fragment)
+    assert_rejected(_with_section(huffman_file, "0.weight:gaps.lengths", lengths), "tensor '0.weight'", fragment)
 
 
 EXTRA_VALUES = [
@@ -179,13 +179,13 @@ EXTRA_VALUES = [
 @pytest.mark.parametrize(("field", "value", "fragment"), EXTRA_VALUES, ids=[f"{f}={v!r}"[:40] for f, v, _ in EXTRA_VALUES])
 def test_hostile_extra_fields_are_rejected(huffman_file, field, value, fragment):
     header, area, _ = split_file(huffman_file)
-    _rejected(repack(replaced(header, (*X0, field), value), area), "tensor '0.bias'", fragment)
+    assert_rejected(repack(replaced(header, (*X0, field), value), area), "tensor '0.bias'", fragment)
 
 
 def test_bool_tensor_bytes_must_be_0_or_1(huffman_file):
     header, area, _ = split_file(huffman_file)
     bogus = {"name": "0.bias", "shape": [20], "dtype": "bool", "stored_dtype": "bool", "section": "0.bias:raw"}
-    _rejected(repack(replaced(header, X0, bogus), area), "tensor '0.bias'", "bytes other than 0 and 1")
+    assert_rejected(repack(replaced(header, X0, bogus), area), "tensor '0.bias'", "bytes other than 0 and 1")
 
 
 def _swap_names(header: Header) -> Header:
@@ -223,7 +223,7 @@ TOP_LEVEL: list[tuple[str, Callable[[Header], Header], str]] = [
 @pytest.mark.parametrize(("edit", "fragment"), [c[1:] for c in TOP_LEVEL], ids=[c[0] for c in TOP_LEVEL])
 def test_hostile_top_level_fields_are_rejected(huffman_file, edit, fragment, version):
     header, area, _ = split_file(huffman_file)
-    _rejected(repack(edit(header), area, version), fragment)
+    assert_rejected(repack(edit(header), area, version), fragment)
 
 
 @pytest.mark.parametrize(
@@ -242,7 +242,7 @@ def test_hostile_top_level_fields_are_rejected(huffman_file, edit, fragment, ver
 def test_unreadable_headers_are_rejected(huffman_file, raw, version, fragment):
     _, area, _ = split_file(huffman_file)
     stored = zlib.compress(raw, 9) if version >= 2 else raw
-    _rejected(repack(None, area, version, stored_head=stored), fragment)
+    assert_rejected(repack(None, area, version, stored_head=stored), fragment)
 
 
 def test_compressed_header_with_stray_or_missing_bytes_is_rejected(huffman_file):
@@ -250,7 +250,7 @@ def test_compressed_header_with_stray_or_missing_bytes_is_rejected(huffman_file)
     head = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
     assert zlib.decompress(head + b"junk")  # zlib alone ignores trailing bytes
     for stored in (head + b"junk", head[:-3]):
-        _rejected(repack(None, area, stored_head=stored), "truncated or followed by stray bytes")
+        assert_rejected(repack(None, area, stored_head=stored), "truncated or followed by stray bytes")
 
 
 def test_writer_refuses_what_the_reader_would_refuse(tmp_path):

@@ -70,7 +70,7 @@ def test_bases_are_valid_recipes() -> None:
     from prunekit.experiment.recipe import load_recipe
 
     for name, raw in generator().bases.items():
-        load_recipe(raw)
+        assert load_recipe(raw).name == raw["name"], name
 
 
 def test_bases_cover_every_pruning_method() -> None:

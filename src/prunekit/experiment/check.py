@@ -18,6 +18,7 @@ from torch import nn
 
 from prunekit.errors import CheckpointError, ConfigError, shorten
 from prunekit.experiment.recipe import Recipe
+from prunekit.zoo.data.registry import DatasetSpec
 
 #: Most mismatching tensors listed when a checkpoint does not fit the model.
 MAX_LISTED = 20
@@ -39,7 +40,7 @@ def check_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> nn
             check(model)
         except ConfigError as exc:
             raise ConfigError(f"{field}: {exc}") from None
-    _check_data_files(recipe)
+    _check_data_files(recipe, dataset)
     return model
 
 
@@ -116,18 +117,18 @@ def _check_out_dir(out: Path) -> None:
         raise ConfigError(f"--out {out} is a file; run directories need a folder")
 
 
-def _check_data_files(recipe: Recipe) -> None:
-    """With ``data.download: false``, the dataset's files must already be in place (presence only)."""
-    from prunekit.zoo.data import DATASETS
+def _check_data_files(recipe: Recipe, spec: DatasetSpec) -> None:
+    """``data.root`` is a folder if it exists; with ``data.download: false``, the dataset's files
+    must already be in place (presence only)."""
     from prunekit.zoo.data.paths import resolve_data_root
-    from prunekit.zoo.data.sources import missing_files_error
+    from prunekit.zoo.data.sources import is_complete, missing_files_error
 
-    spec = DATASETS.get(recipe.data.name)
     root = recipe.data.root
-    if root is not None and Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+    data_root = resolve_data_root(root)
+    if root is not None and data_root.exists() and not data_root.is_dir():
         raise ConfigError(f"data.root {shorten(root, 300)} is a file; give the folder that holds '{spec.folder}/'")
     if recipe.data.download or not spec.needs_files:
         return
-    folder = resolve_data_root(root) / spec.folder
-    if not any(all((folder / f.name).is_file() for f in fileset.files) for fileset in spec.sources):
+    folder = data_root / spec.folder
+    if not any(is_complete(fileset, folder) for fileset in spec.sources):
         raise missing_files_error(spec, folder, root, "download=False")

@@ -42,7 +42,7 @@ def prepare_files(
     """
     folder = resolve_data_root(root) / spec.folder
     for fileset in spec.sources:
-        if all((folder / f.name).is_file() for f in fileset.files):
+        if is_complete(fileset, folder):
             for file in fileset.files:
                 _verify_or_replace(fileset, file, folder, download=download, mirrors=mirrors, progress=progress)
             _announce(spec, fileset, folder)
@@ -89,6 +89,11 @@ def _remove_if_empty(folders: Sequence[Path]) -> None:
             path.rmdir()
         except OSError:  # not empty (something was downloaded) or already gone
             return
+
+
+def is_complete(fileset: FileSet, folder: Path) -> bool:
+    """Whether every file of ``fileset`` is present in ``folder`` (presence only, no checksum)."""
+    return all((folder / f.name).is_file() for f in fileset.files)
 
 
 def _verify_or_replace(
