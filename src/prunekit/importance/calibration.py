@@ -5,7 +5,7 @@ Both attach hooks only for as long as they collect; the model is left as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,19 @@ import torch
 from torch import nn
 
 from prunekit.structured.graph import DependencyGraph
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Statistics a criterion may need, collected once before a pruning step.
+
+    ``grads``: mean gradient per parameter name (taylor); ``squared_grads``: mean squared gradient
+    (hessian); ``inputs``: calibration input batches (activation criteria).
+    """
+
+    grads: Mapping[str, torch.Tensor] | None = None
+    squared_grads: Mapping[str, torch.Tensor] | None = None
+    inputs: Sequence[Any] | None = None
 
 
 class SquaredGradients:

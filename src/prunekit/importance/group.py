@@ -24,7 +24,7 @@ from torch import nn
 
 from prunekit._registry import Registry
 from prunekit.errors import ConfigError
-from prunekit.importance.calibration import ActivationStats, collect_activation_stats
+from prunekit.importance.calibration import ActivationStats, Calibration, collect_activation_stats
 from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.groups import Group, Member
 
@@ -41,6 +41,7 @@ class ScoringContext:
     squared_grads: Mapping[str, torch.Tensor] | None = None
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
 
 class GroupCriterion:

@@ -24,6 +24,7 @@ from torch import nn
 
 from prunekit._settings import MAX_BATCH, Seed, Settings
 from prunekit.errors import ConfigError, StructureError
+from prunekit.importance.calibration import Calibration
 from prunekit.importance.group import GroupCriterion, ScoringContext, make_criterion
 from prunekit.metrics import count_macs, count_parameters
 from prunekit.pruners.budget import Candidate, closest_prefix, global_order, lowest_units, prefix_counts, refine_counts, uniform_counts
@@ -199,7 +200,8 @@ class StructuredPruner:
             graph.fix_modules(self.config.ignored_layers)
         self._origin = _Origin({_key(g): g.size for g in graph.groups}, _macs(model, inputs), count_parameters(model).params)
 
-    def step(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
+    def step(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, squared_grads: Mapping[str, torch.Tensor] | None = None,
+             calibration: Calibration | None = None) -> PruneResult:
         """Prune toward ``fraction`` (0..1] of the target, relative to the model of the first step."""
         if not 0.0 < fraction <= 1.0:
             raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
@@ -214,7 +216,9 @@ class StructuredPruner:
             graph.fix_modules(cfg.ignored_layers)
         if self._origin is None:
             self._origin = _Origin({_key(g): g.size for g in graph.groups}, macs_before, params_before)
-        ctx = ScoringContext(model, graph, squared_grads, cfg.seed)
+        if calibration is not None and squared_grads is None:
+            squared_grads = calibration.squared_grads
+        ctx = ScoringContext(model, graph, squared_grads, cfg.seed, calibration=calibration)
         cands = self._candidates(graph, ctx)
         counts = self._allocate(graph, cands, fraction, inputs)
         by_index = {c.index: c for c in cands}
