@@ -28,6 +28,7 @@ from prunekit.compression import (
     quantize_model,
     read_compressed,
 )
+from prunekit._version import __version__
 from prunekit.compression import packed
 from prunekit.errors import CheckpointError, ConfigError, StructureError
 
@@ -49,6 +50,7 @@ def test_decompression_is_bit_identical_to_the_in_memory_quantized_model(tmp_pat
     state, meta = decompress_file(tmp_path / "m.pkdc")
     _assert_state_equal(state, model.state_dict())
     assert meta["metadata"] == {"run": "t1"} and meta["format_version"] == FORMAT_VERSION
+    assert meta["prunekit_version"] == __version__
     assert meta["layers"]["classifier.weight"]["n_fillers"] > 0  # 2-bit gaps on an 80%-sparse fc layer
     assert report.file_bytes == (tmp_path / "m.pkdc").stat().st_size
     fresh = TinyConvNet()

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from prunekit import __version__
+from prunekit._version import __version__
 from prunekit._io import write_bytes
 from prunekit.compression import packed
 from prunekit.compression._tensors import effective_state
