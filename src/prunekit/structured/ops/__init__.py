@@ -4,7 +4,8 @@ A rule is ``rule(ctx, args, kwargs) -> info`` where ``args``/``kwargs`` are the 
 arguments (fx nodes or literals; resolve them with ``ctx.info`` / ``ctx.value``) and the result is
 the output's :class:`~prunekit.structured.fields.TensorInfo` (or a list of them for tuple outputs).
 Rules are registered in :data:`OP_RULES` under canonical op names (``torch.add``, ``operator.add``
-and ``Tensor.add_`` are all ``"add"``); :func:`register_op` adds rules for your own functions.
+and ``Tensor.add_`` are all ``"add"``); :func:`register_op` adds rules for your own functions
+(``replace=True`` swaps an existing one on purpose).
 An op without a rule leaves every channel it touches untouched, with a warning.
 """
 
@@ -31,15 +32,29 @@ _ALIASES = {
 }
 
 
-def register_op(*names: str) -> Callable[[OpRule], OpRule]:
-    """Decorator registering a rule under one or more canonical names (replacing existing ones)."""
+def register_op(*names: str, replace: bool = False) -> Callable[[OpRule], OpRule]:
+    """Decorator registering a rule under one or more canonical names.
+
+    A name that already has a rule is refused (nothing is registered) unless ``replace=True``.
+    """
 
     def decorator(rule: OpRule) -> OpRule:
+        taken = [name for name in names if name in OP_RULES]
+        if taken and not replace:
+            owners = ", ".join(f"{name!r} ({_qualname(OP_RULES.get(name))})" for name in taken)
+            raise ValueError(
+                f"op rule already registered for {owners}; to replace it on purpose use "
+                f"@register_op({', '.join(map(repr, taken))}, replace=True)"
+            )
         for name in names:
             OP_RULES.add(name, rule, overwrite=True)
         return rule
 
     return decorator
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
 def op_name(node: fx.Node) -> str:
