@@ -9,7 +9,7 @@ from torch import nn
 from prunekit.deployment import evaluate_onnx, export_onnx, quantize_int8
 from prunekit.errors import ConfigError
 from prunekit.metrics import evaluate
-from prunekit.pruners.nm import nm_prune
+from prunekit.pruners.nm import prune_nm
 
 pytest.importorskip("onnxruntime")
 
@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     inputs = centers[labels] + torch.randn(3000, 32, generator=gen)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5))
-    nm_prune(model, 2, 4)
+    prune_nm(model, 2, 4)
     opt = torch.optim.Adam(model.parameters(), 1e-2)
     for _ in range(100):
         idx = torch.randint(0, 2000, (256,), generator=gen)

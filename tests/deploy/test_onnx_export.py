@@ -13,7 +13,7 @@ from prunekit.deployment import OnnxRunner, deploy, export_onnx, time_onnx
 from prunekit.errors import ConfigError, ExportError
 from prunekit.masks import MaskSet
 from prunekit.metrics import compare_latency
-from prunekit.pruners.nm import nm_prune
+from prunekit.pruners.nm import prune_nm
 
 pytest.importorskip("onnxruntime")
 
@@ -50,7 +50,7 @@ def _weight_shared(model: nn.Module) -> nn.Module:
 KINDS = {
     "unstructured": lambda: _masked(_convnet()),
     "structured": lambda: _convnet((13, 26)),  # a plain, smaller model as surgery leaves it
-    "nm": lambda: (lambda m: (nm_prune(m, 2, 4), m)[1])(_convnet()),
+    "nm": lambda: (lambda m: (prune_nm(m, 2, 4), m)[1])(_convnet()),
     "weight_shared": lambda: _weight_shared(_masked(_convnet())),
 }
 

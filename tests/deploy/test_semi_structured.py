@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from prunekit.deployment import CPU_MESSAGE, to_semi_structured
-from prunekit.pruners.nm import nm_prune
+from prunekit.pruners.nm import prune_nm
 
 
 def test_cpu_says_there_is_no_kernel(caplog):
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
-    nm_prune(model, 2, 4)
+    prune_nm(model, 2, 4)
     before = [p.detach().clone() for p in model.parameters()]
     with caplog.at_level(logging.WARNING, logger="prunekit.deployment.semi_structured"):
         result = to_semi_structured(model)
@@ -27,7 +27,7 @@ def test_cpu_says_there_is_no_kernel(caplog):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="2:4 semi-structured kernels need CUDA")
 def test_cuda_converts_valid_linears():
     model = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128)).half().cuda().eval()
-    nm_prune(model, 2, 4, include=["0.weight"])
+    prune_nm(model, 2, 4, include=["0.weight"])
     x = torch.randn(64, 128, device="cuda", dtype=torch.half)
     with torch.no_grad():
         expected = model(x)

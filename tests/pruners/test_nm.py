@@ -11,7 +11,7 @@ from torch import nn
 from prunekit.errors import ConfigError
 from prunekit.masks import MaskSet, effective_weight
 from prunekit.masks.nm import is_valid_nm, retained_score
-from prunekit.pruners.nm import nm_prune
+from prunekit.pruners.nm import prune_nm
 from prunekit.zoo import create_model
 
 
@@ -22,7 +22,7 @@ def _mlp() -> nn.Module:
 @pytest.mark.parametrize(("n", "m"), [(2, 4), (1, 4), (4, 8)])
 def test_masks_are_exact_and_attached(n, m):
     model = create_model("conv2", input_shape=(3, 16, 16))
-    masks = nm_prune(model, n, m)
+    masks = prune_nm(model, n, m)
     assert isinstance(masks, MaskSet) and "features.0.weight" not in masks  # 3 input channels: skipped
     assert len(masks) == 4
     for name, mask in masks.items():
@@ -34,7 +34,7 @@ def test_masks_are_exact_and_attached(n, m):
 def test_masks_stay_fixed_through_optimizer_steps():
     torch.manual_seed(0)
     model = _mlp()
-    masks = nm_prune(model, 2, 4)
+    masks = prune_nm(model, 2, 4)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     before = {name: effective_weight(model, name).detach().clone() for name in masks}
     for _ in range(5):
@@ -51,21 +51,21 @@ def test_masks_stay_fixed_through_optimizer_steps():
 
 def test_criterion_and_selection():
     model = _mlp()
-    masks = nm_prune(model, 2, 4, criterion=lambda w: -w.abs(), include=["0.weight"])
+    masks = prune_nm(model, 2, 4, criterion=lambda w: -w.abs(), include=["0.weight"])
     assert list(masks) == ["0.weight"]
     weight = model[0].parametrizations.weight.original.detach().abs()
     assert retained_score(weight, 2, 4) > float((weight * masks["0.weight"]).sum())  # kept the smallest
-    assert list(nm_prune(_mlp(), 2, 4, exclude=["4.*"])) == ["0.weight", "2.weight"]
+    assert list(prune_nm(_mlp(), 2, 4, exclude=["4.*"])) == ["0.weight", "2.weight"]
     with pytest.raises(ConfigError, match="unknown N:M criterion 'taylor'"):
-        nm_prune(_mlp(), criterion="taylor")
+        prune_nm(_mlp(), criterion="taylor")
 
 
 def test_permutation_keeps_more_magnitude_and_valid_masks():
     torch.manual_seed(1)
     plain, permuted = _mlp(), None
     permuted = copy.deepcopy(plain)
-    masks_plain = nm_prune(plain, 2, 4)
-    masks_perm = nm_prune(permuted, 2, 4, permute=True)
+    masks_plain = prune_nm(plain, 2, 4)
+    masks_perm = prune_nm(permuted, 2, 4, permute=True)
     kept = lambda model, masks: sum(float(effective_weight(model, n).detach().abs().sum()) for n in masks)  # noqa: E731
     assert kept(permuted, masks_perm) > kept(plain, masks_plain)
     for name, mask in masks_perm.items():

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from prunekit.masks import detach_masks, prunable_parameters
 from prunekit.metrics.accuracy import evaluate
 from prunekit.progress import track
+from prunekit.pruners.allocation import sensitivity_sparsities
 from prunekit.pruners.unstructured import UnstructuredConfig, prune_unstructured
 
 
@@ -60,8 +61,4 @@ def layer_sensitivity(
 
 def allocate_by_sensitivity(result: SensitivityResult, max_drop: float = 0.01) -> dict[str, float]:
     """Per layer, the highest measured sparsity whose accuracy drop stays within ``max_drop`` (0 if none)."""
-    allocation = {}
-    for layer in result.accuracy:
-        allowed = [s for s, d in zip(result.sparsities, result.drop(layer)) if d <= max_drop + 1e-12]
-        allocation[layer] = max(allowed, default=0.0)
-    return allocation
+    return sensitivity_sparsities(result.sparsities, {layer: result.drop(layer) for layer in result.accuracy}, max_drop)

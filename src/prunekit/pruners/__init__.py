@@ -1,10 +1,22 @@
-"""Pruners: target filter + allocation + importance + selection."""
+"""Pruners: target filter + allocation + importance + selection, all following one lifecycle.
 
-from prunekit.pruners.nm import nm_prune
-from prunekit.pruners.structured import LayerChannels, PruneResult, StructuredConfig, StructuredPruner
-from prunekit.pruners.unstructured import UnstructuredConfig, collect_gradients, compute_scores, prune_unstructured
+- :mod:`~prunekit.pruners.lifecycle`: the :class:`Pruner` protocol (prepare / step / state_dict / finish);
+- :mod:`~prunekit.pruners.allocation`: how much each layer or group loses (every rule);
+- :mod:`~prunekit.pruners.plan`: the :class:`Plan` a structured step applies;
+- :mod:`~prunekit.pruners.objective`: what a plan costs (:class:`Objective`, :data:`COST_METRICS`);
+- :mod:`~prunekit.pruners.unstructured`, :mod:`~prunekit.pruners.nm`, :mod:`~prunekit.pruners.structured`: the pruners.
+"""
+
+from prunekit.pruners.lifecycle import Pruner
+from prunekit.pruners.nm import NM_CRITERIA, NMPruner, nm_prune, prune_nm
+from prunekit.pruners.objective import COST_METRICS, CostMetric, Objective
+from prunekit.pruners.plan import Plan
+from prunekit.pruners.result import LayerChannels, PruneResult, layer_channels
+from prunekit.pruners.structured import StructuredConfig, StructuredPruner, prune_structured
+from prunekit.pruners.unstructured import UnstructuredConfig, UnstructuredPruner, collect_gradients, compute_scores, prune_unstructured
 
 __all__ = [
-    "LayerChannels", "PruneResult", "StructuredConfig", "StructuredPruner", "UnstructuredConfig", "collect_gradients",
-    "compute_scores", "nm_prune", "prune_unstructured",
+    "COST_METRICS", "NM_CRITERIA", "CostMetric", "LayerChannels", "NMPruner", "Objective", "Plan", "PruneResult", "Pruner",
+    "StructuredConfig", "StructuredPruner", "UnstructuredConfig", "UnstructuredPruner", "collect_gradients", "compute_scores",
+    "layer_channels", "nm_prune", "prune_nm", "prune_structured", "prune_unstructured",
 ]

@@ -1,13 +1,25 @@
-"""How much to prune per layer: per-layer overrides, exact counts, ERK and uniform densities."""
+"""Allocation: how much each layer (or channel group) loses. Every allocation rule lives here.
+
+Unstructured and sparse training: per-layer overrides, exact counts, ERK and uniform densities,
+and sparsities from a sensitivity scan. Structured: pure functions over :class:`Candidate` records
+(a group's size, scores and limits): uniform ratios, global ranking with a per-group cap, rounding
+kept counts to hardware-friendly multiples, and :func:`allocate_to_goal`, the search that meets a
+resource goal of an :class:`~prunekit.pruners.objective.Objective`.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
 
 from prunekit._registry import Registry
 from prunekit.errors import ConfigError
+from prunekit.pruners.plan import Plan
 
 
 def prune_count(numel: int, sparsity: float) -> int:
@@ -95,3 +107,166 @@ def erk_densities(shapes: Mapping[str, Sequence[int]], density: float) -> dict[s
         if not too_dense:
             return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
         dense.add(max(too_dense, key=lambda n: raw[n]))
+
+
+def sensitivity_sparsities(sparsities: Sequence[float], drops: Mapping[str, Sequence[float]], max_drop: float) -> dict[str, float]:
+    """Per layer, the highest scanned sparsity whose accuracy drop stays within ``max_drop`` (0 if none)."""
+    return {layer: max((s for s, d in zip(sparsities, drop) if d <= max_drop + 1e-12), default=0.0) for layer, drop in drops.items()}
+
+
+# --- structured: channel groups -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One prunable group as the allocator sees it."""
+
+    index: int
+    size: int
+    scores: np.ndarray  # normalised, higher = keep
+    step: int = 1  # kept units are rounded to multiples of this
+    max_remove: int = 0  # cap from the per-layer maximum ratio
+
+    @staticmethod
+    def make(index: int, scores: np.ndarray, max_ratio: float, round_to: int, width: int, removed_before: int = 0, original: int | None = None) -> Candidate:
+        """Build a candidate; ``width`` channels per unit decides the rounding step of ``round_to`` channels."""
+        size = int(scores.size)
+        step = round_to // math.gcd(round_to, max(1, width)) if round_to > 1 else 1
+        base = original if original is not None else size
+        cap = int(math.floor(max_ratio * base + 1e-9)) - removed_before
+        cap = max(0, min(cap, size - step if size > step else 0))
+        return Candidate(index, size, np.asarray(scores, dtype=float), step, cap)
+
+
+def round_removal(c: Candidate, remove: int) -> int:
+    """Adjust a removal count so the kept count is a multiple of ``c.step`` (nearest), within limits."""
+    remove = max(0, min(remove, c.max_remove))
+    if remove == 0 or c.step == 1:
+        return remove
+    kept = c.size - remove
+    options = [k for k in ((kept // c.step) * c.step, -(-kept // c.step) * c.step) if c.step <= k < c.size and c.size - k <= c.max_remove]
+    if not options:
+        return 0
+    return c.size - min(options, key=lambda k: (abs(k - kept), k))
+
+
+def uniform_counts(cands: Sequence[Candidate], ratio_of: Callable[[Candidate], float]) -> dict[int, int]:
+    """Each group removes ``ratio_of(group)`` of its units."""
+    return {c.index: round_removal(c, int(math.floor(ratio_of(c) * c.size + 1e-9))) for c in cands}
+
+
+def global_order(cands: Sequence[Candidate]) -> np.ndarray:
+    """Group index of each removal, lowest scores first, respecting each group's cap."""
+    if not cands:
+        return np.zeros(0, np.int64)
+    gi = np.concatenate([np.full(c.size, c.index) for c in cands])
+    sc = np.concatenate([np.sort(c.scores) for c in cands])
+    order = np.lexsort((gi, sc))
+    gi = gi[order]
+    caps = {c.index: c.max_remove for c in cands}
+    taken: dict[int, int] = {}
+    keep = np.zeros(gi.size, bool)
+    for i, g in enumerate(gi.tolist()):
+        if taken.get(g, 0) < caps[g]:
+            taken[g] = taken.get(g, 0) + 1
+            keep[i] = True
+    return gi[keep]
+
+
+def prefix_counts(cands: Sequence[Candidate], order: np.ndarray, k: int) -> dict[int, int]:
+    """Removal counts when the first ``k`` entries of the global order are removed (rounded per group)."""
+    counts = np.bincount(order[:k], minlength=max((c.index for c in cands), default=-1) + 1)
+    return {c.index: round_removal(c, int(counts[c.index])) for c in cands}
+
+
+def bisect_prefix(cost: Callable[[int], float], target: float, upper: int) -> int:
+    """Smallest prefix length ``k`` in ``[0, upper]`` with ``cost(k) <= target`` (cost non-increasing)."""
+    lo, hi = 0, upper
+    if cost(hi) > target:
+        return hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cost(mid) <= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def closest_prefix(cost: Callable[[int], float], target: float, upper: int) -> int:
+    """The prefix whose cost is closest to ``target`` among the bisection point and its neighbours."""
+    k = bisect_prefix(cost, target, upper)
+    near = [j for j in (k - 2, k - 1, k, k + 1) if 0 <= j <= upper]
+    return min(near, key=lambda j: abs(cost(j) - target))
+
+
+def refine_counts(cands: Sequence[Candidate], counts: dict[int, int], cost: Callable[[dict[int, int]], float], goal: float, tolerance: float, max_moves: int = 64) -> dict[int, int]:
+    """Move single rounding steps between groups until the cost is within ``tolerance`` of ``goal``.
+
+    Each move removes one more step of a group's lowest-scored units, or restores one step; the move
+    landing closest to the goal wins. Stops when within tolerance or when no move helps.
+    """
+    best = dict(counts)
+    best_cost = cost(best)
+    for _ in range(max_moves):
+        if abs(best_cost - goal) <= tolerance * goal:
+            break
+        trial_best = None
+        for c in cands:
+            k = best.get(c.index, 0)
+            for new in {round_removal(c, k + c.step), round_removal(c, k - c.step) if k >= c.step else 0}:
+                if new == k:
+                    continue
+                trial = {**best, c.index: new}
+                value = cost(trial)
+                if trial_best is None or abs(value - goal) < abs(trial_best[0] - goal):
+                    trial_best = (value, trial)
+        if trial_best is None or abs(trial_best[0] - goal) >= abs(best_cost - goal):
+            break
+        best_cost, best = trial_best
+    return best
+
+
+class PlanCost(Protocol):
+    """What :func:`allocate_to_goal` needs of an objective (:class:`~prunekit.pruners.objective.Objective`)."""
+
+    def cost(self, plan: Plan) -> float: ...
+
+    def measure(self, plan: Plan) -> float: ...
+
+
+def allocate_to_goal(cands: Sequence[Candidate], objective: PlanCost, goal: float, *, uniform: bool, max_layer_ratio: float,
+                     tolerance: float, rounds: int = 6) -> tuple[Plan, float]:
+    """The plan whose measured cost is closest to ``goal``, and that cost.
+
+    Each round bisects the global ranking (or, with ``uniform``, one ratio for every group, capped
+    at ``max_layer_ratio``) on the objective's estimate, moves single rounding steps between groups
+    until the estimate is within ``tolerance / 4`` of the round's target, and measures the plan; the
+    next round's target is corrected by how far the measurement missed. Stops within
+    ``0.9 · tolerance`` of ``goal`` or after ``rounds`` rounds.
+    """
+    scores = {c.index: c.scores for c in cands}
+    order = global_order(cands)
+    steps = 1000 if uniform else int(order.size)
+
+    def counts_at(k: int) -> dict[int, int]:
+        if uniform:
+            return uniform_counts(cands, lambda c: max_layer_ratio * k / steps)
+        return prefix_counts(cands, order, k)
+
+    def estimate(counts: dict[int, int]) -> float:
+        return objective.cost(Plan.from_counts(scores, counts))
+
+    target, best = goal, None
+    for _ in range(rounds):
+        counts = counts_at(closest_prefix(lambda k: estimate(counts_at(k)), target, steps))
+        counts = refine_counts(cands, counts, estimate, target, tolerance / 4)
+        plan = Plan.from_counts(scores, counts)
+        real = objective.measure(plan)
+        if best is None or abs(real - goal) < abs(best[1] - goal):
+            best = (plan, real)
+        if abs(real - goal) <= tolerance * goal * 0.9 or real <= 0:
+            break
+        target *= goal / real
+    assert best is not None
+    return best

@@ -8,33 +8,38 @@ input dimension is not a multiple of M are skipped with a logged warning (see ``
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from prunekit._registry import Registry
 from prunekit.errors import ConfigError
-from prunekit.masks.maskset import MaskSet
+from prunekit.importance.calibration import Calibration
+from prunekit.masks.maskset import MaskSet, strip
 from prunekit.masks.nm import check_nm, nm_maskset
 from prunekit.masks.targets import effective_weight, prunable_parameters
+from prunekit.pruners.lifecycle import check_fraction
 from prunekit.pruners.nm_permutation import permute_for_nm
 
 logger = logging.getLogger(__name__)
 
-#: Built-in scores for N:M selection (tensor in, scores out). A callable may be passed instead.
-CRITERIA: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType({"magnitude": torch.abs})
+#: name → scores for N:M selection (weight in, scores out). A callable may be passed instead.
+NM_CRITERIA: Registry[Callable[[Tensor], Tensor]] = Registry("N:M criterion")
+NM_CRITERIA.add("magnitude", torch.abs, description="|w|")
 
 
 def _criterion(criterion: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     if callable(criterion):
         return criterion
-    if criterion not in CRITERIA:
-        raise ConfigError(f"unknown N:M criterion {criterion!r}; allowed values: {', '.join(sorted(CRITERIA))}, or a callable")
-    return CRITERIA[criterion]
+    if criterion not in NM_CRITERIA:
+        raise ConfigError(NM_CRITERIA.unknown_message(criterion, also="a callable"))
+    return NM_CRITERIA.get(criterion)
 
 
-def nm_prune(
+def prune_nm(
     model: nn.Module,
     n: int = 2,
     m: int = 4,
@@ -65,3 +70,39 @@ def nm_prune(
     masks.attach(model)
     logger.info("N:M %d:%d masks attached to %d of %d selected weights", n, m, len(masks), len(names))
     return masks
+
+
+def nm_prune(*args: Any, **kwargs: Any) -> MaskSet:
+    """Deprecated name of :func:`prune_nm`."""
+    warnings.warn("nm_prune is deprecated; call prune_nm (same arguments)", DeprecationWarning, stacklevel=2)
+    return prune_nm(*args, **kwargs)
+
+
+class NMPruner:
+    """The :mod:`~prunekit.pruners.lifecycle` face of :func:`prune_nm`: one step, the pattern is all or nothing."""
+
+    def __init__(self, n: int = 2, m: int = 4, **options: Any) -> None:
+        check_nm(n, m)
+        self.n, self.m, self.options = n, m, options
+
+    def prepare(self, model: nn.Module, example_inputs: Any = None) -> None:
+        """Nothing to measure: every group of M weights keeps N."""
+
+    def schedule(self) -> list[float]:
+        return [1.0]
+
+    def step(self, model: nn.Module, example_inputs: Any = None, fraction: float = 1.0, calibration: Calibration | None = None) -> MaskSet:
+        check_fraction(fraction)
+        if fraction != 1.0:
+            raise ConfigError(f"N:M pruning is one step (an {self.n}:{self.m} pattern has no partial form); got fraction {fraction}")
+        return prune_nm(model, self.n, self.m, **self.options)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Masks live in the model's state; there is nothing else to restore."""
+
+    def finish(self, model: nn.Module) -> nn.Module:
+        """Fold the masks into the weights (:func:`prunekit.masks.strip`)."""
+        return strip(model)

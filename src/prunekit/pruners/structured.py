@@ -4,18 +4,22 @@
 >>> result = pruner.prune(model, torch.randn(1, 3, 32, 32))
 >>> result.macs_before / result.macs_after   # ≈ 2.0 (within the tolerance)
 
-Iterative pruning: ``for fraction in pruner.schedule(): pruner.step(model, x, fraction); fine_tune(model)``.
-Each step rebuilds the dependency graph of the (already pruned) model and moves toward the target
-measured against the model the first step saw.
+Iterative pruning follows the lifecycle of :mod:`prunekit.pruners.lifecycle`: ``pruner.prepare(model, x)``,
+then ``for fraction in pruner.schedule(): pruner.step(model, x, fraction); fine_tune(model)`` (or
+:func:`prunekit.training.prune_finetune_structured`, which does that with calibration and resume).
+Each step rebuilds the dependency graph of the (already pruned) model, scores the groups, lets
+:mod:`prunekit.pruners.allocation` choose a :class:`~prunekit.pruners.plan.Plan` (priced by an
+:class:`~prunekit.pruners.objective.Objective` for resource targets) and applies it, moving toward
+the target measured against the model :meth:`StructuredPruner.prepare` saw.
 """
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -26,13 +30,14 @@ from prunekit._settings import MAX_BATCH, Seed, Settings
 from prunekit.errors import ConfigError, StructureError
 from prunekit.importance.calibration import Calibration
 from prunekit.importance.group import GroupCriterion, ScoringContext, make_criterion
-from prunekit.metrics import count_macs, count_parameters
-from prunekit.pruners.budget import Candidate, closest_prefix, global_order, lowest_units, prefix_counts, refine_counts, uniform_counts
-from prunekit.structured.cost import CostModel
+from prunekit.pruners.allocation import Candidate, allocate_to_goal, global_order, prefix_counts, uniform_counts
+from prunekit.pruners.lifecycle import check_fraction
+from prunekit.pruners.objective import Objective, measure_model
+from prunekit.pruners.plan import Plan
+from prunekit.pruners.result import LayerChannels, PruneResult, layer_channels
+from prunekit.schedules import target_fractions
 from prunekit.structured.graph import DependencyGraph, GraphOptions
 from prunekit.structured.groups import Group
-from prunekit.structured.shapes import Invalid
-from prunekit.structured.surgery import apply_plan, remove_units
 
 log = logging.getLogger(__name__)
 
@@ -90,71 +95,24 @@ class StructuredConfig(Settings):
     def resolved_allocation(self) -> str:
         return self.allocation or ("global" if self.resource_target else "uniform")
 
-
-@dataclass
-class LayerChannels:
-    """Output channels (or features) of one conv/linear layer before and after pruning."""
-
-    name: str
-    kind: str
-    before: int
-    after: int
-
-
-@dataclass
-class PruneResult:
-    """What one pruning step did."""
-
-    model: nn.Module
-    layers: list[LayerChannels]
-    macs_before: int
-    macs_after: int
-    params_before: int
-    params_after: int
-    groups_pruned: int
-    units_removed: int
-    warnings: list[str] = field(default_factory=list)
-
     @property
-    def macs_reduction(self) -> float:
-        return self.macs_before / max(1, self.macs_after)
+    def target_metric(self) -> str:
+        """The cost metric a resource target is given in (``"macs"`` or ``"params"``)."""
+        return "params" if self.max_params is not None else "macs"
 
-    @property
-    def params_reduction(self) -> float:
-        return self.params_before / max(1, self.params_after)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "model"}
-        out.update(macs_reduction=self.macs_reduction, params_reduction=self.params_reduction)
-        return out
-
-    def table(self) -> str:
-        """Markdown table of per-layer channel counts."""
-        rows = ["| layer | type | before | after |", "|---|---|---:|---:|"]
-        rows += [f"| {x.name} | {x.kind} | {x.before} | {x.after} |" for x in self.layers]
-        return "\n".join(rows)
-
-
-def layer_channels(model: nn.Module) -> dict[str, tuple[str, int]]:
-    """``{name: (type, output channels)}`` of conv and linear layers."""
-    out = {}
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            out[name] = (type(m).__name__, m.weight.shape[0])
-        elif isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            out[name] = (type(m).__name__, m.weight.shape[1] * m.groups)
-        elif isinstance(m, nn.Linear):
-            out[name] = (type(m).__name__, m.weight.shape[0])
-    return out
+    def final_cost(self, origin: Mapping[str, float]) -> float:
+        """The resource value the last step must reach, given the original model's values."""
+        if self.max_params is not None:
+            return self.max_params
+        return self.max_macs if self.max_macs is not None else origin["macs"] / float(self.macs_reduction or 1.0)
 
 
 @dataclass
 class _Origin:
-    """The model as the first step saw it: targets are measured against it."""
+    """The model as :meth:`StructuredPruner.prepare` saw it: targets are measured against it."""
 
     sizes: dict[str, int]
-    macs: int
-    params: int
+    costs: dict[str, int]
 
 
 class StructuredPruner:
@@ -171,179 +129,161 @@ class StructuredPruner:
         self.criterion = make_criterion(importance or cfg.importance, reduction=cfg.reduction, normalization=cfg.normalization) if not isinstance(importance, GroupCriterion) else importance
         self._origin: _Origin | None = None
 
-    # --- public API ---------------------------------------------------------------------------
+    # --- lifecycle ----------------------------------------------------------------------------
+    def prepare(self, model: nn.Module, example_inputs: Any) -> None:
+        """Measure targets against ``model`` (the unpruned original) without pruning it.
+
+        Also what a resumed iterative run calls, so that the next :meth:`step` continues toward the
+        same absolute target as the uninterrupted run.
+        """
+        inputs = _as_tuple(example_inputs)
+        graph = self._graph(model, inputs)
+        self._origin = _Origin({_key(g): g.size for g in graph.groups}, _costs(model, inputs))
+
     def schedule(self) -> list[float]:
         """Fractions of the target to reach after each step (the last is 1.0)."""
-        n = self.config.steps
-        if self.config.schedule == "cubic":
-            return [1.0 - (1.0 - k / n) ** 3 for k in range(1, n + 1)]
-        return [k / n for k in range(1, n + 1)]
+        return target_fractions(self.config.steps, self.config.schedule)
 
-    def prune(self, model: nn.Module, example_inputs: Any, squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
-        """One-shot: reach the whole target now."""
+    def step(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, squared_grads: Mapping[str, torch.Tensor] | None = None,
+             calibration: Calibration | None = None) -> PruneResult:
+        """Prune toward ``fraction`` (0..1] of the target, relative to the prepared model (else this one)."""
+        check_fraction(fraction)
+        inputs = _as_tuple(example_inputs)
+        check_layer_patterns(model, self.config)
+        before, costs_before = layer_channels(model), _costs(model, inputs)
+        reference = _reference_output(model, inputs)
+        graph = self._graph(model, inputs)
+        if self._origin is None:
+            self._origin = _Origin({_key(g): g.size for g in graph.groups}, costs_before)
+        if calibration is not None and squared_grads is None:
+            squared_grads = calibration.squared_grads
+        ctx = ScoringContext(model, graph, squared_grads, self.config.seed, calibration=calibration)
+        plan = self._plan(graph, self._candidates(graph, ctx), fraction, inputs)
+        plan.apply(graph)
+        _check_outputs(model, inputs, reference)
+        after = layer_channels(model)
+        costs_after = _costs(model, inputs)
+        return PruneResult(
+            model=model,
+            layers=[LayerChannels(n, kind, c, after.get(n, (kind, c))[1]) for n, (kind, c) in before.items()],
+            macs_before=costs_before["macs"],
+            macs_after=costs_after["macs"],
+            params_before=costs_before["params"],
+            params_after=costs_after["params"],
+            groups_pruned=plan.groups_pruned,
+            units_removed=plan.units_removed,
+            warnings=list(graph.warnings),
+        )
+
+    def prune(self, model: nn.Module, example_inputs: Any, squared_grads: Mapping[str, torch.Tensor] | None = None,
+              calibration: Calibration | None = None) -> PruneResult:
+        """One-shot: reach the whole target now, measured against ``model`` as it is."""
         self._origin = None
-        return self.step(model, example_inputs, 1.0, squared_grads)
+        return self.step(model, example_inputs, 1.0, squared_grads, calibration)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs: the prepared model's group sizes and costs (JSON-able)."""
+        return {} if self._origin is None else {"sizes": dict(self._origin.sizes), "costs": dict(self._origin.costs)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._origin = _Origin(dict(state["sizes"]), dict(state["costs"])) if state else None
+
+    def finish(self, model: nn.Module) -> nn.Module:
+        """Structured pruning leaves nothing attached: the pruned model is final as it is."""
+        return model
 
     def reset(self) -> None:
         """Forget the reference model (the next step measures targets against the model it sees)."""
         self._origin = None
 
     def anchor(self, model: nn.Module, example_inputs: Any) -> None:
-        """Measure targets against ``model`` (the unpruned original) without pruning it.
+        """Deprecated name of :meth:`prepare`."""
+        warnings.warn("StructuredPruner.anchor is deprecated; call prepare(model, example_inputs)", DeprecationWarning, stacklevel=2)
+        self.prepare(model, example_inputs)
 
-        Needed when iterative pruning resumes after a restart: the next :meth:`step` then continues
-        toward the same absolute target as the uninterrupted run.
-        """
-        inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    # --- one step -----------------------------------------------------------------------------
+    def _graph(self, model: nn.Module, inputs: tuple[Any, ...]) -> DependencyGraph:
         graph = DependencyGraph.build(model, inputs, GraphOptions(attention=self.config.attention))
         if self.config.ignored_layers:
             graph.fix_modules(self.config.ignored_layers)
-        self._origin = _Origin({_key(g): g.size for g in graph.groups}, _macs(model, inputs), count_parameters(model).params)
+        return graph
 
-    def step(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, squared_grads: Mapping[str, torch.Tensor] | None = None,
-             calibration: Calibration | None = None) -> PruneResult:
-        """Prune toward ``fraction`` (0..1] of the target, relative to the model of the first step."""
-        if not 0.0 < fraction <= 1.0:
-            raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
-        inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-        cfg = self.config
-        check_layer_patterns(model, cfg)
-        before = layer_channels(model)
-        macs_before, params_before = _macs(model, inputs), count_parameters(model).params
-        reference = _reference_output(model, inputs)
-        graph = DependencyGraph.build(model, inputs, GraphOptions(attention=cfg.attention))
-        if cfg.ignored_layers:
-            graph.fix_modules(cfg.ignored_layers)
-        if self._origin is None:
-            self._origin = _Origin({_key(g): g.size for g in graph.groups}, macs_before, params_before)
-        if calibration is not None and squared_grads is None:
-            squared_grads = calibration.squared_grads
-        ctx = ScoringContext(model, graph, squared_grads, cfg.seed, calibration=calibration)
-        cands = self._candidates(graph, ctx)
-        counts = self._allocate(graph, cands, fraction, inputs)
-        by_index = {c.index: c for c in cands}
-        selection = {gi: lowest_units(by_index[gi], k) for gi, k in counts.items() if k > 0}
-        remove_units(graph, selection)
-        _check_outputs(model, inputs, reference)
-        after = layer_channels(model)
-        layers = [LayerChannels(n, kind, c, after.get(n, (kind, c))[1]) for n, (kind, c) in before.items()]
-        return PruneResult(
-            model=model,
-            layers=layers,
-            macs_before=macs_before,
-            macs_after=_macs(model, inputs),
-            params_before=params_before,
-            params_after=count_parameters(model).params,
-            groups_pruned=len(selection),
-            units_removed=sum(len(v) for v in selection.values()),
-            warnings=list(graph.warnings),
-        )
+    def _original_size(self, group: Group) -> int:
+        assert self._origin is not None
+        return self._origin.sizes.get(_key(group), group.size)
 
-    # --- internals ----------------------------------------------------------------------------
     def _candidates(self, graph: DependencyGraph, ctx: ScoringContext) -> list[Candidate]:
         cfg = self.config
-        assert self._origin is not None
         cands = []
         for g in graph.prunable_groups():
             scores = self.criterion(g, ctx).detach().cpu().numpy()
-            original = self._origin.sizes.get(_key(g), g.size)
+            original = self._original_size(g)
             round_to = _override(g, cfg.layer_round_to, cfg.round_to)
             cands.append(Candidate.make(g.index, scores, cfg.max_layer_ratio, round_to, g.width(), original - g.size, original))
         return cands
 
-    def _group_ratio(self, graph: DependencyGraph, c: Candidate, fraction: float) -> float:
-        """Ratio of the *current* units to remove so the group ends at its target fraction of the original."""
-        cfg = self.config
-        g = graph.groups[c.index]
-        ratio = _override(g, cfg.layer_ratios, cfg.ratio or 0.0)
-        assert self._origin is not None
-        original = self._origin.sizes.get(_key(g), g.size)
-        target_kept = original * (1.0 - ratio * fraction)
-        return max(0.0, (g.size - target_kept) / g.size)
-
-    def _allocate(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...]) -> dict[int, int]:
+    def _plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...]) -> Plan:
+        """The units to remove now: ratio targets by uniform or global counts, resource targets by the objective."""
         cfg = self.config
         if not cands:
-            return {}
-        if not cfg.resource_target:
-            if cfg.resolved_allocation == "uniform" or cfg.layer_ratios:
-                return uniform_counts(cands, lambda c: self._group_ratio(graph, c, fraction))
-            order = global_order(cands)
-            assert self._origin is not None
-            total_now = sum(c.size for c in cands)
-            total_orig = sum(self._origin.sizes.get(_key(graph.groups[c.index]), c.size) for c in cands)
-            k = max(0, min(order.size, int(round(total_now - total_orig * (1 - (cfg.ratio or 0.0) * fraction)))))
-            return prefix_counts(cands, order, k)
-        return self._resource_counts(graph, cands, fraction, inputs)
+            return Plan()
+        scores = {c.index: c.scores for c in cands}
+        if cfg.resource_target:
+            return self._resource_plan(graph, cands, fraction, inputs)
+        if cfg.resolved_allocation == "uniform" or cfg.layer_ratios:
+            return Plan.from_counts(scores, uniform_counts(cands, lambda c: self._group_ratio(graph.groups[c.index], fraction)))
+        order = global_order(cands)
+        total_now = sum(c.size for c in cands)
+        total_orig = sum(self._original_size(graph.groups[c.index]) for c in cands)
+        k = max(0, min(order.size, int(round(total_now - total_orig * (1 - (cfg.ratio or 0.0) * fraction)))))
+        return Plan.from_counts(scores, prefix_counts(cands, order, k))
 
-    def _resource_goal(self, fraction: float) -> tuple[str, float]:
+    def _group_ratio(self, group: Group, fraction: float) -> float:
+        """Ratio of the *current* units to remove so the group ends at its target fraction of the original."""
+        ratio = _override(group, self.config.layer_ratios, self.config.ratio or 0.0)
+        target_kept = self._original_size(group) * (1.0 - ratio * fraction)
+        return max(0.0, (group.size - target_kept) / group.size)
+
+    def _resource_plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...]) -> Plan:
+        """Meet ``fraction`` of the resource target (geometrically between the original and the final value)."""
         cfg = self.config
         assert self._origin is not None
-        if cfg.max_params is not None:
-            return "params", self._origin.params * (cfg.max_params / self._origin.params) ** fraction
-        final = cfg.max_macs if cfg.max_macs is not None else self._origin.macs / float(cfg.macs_reduction or 1.0)
-        return "macs", self._origin.macs * (final / self._origin.macs) ** fraction
-
-    def _resource_counts(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...]) -> dict[int, int]:
-        """Bisect the global ranking (or a uniform ratio) on the analytic cost, then correct with real counts."""
-        cfg = self.config
-        kind, goal = self._resource_goal(fraction)
-        model = CostModel(graph)
-        by_index = {c.index: c for c in cands}
-        uniform = cfg.resolved_allocation == "uniform"
-        order = global_order(cands)
-        steps = 1000 if uniform else int(order.size)
-
-        def plan(k: int) -> dict[int, int]:
-            if uniform:
-                return uniform_counts(cands, lambda c: cfg.max_layer_ratio * k / steps)
-            return prefix_counts(cands, order, k)
-
-        def analytic(k: int) -> float:
-            counts = plan(k)
-            removed = graph.removed_mask({gi: lowest_units(by_index[gi], n) for gi, n in counts.items() if n})
-            return model.cost(removed)[kind]
-
-        def analytic_counts(counts: dict[int, int]) -> float:
-            removed = graph.removed_mask({gi: lowest_units(by_index[gi], n) for gi, n in counts.items() if n})
-            return model.cost(removed)[kind]
-
-        target, best = goal, None
-        for _ in range(6):
-            counts = plan(closest_prefix(analytic, target, steps))
-            counts = refine_counts(cands, counts, analytic_counts, target, cfg.tolerance / 4)
-            real = self._measure(graph, kind, counts, by_index, inputs)
-            if best is None or abs(real - goal) < abs(best[0] - goal):
-                best = (real, counts)
-            if abs(real - goal) <= cfg.tolerance * goal * 0.9 or real <= 0:
-                break
-            target *= goal / real
-        assert best is not None
-        if abs(best[0] - goal) > cfg.tolerance * goal:
-            narrow = [c for c in cands if 1 < c.size <= c.step]
-            hint = ""
-            if narrow:
-                layer = _key(graph.groups[narrow[0].index]).split(",")[0]
-                hint = (f"; {len(narrow)} group(s) have no more channels than their rounding step and stay whole (e.g. the one of "
-                        f"{layer!r}, {narrow[0].size} channels): a smaller multiple via layer_round_to, e.g. {{{layer!r}: {narrow[0].step // 2}}}, frees them")
-            log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", kind, goal, best[0], hint)
-        return best[1]
-
-    def _measure(self, graph: DependencyGraph, kind: str, counts: dict[int, int], by_index: dict[int, Candidate], inputs: tuple[Any, ...]) -> float:
-        """Real MACs/params of the plan, measured on a pruned copy."""
-        removed = graph.removed_mask({gi: lowest_units(by_index[gi], n) for gi, n in counts.items() if n})
-        if kind == "params":
-            return CostModel(graph).cost(removed)["params"]  # exact
-        trial = copy.deepcopy(graph.model)
-        try:
-            apply_plan(graph, removed, graph.validate(removed), trial)
-        except Invalid as exc:
-            raise StructureError(f"the chosen plan would break the model: {exc}") from None
-        return float(_macs(trial, inputs))
+        metric = cfg.target_metric
+        start = self._origin.costs[metric]
+        goal = start * (cfg.final_cost(self._origin.costs) / start) ** fraction
+        plan, reached = allocate_to_goal(cands, Objective(graph, inputs, metric), goal, uniform=cfg.resolved_allocation == "uniform",
+                                         max_layer_ratio=cfg.max_layer_ratio, tolerance=cfg.tolerance)
+        if abs(reached - goal) > cfg.tolerance * goal:
+            log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", metric, goal, reached, _narrow_hint(graph, cands))
+        return plan
 
 
-def _macs(model: nn.Module, inputs: tuple[Any, ...]) -> int:
-    return count_macs(model, inputs).dense
+def prune_structured(model: nn.Module, example_inputs: Any, config: StructuredConfig | None = None, *, importance: str | GroupCriterion | None = None,
+                     calibration: Calibration | None = None, **settings: Any) -> PruneResult:
+    """One-shot structured pruning of ``model`` in place: ``prune_structured(model, x, macs_reduction=2.0)``.
+
+    Settings are a :class:`StructuredConfig` or its fields as keywords; ``calibration`` carries the
+    statistics gradient/activation criteria need (:func:`prunekit.importance.collect_calibration`).
+    """
+    return StructuredPruner(config, importance, **settings).prune(model, example_inputs, calibration=calibration)
+
+
+def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
+    return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+
+
+def _costs(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, int]:
+    return {metric: int(measure_model(metric, model, inputs)) for metric in ("macs", "params")}
+
+
+def _narrow_hint(graph: DependencyGraph, cands: Sequence[Candidate]) -> str:
+    """Why a target may be out of reach: groups no wider than their rounding step stay whole."""
+    narrow = [c for c in cands if 1 < c.size <= c.step]
+    if not narrow:
+        return ""
+    layer = _key(graph.groups[narrow[0].index]).split(",")[0]
+    return (f"; {len(narrow)} group(s) have no more channels than their rounding step and stay whole (e.g. the one of "
+            f"{layer!r}, {narrow[0].size} channels): a smaller multiple via layer_round_to, e.g. {{{layer!r}: {narrow[0].step // 2}}}, frees them")
 
 
 def _override(group: Group, patterns: Mapping[str, Any], default: Any) -> Any:
@@ -396,4 +336,4 @@ def _check_outputs(model: nn.Module, inputs: tuple[Any, ...], reference: Sequenc
         raise StructureError(f"the pruned model's outputs changed shape: {reference} -> {got}")
 
 
-__all__ = ["LayerChannels", "PruneResult", "StructuredConfig", "StructuredPruner", "layer_channels"]
+__all__ = ["LayerChannels", "PruneResult", "StructuredConfig", "StructuredPruner", "layer_channels", "prune_structured"]

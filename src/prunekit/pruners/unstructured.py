@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -21,8 +21,11 @@ from torch.nn.utils import parametrize
 from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.importance.unstructured import UNSTRUCTURED_CRITERIA
-from prunekit.masks import MaskSet, effective_weight, prunable_parameters
+from prunekit.importance.calibration import Calibration
+from prunekit.masks import MaskSet, effective_weight, prunable_parameters, strip
 from prunekit.pruners.allocation import layer_sparsities, overridden, prune_count
+from prunekit.pruners.lifecycle import check_fraction
+from prunekit.schedules.fractions import Shape, target_fractions
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +183,45 @@ def prune_unstructured(model: nn.Module, config: UnstructuredConfig, batches: Ba
     masks.attach(model)
     log.info("%s pruning (%s scope, target %.4f): sparsity %.4f over %d parameters", config.criterion, config.scope, config.sparsity, masks.sparsity(), len(names))
     return masks
+
+
+class UnstructuredPruner:
+    """The :mod:`~prunekit.pruners.lifecycle` face of :func:`prune_unstructured`.
+
+    Step ``k`` prunes to ``fraction · config.sparsity`` (overrides scaled alike); masks are monotone,
+    so iterative steps only ever remove more. ``batches`` feed gradient criteria (taylor, snip).
+    """
+
+    def __init__(self, config: UnstructuredConfig | None = None, *, batches: Batches | None = None, steps: int = 1,
+                 schedule: Shape = "linear", **settings: Any) -> None:
+        if config is not None and settings:
+            raise ConfigError("pass either an UnstructuredConfig or keyword settings, not both")
+        try:
+            self.config = config or UnstructuredConfig(**settings)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.batches = batches
+        self.steps = steps
+        self.shape: Shape = schedule
+
+    def prepare(self, model: nn.Module, example_inputs: Any = None) -> None:
+        """Nothing to measure: sparsities are fractions of each layer's own size."""
+
+    def schedule(self) -> list[float]:
+        return target_fractions(self.steps, self.shape)
+
+    def step(self, model: nn.Module, example_inputs: Any = None, fraction: float = 1.0, calibration: Calibration | None = None) -> MaskSet:
+        """Prune to ``fraction`` of the target sparsity; returns all masks now attached."""
+        check_fraction(fraction)
+        config = self.config if fraction == 1.0 else self.config.at_sparsity(self.config.sparsity * fraction)
+        return prune_unstructured(model, config, self.batches)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Masks live in the model's state; there is nothing else to restore."""
+
+    def finish(self, model: nn.Module) -> nn.Module:
+        """Fold the masks into the weights (:func:`prunekit.masks.strip`)."""
+        return strip(model)

@@ -37,7 +37,7 @@ class Iterative(Schedule):
         return k
 
     def _cumulative(self, k: int) -> float:
-        return 1.0 - (1.0 - self.rate) ** k
+        return cumulative_sparsity(self.rate, k)
 
     def sparsity_at(self, step: int) -> float:
         if step < self.begin_step or self.rounds == 0:
@@ -51,3 +51,8 @@ class Iterative(Schedule):
 
     def event_steps(self) -> list[int]:
         return [self.begin_step + k * self.frequency for k in range(self.rounds)]
+
+
+def cumulative_sparsity(rate: float, rounds: int) -> float:
+    """Sparsity after ``rounds`` rounds that each prune ``rate`` of the remaining weights: ``1 − (1 − rate)^rounds``."""
+    return 1.0 - (1.0 - rate) ** rounds

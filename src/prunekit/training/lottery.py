@@ -36,6 +36,7 @@ from prunekit.errors import CheckpointError, ConfigError, DamagedFileError
 from prunekit.masks import MaskSet, prunable_parameters
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
+from prunekit.schedules.iterative import cumulative_sparsity
 from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import fit
@@ -76,9 +77,9 @@ class LotteryConfig(Settings):
         """Magnitude pruning to the cumulative sparsity of round ``round_index``."""
         return UnstructuredConfig(
             criterion="magnitude",
-            sparsity=_cumulative(self.rate, round_index),
+            sparsity=cumulative_sparsity(self.rate, round_index),
             scope=self.scope,
-            overrides={p: _cumulative(r, round_index) for p, r in self.rate_overrides.items()},
+            overrides={p: cumulative_sparsity(r, round_index) for p, r in self.rate_overrides.items()},
             include=self.include,
             exclude=self.exclude,
         )
@@ -225,10 +226,6 @@ def _read_record(path: Path, ticket: Path | None) -> LotteryRecord:
         return LotteryRecord(**read_json(path, "lottery record"))
     except TypeError:
         raise DamagedFileError(f"lottery record {path} is damaged (not the fields of a lottery record)") from None
-
-
-def _cumulative(rate: float, rounds: int) -> float:
-    return 1.0 - (1.0 - rate) ** rounds
 
 
 def rewind(model: nn.Module, state: Mapping[str, Tensor], masks: MaskSet) -> nn.Module:

@@ -6,7 +6,7 @@ from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
 from prunekit.experiment.methods import METHODS
 from prunekit.masks import MaskSet
-from prunekit.pruners import UnstructuredConfig, nm_prune, prune_unstructured
+from prunekit.pruners import UnstructuredConfig, prune_nm, prune_unstructured
 from prunekit.training import fit
 
 
@@ -23,7 +23,7 @@ def run_nm(ctx: RunContext) -> MethodResult:
         if variant == "unstructured":
             prune_unstructured(model, UnstructuredConfig(sparsity=1 - spec.n / spec.m, scope="layer", include=spec.include, exclude=spec.exclude))
         else:
-            nm_prune(model, spec.n, spec.m, permute=variant == "nm_permuted", include=spec.include, exclude=spec.exclude, seed=ctx.recipe.seed)
+            prune_nm(model, spec.n, spec.m, permute=variant == "nm_permuted", include=spec.include, exclude=spec.exclude, seed=ctx.recipe.seed)
         pruned_accuracy = ctx.test(model).accuracy
         fit(model, ctx.data.train, spec.finetune, val=ctx.data.val, callbacks=[ctx.logger("finetune", method=labels[variant])],
             checkpoint=ctx.run.checkpoint(f"nm-{variant}-train"), device=ctx.device, progress=ctx.progress, description=f"fine-tune {labels[variant]}")

@@ -1,0 +1,68 @@
+"""What a structured pruning step reports: per-layer channel counts, MACs and params before/after."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+
+@dataclass
+class LayerChannels:
+    """Output channels (or features) of one conv/linear layer before and after pruning."""
+
+    name: str
+    kind: str
+    before: int
+    after: int
+
+
+@dataclass
+class PruneResult:
+    """What one pruning step did."""
+
+    model: nn.Module
+    layers: list[LayerChannels]
+    macs_before: int
+    macs_after: int
+    params_before: int
+    params_after: int
+    groups_pruned: int
+    units_removed: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def macs_reduction(self) -> float:
+        return self.macs_before / max(1, self.macs_after)
+
+    @property
+    def params_reduction(self) -> float:
+        return self.params_before / max(1, self.params_after)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "model"}
+        out.update(macs_reduction=self.macs_reduction, params_reduction=self.params_reduction)
+        return out
+
+    def table(self) -> str:
+        """Markdown table of per-layer channel counts."""
+        rows = ["| layer | type | before | after |", "|---|---|---:|---:|"]
+        rows += [f"| {x.name} | {x.kind} | {x.before} | {x.after} |" for x in self.layers]
+        return "\n".join(rows)
+
+
+def layer_channels(model: nn.Module) -> dict[str, tuple[str, int]]:
+    """``{name: (type, output channels)}`` of conv and linear layers."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            out[name] = (type(m).__name__, m.weight.shape[0])
+        elif isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            out[name] = (type(m).__name__, m.weight.shape[1] * m.groups)
+        elif isinstance(m, nn.Linear):
+            out[name] = (type(m).__name__, m.weight.shape[0])
+    return out
+
+
+__all__ = ["LayerChannels", "PruneResult", "layer_channels"]
