@@ -20,13 +20,17 @@ from prunekit.experiment.recipe import Recipe, load_recipe
 from prunekit.experiment.runner import run_recipe
 from prunekit.masks import MaskSet, from_torch_prune, prunable_parameters, strip, to_torch_prune
 from prunekit.metrics import compare_latency, count_macs, count_parameters, evaluate, measure_latency, size_on_disk
-from prunekit.pruners import UnstructuredConfig, nm_prune, prune_unstructured
+from prunekit.pruners import (
+    NMPruner, Objective, Plan, Pruner, StructuredConfig, StructuredPruner, UnstructuredConfig, UnstructuredPruner, nm_prune, prune_nm,
+    prune_structured, prune_unstructured,
+)
 from prunekit.schedules import build_schedule
 from prunekit.training import TrainConfig, fit
 from prunekit.zoo import create_model, get_loaders, list_datasets, list_models
 
 __all__ = [
-    "CompressionSpec", "ConfigError", "DataError", "MaskSet", "PrunekitError", "Recipe", "TrainConfig", "UnstructuredConfig",
+    "CompressionSpec", "ConfigError", "DataError", "MaskSet", "NMPruner", "Objective", "Plan", "Pruner", "PrunekitError", "Recipe",
+    "StructuredConfig", "StructuredPruner", "TrainConfig", "UnstructuredConfig", "UnstructuredPruner", "prune_nm", "prune_structured",
     "build_schedule", "compare_latency", "compress_model", "count_macs", "count_parameters", "create_model",
     "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
