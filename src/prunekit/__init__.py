@@ -11,7 +11,7 @@ The most used entry points are re-exported here; every subpackage has its own AP
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from prunekit._version import __version__
 
 from prunekit.compression import CompressionSpec, compress_model, decompress_file, load_compressed_into, quantize_model
 from prunekit.deployment import deploy, export_onnx, quantize_int8
