@@ -1,12 +1,21 @@
-"""Op-rule and layer-handler registries: refusing silent replacement."""
+"""Op-rule and layer-handler registries: refusing silent replacement, per-graph handlers."""
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections.abc import Iterator
 
 import pytest
+import torch
+from torch import nn
 
-from prunekit.structured import OP_RULES, register_op
+from prunekit.structured import (
+    LAYERS, OP_RULES, ChannelLayer, DependencyGraph, GraphOptions, PruningWarning, handler_for, register_op, remove_units,
+)
+from prunekit.structured.layers import ConvHandler
+
+from .test_graph import CustomNet, MyConv
 
 
 @pytest.fixture
@@ -36,3 +45,25 @@ def test_register_op_adds_new_names_and_replaces_on_purpose(op_rules: None) -> N
         register_op("my_op")(_rule)
     register_op("add", replace=True)(_rule)
     assert OP_RULES.get("add") is _rule
+
+
+def test_layer_handlers_apply_to_one_graph_build_only() -> None:
+    model, x = CustomNet().eval(), torch.randn(2, 3, 4, 4)
+    registry = dict(LAYERS._items)
+    handler = ChannelLayer(in_dims={"kernel": 1}, out_dims={"kernel": 0, "shift": 0}, in_attr="cin", out_attr="cout")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PruningWarning)
+        graph = DependencyGraph.build(model, x, GraphOptions(layer_handlers={MyConv: handler}))
+    with pytest.warns(PruningWarning, match="^custom:"):  # without the override the layer is not understood
+        plain = DependencyGraph.build(copy.deepcopy(model), x)
+    assert LAYERS._items == registry
+    assert not any("stem" in g.modules() for g in plain.prunable_groups())
+    remove_units(graph, {g: range(g.size // 2) for g in graph.prunable_groups() if g.size >= 2})
+    assert (model.custom.cin, model.custom.cout) == (3, 4) and model.head.in_channels == 4
+    assert model(x).shape == (2, 2, 4, 4)
+
+
+def test_layer_handler_overrides_come_before_the_global_registry() -> None:
+    conv, mine = nn.Conv2d(2, 2, 1), ConvHandler()
+    assert handler_for(conv, {nn.Conv2d: mine}) is mine
+    assert isinstance(handler_for(conv), ConvHandler) and handler_for(conv) is not mine

@@ -7,6 +7,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch.nn.utils import parametrize
 from prunekit.errors import StructureError
 from prunekit.structured.fields import BLOCK, Field, TensorInfo
 from prunekit.structured.groups import Group, build_groups
-from prunekit.structured.layers import handler_for
+from prunekit.structured.layers import LayerHandlers, handler_for
 from prunekit.structured.propagate import Propagation
 from prunekit.structured.shapes import AttrKey, Evaluator, Invalid, Site
 from prunekit.structured.trace import trace_model
@@ -35,12 +36,15 @@ class GraphOptions:
     ``attention``: prune attention ``"heads"`` (default) or ``"head_dims"`` (the same dims of every
     head). ``opaque``: module names (fnmatch patterns) to leave untouched as black boxes.
     ``autowrap_functions``: functions recorded as single ops instead of being traced into.
+    ``layer_handlers``: ``{module type: LayerHandler}`` for this graph only, looked up (through the
+    class hierarchy) before the process-wide :func:`~prunekit.structured.layers.register_layer` table.
     """
 
     attention: Literal["heads", "head_dims"] = "heads"
     opaque: tuple[str, ...] = ()
     autowrap_functions: tuple[Callable[..., Any], ...] = ()
     strict: bool = False
+    layer_handlers: LayerHandlers = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class DependencyGraph:
     groups: list[Group]
     warnings: list[str] = field(default_factory=list)
     _sites_of_label: dict[int, list[int]] = field(default_factory=dict)
+    options: GraphOptions = field(default_factory=GraphOptions)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -77,17 +82,18 @@ class DependencyGraph:
             raise StructureError("the model has parametrizations (masks?); strip them first (prunekit.masks) before structured pruning")
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         opaque = {name for name, _ in model.named_modules() if name and any(fnmatch.fnmatchcase(name, p) for p in options.opaque)}
+        lookup = partial(handler_for, overrides=options.layer_handlers)
         known: dict[type, bool] = {}
 
         def is_handled(m: nn.Module) -> bool:
             if type(m) not in known:
-                known[type(m)] = handler_for(m) is not None
+                known[type(m)] = lookup(m) is not None
             return known[type(m)]
 
         trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions)
-        prop = Propagation(trace, handler_for, merge_heads=options.attention == "head_dims", strict=options.strict).run()
+        prop = Propagation(trace, lookup, merge_heads=options.attention == "head_dims", strict=options.strict).run()
         labels = _resolve(prop)
-        graph = cls(model, prop, labels, [])
+        graph = cls(model, prop, labels, [], options=options)
         graph._form_groups()
         return graph
 

@@ -6,7 +6,8 @@ its inputs, parameters and outputs (through ``ctx``, see :mod:`prunekit.structur
 surgery has sliced its tensors. Handlers are looked up through the module's class hierarchy, and a
 subclass that overrides ``forward`` is not covered by its base's handler (it is traced through).
 
-Register your own layer with :func:`register_layer`; :class:`ChannelLayer` covers layers whose
+Register your own layer with :func:`register_layer` (process-wide) or pass handlers for one graph
+only (``GraphOptions(layer_handlers=...)``); :class:`ChannelLayer` covers layers whose
 parameters map input channels to output channels (conv/linear-like) or scale channels (norm-like).
 """
 
@@ -62,23 +63,39 @@ def register_layer(layer_type: type[nn.Module], handler: LayerHandler, *, overwr
     LAYERS.add(_key(layer_type), handler, overwrite=overwrite)
 
 
-def handler_for(module: nn.Module) -> LayerHandler | None:
-    """The handler describing ``module`` (nearest registered base whose forward it keeps), or None."""
-    for cls in type(module).__mro__:
-        key = _key(cls)
-        if key in LAYERS:
-            handler = LAYERS.get(key)
-            return handler if handler.matches(module, cls) else None
+#: per-graph handlers keyed by module type, consulted before :data:`LAYERS` (see ``GraphOptions.layer_handlers``).
+LayerHandlers = Mapping[type[nn.Module], LayerHandler]
+
+
+def _find(module: nn.Module, overrides: LayerHandlers | None) -> tuple[type, LayerHandler] | None:
+    """Nearest base of ``module`` with a handler in ``overrides``, else in :data:`LAYERS`."""
+    mro = type(module).__mro__
+    if overrides:
+        for cls in mro:
+            if cls in overrides:
+                return cls, overrides[cls]
+    for cls in mro:
+        if _key(cls) in LAYERS:
+            return cls, LAYERS.get(_key(cls))
     return None
 
 
-def handler_for_type(module: nn.Module) -> LayerHandler | None:
+def handler_for(module: nn.Module, overrides: LayerHandlers | None = None) -> LayerHandler | None:
+    """The handler describing ``module`` (nearest registered base whose forward it keeps), or None.
+
+    ``overrides`` (module type -> handler) are searched over the whole class hierarchy first.
+    """
+    found = _find(module, overrides)
+    if found is None:
+        return None
+    cls, handler = found
+    return handler if handler.matches(module, cls) else None
+
+
+def handler_for_type(module: nn.Module, overrides: LayerHandlers | None = None) -> LayerHandler | None:
     """The handler registered for any base of ``module`` regardless of forward (attribute sync only)."""
-    for cls in type(module).__mro__:
-        key = _key(cls)
-        if key in LAYERS:
-            return LAYERS.get(key)
-    return None
+    found = _find(module, overrides)
+    return found[1] if found is not None else None
 
 
 def _input(ctx: Any, node: fx.Node, index: int = 0, name: str = "input") -> TensorInfo:

@@ -86,7 +86,7 @@ def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[At
             leaf_paths.add(call.path)
     for path in sorted(changed - leaf_paths):
         module = modules[path]
-        handler = handler_for_type(module)
+        handler = handler_for_type(module, graph.options.layer_handlers)
         if handler is not None:
             handler.update(module, None)
     for (owner_path, attr, index), value in bindings.items():
