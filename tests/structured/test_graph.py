@@ -304,3 +304,12 @@ def test_parametrized_models_are_refused() -> None:
     torch.nn.utils.parametrize.register_parametrization(model.a, "weight", nn.Identity())
     with pytest.raises(StructureError, match="parametrizations"):
         DependencyGraph.build(model, torch.randn(1, 3, 4, 4))
+
+
+def test_building_a_graph_leaves_the_process_thread_count_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(n: int) -> None:
+        raise AssertionError("DependencyGraph.build must not change the process-wide thread count")
+
+    monkeypatch.setattr(torch, "set_num_threads", refuse)
+    graph = DependencyGraph.build(GroupedNet().eval(), torch.randn(1, 3, 4, 4))
+    assert graph.prunable_groups()

@@ -372,9 +372,6 @@ def trace_model(
     opaque_set = set(opaque or ())
     reasons: dict[str, str] = {p: "marked opaque by the caller" for p in opaque_set}
     was_training = model.training
-    threads = torch.get_num_threads()
-    # One real forward of a small input: a single thread avoids idle-spinning on busy machines.
-    torch.set_num_threads(1)
     model.eval()
     state = _container_state(model)
     try:
@@ -397,7 +394,6 @@ def trace_model(
     finally:
         _restore_containers(state)
         model.train(was_training)
-        torch.set_num_threads(threads)
 
 
 def _container_state(model: nn.Module) -> list[tuple[Any, Any]]:
