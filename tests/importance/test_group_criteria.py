@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from prunekit.errors import ConfigError
-from prunekit.importance import GROUP_CRITERIA, ScoringContext, SquaredGradients, make_criterion
+from prunekit.importance import GROUP_CRITERIA, Calibration, ScoringContext, SquaredGradients, make_criterion
 from prunekit.importance.group import normalize
 from prunekit.structured import DependencyGraph
 from prunekit.zoo import create_model
@@ -23,7 +23,7 @@ def setup():
     loss = model(x).logsumexp(1).mean()
     with SquaredGradients(model) as sq:
         loss.backward()
-    return model, x, graph, sq.mean()
+    return model, x, graph, Calibration(grads={n: p.grad for n, p in model.named_parameters()}, squared_grads=sq.mean())
 
 
 def _options(name: str, x: torch.Tensor) -> dict:
@@ -32,8 +32,8 @@ def _options(name: str, x: torch.Tensor) -> dict:
 
 @pytest.mark.parametrize("name", GROUP_CRITERIA.names())
 def test_every_criterion_scores_every_group(setup, name: str) -> None:
-    model, x, graph, squared = setup
-    ctx = ScoringContext(model, graph, squared)
+    model, x, graph, calibration = setup
+    ctx = ScoringContext(model, graph, calibration=calibration)
     criterion = make_criterion(name, **_options(name, x))
     for group in graph.prunable_groups():
         scores = criterion(group, ctx)

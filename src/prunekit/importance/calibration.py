@@ -1,18 +1,24 @@
-"""Statistics some group criteria need: squared gradients and activation statistics.
+"""Statistics some criteria need: gradients, squared gradients, calibration inputs, activations.
 
-Both attach hooks only for as long as they collect; the model is left as it was.
+:func:`collect_calibration` gathers what a criterion declares in its ``needs`` in one place; like
+the hook-based collectors below it leaves the model as it was (``.grad``, train/eval mode).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from prunekit.errors import ConfigError
 from prunekit.structured.graph import DependencyGraph
+
+#: What :func:`collect_calibration` can collect (the values of a criterion's ``needs``).
+CALIBRATION_NEEDS = frozenset({"grads", "squared_grads", "inputs"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,61 @@ class Calibration:
     grads: Mapping[str, torch.Tensor] | None = None
     squared_grads: Mapping[str, torch.Tensor] | None = None
     inputs: Sequence[Any] | None = None
+
+
+def collect_calibration(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    needs: Collection[str],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> Calibration:
+    """The statistics named in ``needs`` over ``(inputs, labels)`` ``batches``, in eval mode.
+
+    ``grads``: the mean gradient of ``loss_fn``, accumulated as ``Σ ∂(loss_i / n)`` in batch order
+    (bitwise what ``(loss_i / n).backward()`` leaves in ``.grad``); ``squared_grads``: the mean
+    ``grad²`` (as :class:`SquaredGradients`); ``inputs``: the input batches. Parameters that get
+    no gradient are left out. ``.grad`` fields and the train/eval mode are left as they were.
+    """
+    unknown = sorted(set(needs) - CALIBRATION_NEEDS)
+    if unknown:
+        raise ConfigError(f"unknown calibration needs {unknown}; allowed: {', '.join(sorted(CALIBRATION_NEEDS))}")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    pairs = [(x.to(device), y.to(device)) for x, y in batches]
+    if needs and not pairs:
+        raise ConfigError("collect_calibration got no batches; pass a few (inputs, labels) batches")
+    grads = squared = None
+    if "grads" in needs or "squared_grads" in needs:
+        grads, squared = _gradients(model, pairs, "grads" in needs, "squared_grads" in needs, loss_fn)
+    return Calibration(grads=grads, squared_grads=squared, inputs=[x for x, _ in pairs] if "inputs" in needs else None)
+
+
+def _gradients(model: nn.Module, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], mean: bool, square: bool,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
+    """Mean gradients and/or mean squared gradients per parameter name, through ``torch.autograd.grad``."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    names, params = [name for name, _ in named], [p for _, p in named]
+    grads: dict[str, torch.Tensor] = {}
+    squared: dict[str, torch.Tensor] = {}
+    if not params:
+        return (grads if mean else None), (squared if square else None)
+    was_training = model.training
+    model.eval()
+    try:
+        for x, y in pairs:
+            loss = loss_fn(model(x), y)
+            if mean:
+                _accumulate(grads, names, torch.autograd.grad(loss / len(pairs), params, retain_graph=square, allow_unused=True))
+            if square:
+                _accumulate(squared, names, [g if g is None else g**2 for g in torch.autograd.grad(loss, params, allow_unused=True)])
+    finally:
+        model.train(was_training)
+    return (grads if mean else None), ({k: v / len(pairs) for k, v in squared.items()} if square else None)
+
+
+def _accumulate(total: dict[str, torch.Tensor], names: Sequence[str], values: Sequence[torch.Tensor | None]) -> None:
+    for name, value in zip(names, values):
+        if value is not None:
+            total[name] = total[name] + value if name in total else value.detach()
 
 
 class SquaredGradients:

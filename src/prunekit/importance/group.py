@@ -5,16 +5,20 @@ owns, reduces over members (``mean``/``sum``/``max``/``first``) and normalises o
 units (``none``/``mean``/``max``/``sum``/``standardize``) so that scores of different groups can
 be ranked together. Criteria never see pruning ratios.
 
-Criteria: ``l1``/``l2`` magnitude, ``taylor`` (first order, ``|w·∂L/∂w|`` from the gradients in
-``.grad``), ``hessian`` (OBD's ``½·H_ii·w²`` with the Hessian diagonal approximated by the mean
-squared gradient, i.e. the empirical Fisher, from :class:`~prunekit.importance.calibration.SquaredGradients`),
-``bn_scale`` (``|γ|`` of the group's norm layers, network slimming), ``fpgm`` (distance of each
-filter to the others: filters near the geometric median are redundant), ``activation``/``apoz``
-(mean ``|activation|`` / fraction of non-zeros, from calibration batches) and ``random``.
+Criteria: ``l1``/``l2`` magnitude, ``taylor`` (first order, ``|w·∂L/∂w|`` from the mean
+gradients), ``hessian`` (OBD's ``½·H_ii·w²`` with the Hessian diagonal approximated by the mean
+squared gradient, i.e. the empirical Fisher), ``bn_scale`` (``|γ|`` of the group's norm layers,
+network slimming), ``fpgm`` (distance of each filter to the others: filters near the geometric
+median are redundant), ``activation``/``apoz`` (mean ``|activation|`` / fraction of non-zeros, from
+calibration batches) and ``random``.
+
+A criterion's ``needs`` names the statistics it reads from ``ScoringContext.calibration``
+(see :func:`~prunekit.importance.calibration.collect_calibration`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,9 +49,13 @@ class ScoringContext:
 
 
 class GroupCriterion:
-    """Base criterion: per-member unit scores, reduced over members, normalised over units."""
+    """Base criterion: per-member unit scores, reduced over members, normalised over units.
+
+    ``needs``: the calibration statistics it reads (a subset of ``grads``, ``squared_grads``, ``inputs``).
+    """
 
     roles: tuple[str, ...] = ("out", "in")
+    needs: frozenset[str] = frozenset()
 
     def __init__(self, reduction: Reduction = "mean", normalization: Normalization = "mean") -> None:
         if reduction not in ("mean", "sum", "max", "first"):
@@ -110,31 +118,46 @@ class L2Magnitude(L1Magnitude):
     power = 2
 
 
-@GROUP_CRITERIA.register("taylor", description="first-order Taylor |w·dL/dw| (needs .grad)")
+@GROUP_CRITERIA.register("taylor", description="first-order Taylor |w·dL/dw| (needs calibration grads)")
 class Taylor(GroupCriterion):
+    """Reads ``ctx.calibration.grads``; without them, ``.grad`` left by the caller (deprecated)."""
+
     roles = ("out", "in", "bias", "norm_weight", "norm_bias")
+    needs = frozenset({"grads"})
 
     def member_scores(self, member: Member, tensor: torch.Tensor, group: Group, ctx: ScoringContext) -> torch.Tensor | None:
-        grad = member.tensor(ctx.model).grad
+        grads = ctx.calibration.grads if ctx.calibration is not None else None
+        grad = member.tensor(ctx.model).grad if grads is None else grads.get(member.fqn)
         if grad is None:
             return None
         return member.unit_sum(member.per_position((tensor * grad).abs()), group.size)
 
     def raw(self, group: Group, ctx: ScoringContext) -> torch.Tensor:
         try:
-            return super().raw(group, ctx)
+            scores = super().raw(group, ctx)
         except ConfigError:
-            raise ConfigError("taylor importance needs gradients: run backward on a few batches before pruning") from None
+            raise ConfigError("taylor importance needs gradients: pass calibration=collect_calibration(model, batches, "
+                              "{'grads'}) to the pruner's step") from None
+        if ctx.calibration is None or ctx.calibration.grads is None:
+            warnings.warn("taylor importance from the .grad fields is deprecated and will be removed in the next release; "
+                          "pass calibration=collect_calibration(model, batches, {'grads'}) instead", DeprecationWarning, stacklevel=3)
+        return scores
 
 
 @GROUP_CRITERIA.register("hessian", description="OBD ½·H_ii·w² with the empirical Fisher diagonal")
 class SecondOrder(GroupCriterion):
+    """Reads ``ctx.calibration.squared_grads``, else ``ctx.squared_grads``."""
+
     roles = ("out", "in", "bias", "norm_weight", "norm_bias")
+    needs = frozenset({"squared_grads"})
 
     def member_scores(self, member: Member, tensor: torch.Tensor, group: Group, ctx: ScoringContext) -> torch.Tensor | None:
-        if ctx.squared_grads is None:
-            raise ConfigError("hessian importance needs squared gradients: collect them with prunekit.importance.SquaredGradients")
-        h = ctx.squared_grads.get(member.fqn)
+        squared = ctx.calibration.squared_grads if ctx.calibration is not None else None
+        squared = ctx.squared_grads if squared is None else squared
+        if squared is None:
+            raise ConfigError("hessian importance needs squared gradients: pass calibration=collect_calibration(model, batches, "
+                              "{'squared_grads'}) to the pruner's step")
+        h = squared.get(member.fqn)
         if h is None:
             return None
         return member.unit_sum(member.per_position(0.5 * h * tensor**2), group.size)
@@ -165,7 +188,10 @@ class FPGM(GroupCriterion):
 
 
 class _Activation(GroupCriterion):
-    """Scores from calibration activations (collected once per graph)."""
+    """Scores from calibration activations (collected once per graph) on ``batches``, or on
+    ``ctx.calibration.inputs`` when constructed without them."""
+
+    needs = frozenset({"inputs"})
 
     def __init__(self, batches: Iterable[Any] | None = None, max_batches: int | None = 8, reduction: Reduction = "mean", normalization: Normalization = "mean") -> None:
         super().__init__(reduction, normalization)
@@ -175,9 +201,11 @@ class _Activation(GroupCriterion):
     def stats(self, ctx: ScoringContext) -> ActivationStats:
         key = f"activations:{id(ctx.graph)}"
         if key not in ctx.cache:
-            if self.batches is None:
-                raise ConfigError(f"{type(self).__name__} needs calibration batches: pass batches=... to it")
-            ctx.cache[key] = collect_activation_stats(ctx.model, ctx.graph, self.batches, self.max_batches)
+            batches = self.batches if self.batches is not None else ctx.calibration.inputs if ctx.calibration is not None else None
+            if batches is None:
+                raise ConfigError(f"{type(self).__name__} needs calibration batches: pass batches=... to it, or "
+                                  "calibration=collect_calibration(model, batches, {'inputs'}) to the pruner's step")
+            ctx.cache[key] = collect_activation_stats(ctx.model, ctx.graph, batches, self.max_batches)
         return ctx.cache[key]
 
     def site_scores(self, group: Group, ctx: ScoringContext) -> list[tuple[torch.Tensor, torch.Tensor]]:
