@@ -1,0 +1,155 @@
+"""Structured prune → fine-tune: each step removes channels toward the pruner's target, then fine-tunes.
+
+>>> run = prune_finetune_structured(model, StructuredPruner(StructuredConfig(ratio=0.5, steps=2, importance="taylor")),
+...                                 train, TrainConfig(epochs=1), example_inputs=x, val=val, checkpoint_dir="runs/taylor")
+>>> run.model, [s.macs for s in run.steps]
+
+Before each step the statistics the pruner's criterion ``needs`` are collected on
+``calibration_batches`` training batches (:func:`calibration_data`). With ``checkpoint_dir`` every
+step leaves ``step_NN/`` with the pruned architecture (JSON spec), its weights (safetensors) and
+``record.json``; a rerun skips finished steps (rebuilding their model from ``rebuild``) and resumes
+an interrupted fine-tuning from its checkpoint; a step with a damaged file is redone, with a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from prunekit._io import read_json, write_json
+from prunekit.errors import CheckpointError, DamagedFileError
+from prunekit.importance.calibration import collect_calibration
+from prunekit.metrics.accuracy import evaluate
+from prunekit.pruners.structured import StructuredPruner
+from prunekit.structured.spec import load_pruned, save_pruned
+from prunekit.training.callbacks import Callback
+from prunekit.training.config import TrainConfig
+from prunekit.training.loop import Batches, fit
+from prunekit.training.sparsity import SparsityLearningConfig, learn_sparsity
+
+log = logging.getLogger(__name__)
+
+#: Calibration batches of step ``k`` come from loader epoch ``CALIBRATION_EPOCH + k`` (never a training epoch).
+CALIBRATION_EPOCH = 10_000
+
+
+@dataclass
+class StructuredStepResult:
+    """One prune → fine-tune step: MACs/params after pruning and accuracy before/after fine-tuning."""
+
+    step: int
+    fraction_of_target: float
+    macs: int
+    params: int
+    accuracy_before_finetune: float | None
+    accuracy: float | None
+
+
+@dataclass
+class StructuredFinetuneResult:
+    """The final (pruned, fine-tuned) model and one record per step."""
+
+    model: nn.Module
+    steps: list[StructuredStepResult]
+
+
+def calibration_data(loader: Batches, step: int, n: int, device: str | torch.device = "cpu") -> list[tuple[Tensor, Tensor]]:
+    """The first ``n`` batches of ``loader`` for ``step``; the same ones in every run when the loader
+    has ``set_epoch`` (it is set to ``CALIBRATION_EPOCH + step``)."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(CALIBRATION_EPOCH + step)
+    return [(x.to(device), y.to(device)) for x, y in islice(iter(loader), n)]
+
+
+def prune_finetune_structured(
+    model: nn.Module,
+    pruner: StructuredPruner,
+    train: Batches,
+    finetune: TrainConfig,
+    *,
+    example_inputs: Any,
+    val: Batches | None = None,
+    calibration_batches: int = 8,
+    sparsity_learning: SparsityLearningConfig | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    rebuild: Callable[[], nn.Module] | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    step_callbacks: Callable[[int], Sequence[Callback]] | None = None,
+    sparsity_callbacks: Sequence[Callback] = (),
+    on_step_end: Callable[[StructuredStepResult], None] | None = None,
+    evaluate_fn: Callable[[nn.Module], float | None] | None = None,
+) -> StructuredFinetuneResult:
+    """Optionally learn sparsity, then run every step of ``pruner.schedule()`` on ``model`` (pruned in place).
+
+    Targets are measured against ``model`` as given (after sparsity learning). ``rebuild()`` makes
+    the unpruned architecture to load a finished step into (default: a copy of ``model``).
+    ``step_callbacks(index)`` supplies extra fine-tuning callbacks of step ``index``,
+    ``sparsity_callbacks`` those of sparsity learning; ``on_step_end`` sees each step that ran here.
+    Accuracies come from ``evaluate_fn(model)`` (default: accuracy on ``val``, ``None`` without it).
+    """
+    device = torch.device(device)
+    model.to(device)
+    root = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if sparsity_learning is not None:
+        learn_sparsity(model, train, sparsity_learning, example_inputs=example_inputs, val=val, callbacks=sparsity_callbacks,
+                       checkpoint=root / "sparsity_learning.safetensors" if root is not None else None, device=device, progress=progress)
+    if rebuild is None and root is not None:
+        original = copy.deepcopy(model)
+        rebuild = lambda: copy.deepcopy(original)  # noqa: E731
+    if evaluate_fn is None:
+        evaluate_fn = lambda m: evaluate(m, val, device=device).accuracy if val is not None else None  # noqa: E731
+    pruner.prepare(model, example_inputs)
+    needs = pruner.criterion.needs
+    steps: list[StructuredStepResult] = []
+    for index, fraction in enumerate(pruner.schedule()):
+        step_dir = root / f"step_{index:02d}" if root is not None else None
+        finished = _finished_step(step_dir, rebuild, device) if step_dir is not None and rebuild is not None else None
+        if finished is not None:
+            record, model = finished
+            steps.append(record)
+            continue
+        calibration = collect_calibration(model, calibration_data(train, index, calibration_batches, device), needs) if needs else None
+        result = pruner.step(model, example_inputs, fraction, calibration=calibration)
+        accuracy_pruned = evaluate_fn(model)
+        fit(model, train, finetune, val=val, callbacks=step_callbacks(index) if step_callbacks is not None else (),
+            checkpoint=step_dir / "train.safetensors" if step_dir is not None else None, device=device, progress=progress,
+            description=f"fine-tune step {index}")
+        record = StructuredStepResult(index, fraction, result.macs_after, result.params_after, accuracy_pruned, evaluate_fn(model))
+        if step_dir is not None:
+            save_pruned(model, step_dir)
+            write_json(step_dir / "record.json", asdict(record))
+        log.info("structured step %d: %d MACs, %d params, accuracy %s → %s", index, record.macs, record.params, accuracy_pruned, record.accuracy)
+        if on_step_end is not None:
+            on_step_end(record)
+        steps.append(record)
+    return StructuredFinetuneResult(model, steps)
+
+
+def _finished_step(step_dir: Path, rebuild: Callable[[], nn.Module], device: torch.device) -> tuple[StructuredStepResult, nn.Module] | None:
+    """A finished step's record and pruned model; ``None`` if the step has not run or a file of it is
+    damaged (a warning names the file, and the step is redone)."""
+    if not (step_dir / "record.json").exists():
+        return None
+    try:
+        record = _read_record(step_dir / "record.json")
+        return record, load_pruned(rebuild, step_dir).to(device)
+    except CheckpointError as exc:
+        log.warning("%s; redoing %s", exc, step_dir)
+        return None
+
+
+def _read_record(path: Path) -> StructuredStepResult:
+    try:
+        return StructuredStepResult(**read_json(path, "structured step record"))
+    except TypeError:
+        raise DamagedFileError(f"structured step record {path} is damaged (not the fields of a step record)") from None
