@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
@@ -28,9 +28,7 @@ from prunekit.schedules import Constant, Schedule
 from prunekit.schedules import PolynomialDecay as _PolynomialDecay
 from prunekit.training.callbacks import Callback
 from prunekit.training.pruning_callbacks import GradualPruning, attach_missing_masks
-
-if TYPE_CHECKING:
-    from prunekit.training.loop import Trainer
+from prunekit.training.trainer import Trainer
 
 #: Attribute of a model prepared by :func:`prune_low_magnitude` holding its pruning settings.
 PRUNING_ATTR = "_prunekit_low_magnitude"

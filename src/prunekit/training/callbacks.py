@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
 
 from prunekit._io import append_jsonl
-
-if TYPE_CHECKING:
-    from prunekit.training.loop import Trainer
+from prunekit.training.trainer import Trainer
 
 
 class Callback:

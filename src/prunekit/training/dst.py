@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pydantic import Field, field_validator
@@ -34,9 +34,7 @@ from prunekit.masks.targets import owner
 from prunekit.pruners.allocation import DENSITY_DISTRIBUTIONS, kept_counts, prune_count
 from prunekit.training.callbacks import Callback
 from prunekit.training.pruning_callbacks import require_masks
-
-if TYPE_CHECKING:
-    from prunekit.training.loop import Trainer
+from prunekit.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from prunekit.errors import DamagedFileError, TrainingDivergedError
 from prunekit.metrics.accuracy import evaluate
 from prunekit.progress import make_progress
 from prunekit.training.callbacks import Callback
-from prunekit.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from prunekit.training.checkpoint import load_checkpoint, save_checkpoint
 from prunekit.training.config import TrainConfig
-from prunekit.training.optim import make_lr_scheduler, make_optimizer
+from prunekit.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +44,6 @@ class TrainResult:
 def epoch_seed(seed: int, epoch: int) -> int:
     """The RNG seed used for epoch ``epoch`` (so a resumed run draws the same numbers)."""
     return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
-
-
-class Trainer:
-    """Holds what callbacks may need: model, optimizer, scheduler, progress, config."""
-
-    def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, device: torch.device) -> None:
-        self.model = model
-        self.config = config
-        self.device = device
-        self.steps_per_epoch = steps_per_epoch
-        self.total_steps = math.ceil(config.epochs * steps_per_epoch)
-        if config.max_steps is not None:
-            self.total_steps = min(self.total_steps, config.max_steps)
-        self.optimizer = make_optimizer(model.parameters(), config.optimizer)
-        self.scheduler = make_lr_scheduler(self.optimizer, config.lr_schedule, steps_per_epoch, self.total_steps)
-        self.state = TrainState()
-        self.last_batch: tuple[Tensor, Tensor] | None = None
-
-    @property
-    def num_epochs(self) -> int:
-        return math.ceil(self.total_steps / self.steps_per_epoch)
 
 
 def fit(

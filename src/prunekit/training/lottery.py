@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import torch
 from pydantic import Field
@@ -40,9 +40,7 @@ from prunekit.schedules.iterative import cumulative_sparsity
 from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import fit
-
-if TYPE_CHECKING:
-    from prunekit.training.loop import Trainer
+from prunekit.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

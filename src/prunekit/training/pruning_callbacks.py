@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,9 +13,7 @@ from prunekit.masks import MaskSet, prunable_parameters
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
 from prunekit.schedules import Schedule
 from prunekit.training.callbacks import Callback
-
-if TYPE_CHECKING:
-    from prunekit.training.loop import Trainer
+from prunekit.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
