@@ -1,4 +1,4 @@
-"""What to compress and how: :class:`CompressionSpec` and the layer-kind table."""
+"""What to compress and how: :class:`CompressionSpec` and the weights it quantizes."""
 
 from __future__ import annotations
 
@@ -11,19 +11,11 @@ from torch import nn
 
 from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError
+from prunekit.layer_kinds import COMPRESSION_KINDS, CompressionKind, kind_of
 
-LayerKind = Literal["conv", "fc"]
-
-#: Module type -> layer kind whose ``weight`` is quantized. Subclasses are found through the MRO.
-LAYER_KINDS: dict[type[nn.Module], LayerKind] = {
-    nn.Conv1d: "conv",
-    nn.Conv2d: "conv",
-    nn.Conv3d: "conv",
-    nn.ConvTranspose1d: "conv",
-    nn.ConvTranspose2d: "conv",
-    nn.ConvTranspose3d: "conv",
-    nn.Linear: "fc",
-}
+LayerKind = CompressionKind
+#: Module type -> layer kind of its quantized weight (a read-only view of the layer-kind table).
+LAYER_KINDS = COMPRESSION_KINDS
 
 MAX_BITS = 16  # codebook indices are stored as uint16
 
@@ -88,12 +80,9 @@ class CompressionSpec(Settings):
 
 
 def layer_kind(module: nn.Module) -> LayerKind | None:
-    """The kind of ``module`` from :data:`LAYER_KINDS` (walking its MRO), or ``None``."""
-    for cls in type(module).__mro__:
-        kind = LAYER_KINDS.get(cls)
-        if kind is not None:
-            return kind
-    return None
+    """The compression kind of ``module`` (its nearest base type in the layer-kind table), or ``None``."""
+    record = kind_of(module)
+    return record.compression if record is not None else None
 
 
 def iter_targets(model: nn.Module, spec: CompressionSpec) -> Iterator[tuple[str, nn.Module, LayerKind]]:
@@ -104,10 +93,10 @@ def iter_targets(model: nn.Module, spec: CompressionSpec) -> Iterator[tuple[str,
     """
     found: list[tuple[str, nn.Module, LayerKind]] = []
     for mod_name, module in model.named_modules():
-        kind = layer_kind(module)
-        if kind is None or getattr(module, "weight", None) is None:
+        record = kind_of(module)
+        if record is None or record.compression is None or getattr(module, record.weight, None) is None:
             continue
-        found.append((f"{mod_name}.weight" if mod_name else "weight", module, kind))
+        found.append((f"{mod_name}.{record.weight}" if mod_name else record.weight, module, record.compression))
     names = [n for n, _, _ in found]
     for pattern in [*spec.overrides, *spec.exclude]:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):

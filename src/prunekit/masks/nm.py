@@ -25,13 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.errors import ConfigError
+from prunekit.layer_kinds import NM_LAYERS, kind_of  # NM_LAYERS: re-exported public name
 from prunekit.masks.maskset import MaskSet
 from prunekit.masks.targets import effective_weight, owner, prunable_parameters
 
 logger = logging.getLogger(__name__)
-
-#: Layer types whose ``weight`` has the ``(out, in, *kernel)`` layout N:M groups are defined on.
-NM_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def check_nm(n: int, m: int) -> None:
@@ -132,7 +130,8 @@ def _group_index(shape: tuple[int, ...], row: int, col: int) -> tuple[int, ...]:
 def nm_skip_reason(model: nn.Module, name: str, m: int) -> str | None:
     """Why parameter ``name`` cannot carry an N:M mask with group size ``m`` (``None`` if it can)."""
     module, pname = owner(model, name)
-    if pname != "weight" or not isinstance(module, NM_LAYERS):
+    record = kind_of(module)
+    if record is None or not record.nm or pname != record.weight:
         return f"{name}: N:M masks apply to Linear/Conv weights, not {type(module).__name__}.{pname}"
     cols = effective_weight(model, name).shape[1]
     if cols % m:

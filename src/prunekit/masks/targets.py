@@ -10,11 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunekit.errors import ConfigError
-
-#: Module types whose ``weight`` is prunable by default.
-PRUNABLE_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear,
-)
+from prunekit.layer_kinds import PRUNABLE_LAYERS, kind_of  # PRUNABLE_LAYERS: re-exported public name
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -37,8 +33,9 @@ def prunable_parameters(
     all_names = list(logical_parameter_names(model))
     if include is None:
         for mod_name, module in model.named_modules():
-            if isinstance(module, PRUNABLE_LAYERS) and getattr(module, "weight", None) is not None:
-                names.append(f"{mod_name}.weight" if mod_name else "weight")
+            record = kind_of(module)
+            if record is not None and record.prunable and getattr(module, record.weight, None) is not None:
+                names.append(f"{mod_name}.{record.weight}" if mod_name else record.weight)
     else:
         for pattern in include:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in all_names):

@@ -3,22 +3,21 @@
 What is counted: multiply-accumulates of convolutions and matrix multiplications, as PyTorch's
 own ``torch.utils.flop_counter.FlopCounterMode`` sees them (FLOPs / 2), which includes attention
 matmuls. Normalisation, activations, pooling and element-wise adds are not counted.
-*Effective* MACs scale every ``Conv*d``/``Linear`` layer's MACs by the fraction of its weights that
-are nonzero (what an ideal sparse kernel would execute); other matmuls stay dense. Counts are per
-example (the batch dimension is divided out).
+*Effective* MACs scale every ``Conv*d``/``ConvTranspose*d``/``Linear`` layer's MACs (the layers of
+:data:`prunekit.layer_kinds.MACS_LAYERS`) by the fraction of its weights that are nonzero (what an
+ideal sparse kernel would execute); other matmuls stay dense. Counts are per example (the batch
+dimension is divided out).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunekit.layer_kinds import WEIGHT_LAYERS, LayerRecord, kind_of  # WEIGHT_LAYERS: re-exported public name
 from prunekit.metrics._inputs import Inputs, as_args, batch_size, eval_mode
-
-#: Module types whose MACs are proportional to their weight's nonzero count.
-WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 @dataclass
@@ -55,21 +54,20 @@ class MacsReport:
 
 def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
     """Count MACs per example of ``model(*example_inputs)``; see the module docstring for what counts."""
-    records: list[tuple[str, nn.Module, int]] = []
+    records: list[tuple[str, nn.Module, LayerRecord, int]] = []
 
-    def hook(name: str):
-        def record(module: nn.Module, _inputs: object, output: object) -> None:
-            out_features = module.weight.shape[0] if isinstance(module, nn.Linear) else None
-            numel = output.numel() if hasattr(output, "numel") else 0
-            if out_features is not None:
-                positions = numel // out_features
-            else:
-                positions = numel // output.shape[1]
-            records.append((name, module, positions))
+    def hook(name: str, kind: LayerRecord):
+        def record(module: nn.Module, inputs: tuple, kwargs: dict, output: Tensor) -> None:
+            act = output if kind.macs_over == "output" else (inputs[0] if inputs else kwargs["input"])
+            records.append((name, module, kind, act.numel() // max(1, act.shape[kind.channel_dim])))
 
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+    handles = []
+    for n, m in model.named_modules():
+        kind = kind_of(m)
+        if kind is not None and kind.macs_over is not None:
+            handles.append(m.register_forward_hook(hook(n, kind), with_kwargs=True))
     counter = FlopCounterMode(display=False)
     # FlopCounterMode tracks modules with autograd hooks and fails ("Expected gradient function to be
     # set") when a parameter is passed to a submodule under no_grad (e.g. timm's PiT/CaiT class
@@ -87,8 +85,8 @@ def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
             handle.remove()
     n = batch_size(example_inputs)
     layers: dict[str, LayerMacs] = {}
-    for name, module, positions in records:
-        weight = module.weight
+    for name, module, kind, positions in records:
+        weight = getattr(module, kind.weight)
         dense = positions * weight.numel() // n
         effective = positions * int((weight != 0).sum()) // n
         if name in layers:  # a module called more than once accumulates

@@ -10,6 +10,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.nn.utils import parametrize
 
+from prunekit.layer_kinds import WEIGHT_LAYERS
+
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     """``{fqn: tensor}`` of the values the model computes with (masks and other parametrizations applied).
@@ -55,8 +57,6 @@ class SizeReport:
 def _is_prunable(model: nn.Module, fqn: str) -> bool:
     module_name, _, pname = fqn.rpartition(".")
     module = model.get_submodule(module_name) if module_name else model
-    from prunekit.metrics.macs import WEIGHT_LAYERS
-
     return pname == "weight" and isinstance(module, WEIGHT_LAYERS)
 
 

@@ -36,8 +36,9 @@ from torch.fx import Node, symbolic_trace
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from prunekit.layer_kinds import kind_of
 from prunekit.masks.maskset import WeightMask
-from prunekit.masks.nm import NM_LAYERS, check_nm, nm_skip_reason, retained_score
+from prunekit.masks.nm import check_nm, nm_skip_reason, retained_score
 from prunekit.masks.targets import effective_weight, prunable_parameters
 
 logger = logging.getLogger(__name__)
@@ -208,11 +209,14 @@ def find_chains(model: nn.Module) -> list[ChannelChain]:
 
 
 def _is_groups1(module: nn.Module | None) -> bool:
-    return isinstance(module, NM_LAYERS) and getattr(module, "groups", 1) == 1
+    record = kind_of(module) if module is not None else None
+    return record is not None and record.nm and getattr(module, "groups", 1) == 1
 
 
 def _kind(module: nn.Module) -> type[nn.Module]:
-    return next(t for t in NM_LAYERS if isinstance(module, t))
+    record = kind_of(module)
+    assert record is not None, "called only where _is_groups1 holds"
+    return record.module_type
 
 
 def _walk_back(consumer: Node, modules: dict[str, nn.Module], calls: dict[str, int]) -> ChannelChain | None:

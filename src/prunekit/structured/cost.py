@@ -16,9 +16,9 @@ import math
 import numpy as np
 from torch import fx
 
+from prunekit.layer_kinds import kind_of
 from prunekit.structured.fields import TensorInfo
 from prunekit.structured.graph import DependencyGraph
-from prunekit.structured.layers import ConvHandler, ConvTransposeHandler, LinearHandler
 from prunekit.structured.ops import op_name
 from prunekit.structured.trace import TensorMeta
 
@@ -115,12 +115,12 @@ class CostModel:
             out = node.meta.get("value")
             if node in handlers and isinstance(out, TensorMeta):
                 call = handlers[node]
-                handler = call.handler
-                if isinstance(handler, (ConvHandler, ConvTransposeHandler, LinearHandler)):
-                    channel = out.shape[-1] if isinstance(handler, LinearHandler) else out.shape[1]
-                    positions = math.prod(out.shape) / max(1, channel) / self._batch
-                    w = call.module.weight
-                    self._term("macs", positions, [self._dim(call.path, "weight", d) for d in range(w.dim())])
+                kind = kind_of(call.module)
+                if kind is not None and kind.macs_over is not None:
+                    # output positions for every kind (count_macs counts a transposed conv over its input)
+                    positions = math.prod(out.shape) / max(1, out.shape[kind.channel_dim]) / self._batch
+                    w = getattr(call.module, kind.weight)
+                    self._term("macs", positions, [self._dim(call.path, kind.weight, d) for d in range(w.dim())])
             elif node.op in ("call_function", "call_method") and isinstance(out, TensorMeta):
                 self._functional(node, out)
 
