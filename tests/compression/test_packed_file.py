@@ -25,8 +25,8 @@ from prunekit.compression import (
     decode_compressed,
     decompress_file,
     load_compressed_into,
-    quantize_model,
     read_compressed,
+    share_weights,
 )
 from prunekit._version import __version__
 from prunekit.compression import packed
@@ -45,7 +45,7 @@ def _assert_state_equal(a: dict, b: dict) -> None:
 def test_decompression_is_bit_identical_to_the_in_memory_quantized_model(tmp_path, huffman):
     model = trained_bn_(prune_(TinyConvNet(), 0.8))
     spec = CompressionSpec(conv_bits=4, fc_bits=3, conv_index_bits=3, fc_index_bits=2, huffman=huffman)
-    result = quantize_model(model, spec)
+    result = share_weights(model, spec)
     report = compress_model(model, tmp_path / "m.pkdc", quantization=result, metadata={"run": "t1"})
     state, meta = decompress_file(tmp_path / "m.pkdc")
     _assert_state_equal(state, model.state_dict())
@@ -81,7 +81,7 @@ def test_compress_reads_attached_weight_sharing_and_rejects_stale_records(tmp_pa
     state, _ = decompress_file(tmp_path / "m.pkdc")
     handle.strip()
     _assert_state_equal(state, model.state_dict())
-    stale = quantize_model(prune_(TinyMLP(), 0.5), apply=False)
+    stale = share_weights(prune_(TinyMLP(), 0.5), apply=False)
     with pytest.raises(ConfigError, match="differs from its quantization record"):
         compress_model(model, tmp_path / "x.pkdc", quantization=stale)
 
@@ -104,7 +104,7 @@ def test_random_sparse_tensors_round_trip_exactly(tmp_path, shape, density, bits
     layer.weight = nn.Parameter(w)
     layer.bias = None
     spec = CompressionSpec(fc_bits=bits, fc_index_bits=index_bits, huffman=huffman)
-    result = quantize_model(layer, spec)
+    result = share_weights(layer, spec)
     compress_model(layer, tmp_path / "r.pkdc", quantization=result)
     content = read_compressed(tmp_path / "r.pkdc")
     got = content.quantization["weight"]
@@ -115,7 +115,7 @@ def test_random_sparse_tensors_round_trip_exactly(tmp_path, shape, density, bits
 def test_16_bit_codebooks_round_trip(tmp_path):
     model = nn.Linear(300, 300)
     prune_(model, 0.2)
-    result = quantize_model(model, CompressionSpec(fc_bits=16, fc_index_bits=2))
+    result = share_weights(model, CompressionSpec(fc_bits=16, fc_index_bits=2))
     assert result["weight"].n_clusters > 65536 // 2
     compress_model(model, tmp_path / "w.pkdc", quantization=result)
     state, _ = decompress_file(tmp_path / "w.pkdc")

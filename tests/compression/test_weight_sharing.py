@@ -14,6 +14,7 @@ from prunekit.compression import (
     attach_weight_sharing,
     quantize_model,
     quantize_tensor,
+    share_weights,
     strip_weight_sharing,
 )
 from prunekit.errors import ConfigError, StructureError
@@ -24,7 +25,7 @@ from .helpers import TinyConvNet, TinyMLP, prune_
 def test_zeros_stay_zero_and_codebook_sizes_follow_the_spec():
     model = prune_(TinyConvNet(), 0.6)
     zeros = {n: (p == 0) for n, p in model.named_parameters() if p.dim() > 1}
-    result = quantize_model(model, CompressionSpec(conv_bits=3, fc_bits=2))
+    result = share_weights(model, CompressionSpec(conv_bits=3, fc_bits=2))
     assert set(result.layers) == set(zeros)
     for name, p in model.named_parameters():
         if name in zeros:
@@ -40,22 +41,22 @@ def test_overrides_first_match_wins_and_exclude_leaves_weights_alone():
     model = prune_(TinyConvNet(), 0.5)
     before = model.features[3].weight.detach().clone()
     spec = CompressionSpec(overrides={"features.0.*": 2, "features.*": 6}, exclude=("features.3.weight",))
-    result = quantize_model(model, spec)
+    result = share_weights(model, spec)
     assert result["features.0.weight"].bits == 2 and result["features.0.weight"].n_clusters <= 4
     assert result["classifier.weight"].bits == 5
     assert "features.3.weight" not in result.layers
     assert torch.equal(model.features[3].weight, before)
     with pytest.raises(ConfigError, match="matches no conv/linear weight"):
-        quantize_model(model, {"overrides": {"feature.*": 4}})
+        share_weights(model, {"overrides": {"feature.*": 4}})
     with pytest.raises(ConfigError, match="invalid compression spec"):
-        quantize_model(model, {"fc_bits": 17})
+        share_weights(model, {"fc_bits": 17})
 
 
 def test_apply_false_leaves_model_untouched_and_is_deterministic():
     model = prune_(TinyMLP(), 0.5)
     before = copy.deepcopy(model.state_dict())
-    a = quantize_model(model, CompressionSpec(init="random", seed=3), apply=False)
-    b = quantize_model(model, CompressionSpec(init="random", seed=3), apply=False)
+    a = share_weights(model, CompressionSpec(init="random", seed=3), apply=False)
+    b = share_weights(model, CompressionSpec(init="random", seed=3), apply=False)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     for name in a.layers:
         assert torch.equal(a[name].codebook, b[name].codebook) and torch.equal(a[name].indices, b[name].indices)
@@ -76,7 +77,7 @@ def test_codebook_gradient_is_the_sum_of_weight_gradients_per_cluster():
     torch.manual_seed(0)
     model = prune_(TinyConvNet(), 0.5)
     reference = copy.deepcopy(model)
-    result = quantize_model(reference, CompressionSpec(conv_bits=3, fc_bits=3))  # plain, shared values
+    result = share_weights(reference, CompressionSpec(conv_bits=3, fc_bits=3))  # plain, shared values
     handle = attach_weight_sharing(model, result)
     x = torch.randn(4, 3, 8, 8)
     assert torch.equal(model(x), reference(x))
@@ -120,12 +121,23 @@ def test_only_codebooks_train_and_zeros_stay_zero_through_fine_tuning():
         assert torch.equal(module.weight == 0, zeros[name])
 
 
-def test_attach_refuses_twice_and_quantize_refuses_parametrized_weights():
+def test_attach_refuses_twice_and_share_weights_refuses_parametrized_weights():
     model = prune_(TinyMLP(), 0.5)
     attach_weight_sharing(model)
     with pytest.raises(StructureError, match="already has weight sharing"):
         attach_weight_sharing(model)
     with pytest.raises(StructureError, match="parametrized"):
-        quantize_model(model)
+        share_weights(model)
     clone = copy.deepcopy(model)  # parametrized models still deep-copy
     assert torch.equal(clone(torch.ones(1, 20)), model(torch.ones(1, 20)))
+
+
+def test_quantize_model_is_a_deprecated_alias_of_share_weights():
+    model, alias = prune_(TinyMLP(), 0.5), prune_(TinyMLP(), 0.5)
+    alias.load_state_dict(model.state_dict())
+    expected = share_weights(model, CompressionSpec(fc_bits=3))
+    with pytest.deprecated_call(match="share_weights"):
+        result = quantize_model(alias, CompressionSpec(fc_bits=3))
+    assert set(result.layers) == set(expected.layers)
+    assert all(torch.equal(result[n].dense(), expected[n].dense()) for n in expected.layers)
+    assert all(torch.equal(a, b) for a, b in zip(alias.state_dict().values(), model.state_dict().values()))

@@ -28,7 +28,7 @@ from prunekit.compression.api import (
 from prunekit.compression.huffman import HuffmanCode
 from prunekit.compression.kmeans import kmeans_1d
 from prunekit.compression.packed import FORMAT_VERSION
-from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, quantize_model, quantize_tensor
+from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, quantize_model, quantize_tensor, share_weights
 from prunekit.compression.report import CompressionReport, LayerAccount
 from prunekit.compression.sharing import (
     SharedWeight,
@@ -58,5 +58,6 @@ __all__ = [
     "quantize_model",
     "quantize_tensor",
     "read_compressed",
+    "share_weights",
     "strip_weight_sharing",
 ]

@@ -19,7 +19,7 @@ from prunekit._io import write_bytes
 from prunekit.compression import packed
 from prunekit.compression._tensors import effective_state
 from prunekit.compression.codec import decode_layer, decode_raw, encode_layer, encode_raw
-from prunekit.compression.quantize import QuantizationResult, quantize_model
+from prunekit.compression.quantize import QuantizationResult, share_weights
 from prunekit.compression.report import CompressionReport
 from prunekit.compression.schema import FORMAT_NAME, check_header, check_writable
 from prunekit.compression.spec import CompressionSpec
@@ -56,7 +56,7 @@ def compress_model(
     """Write ``model`` to a packed Deep Compression file at ``path`` (atomically); return its accounting.
 
     Without ``quantization``, k-means runs on the model's current weights (the model is not
-    modified; a model whose weights are already shared, e.g. after :func:`quantize_model` or
+    modified; a model whose weights are already shared, e.g. after :func:`share_weights` or
     fine-tuning, is re-encoded losslessly). With ``quantization``, its records are stored and the
     model's weights must equal them. ``spec`` defaults to the quantization's spec. Parametrized
     tensors (masks, attached weight sharing) are stored by their current values under plain names.
@@ -68,7 +68,7 @@ def compress_model(
     tensors = effective_state(model)
     check_writable(tensors)
     if quantization is None:
-        quantization = quantize_model(model, spec, apply=False)
+        quantization = share_weights(model, spec, apply=False)
     else:
         _check_matches(quantization, tensors)
     entries, extras, sections, accounts = [], [], [], []
@@ -185,6 +185,6 @@ def _check_matches(quantization: QuantizationResult, tensors: Mapping[str, Tenso
         if current.shape != torch.Size(layer.shape) or not torch.equal(current, layer.dense()):
             raise ConfigError(
                 f"{name}: the model's weight differs from its quantization record (weights changed after "
-                "quantize_model?); pass quantization=None to re-derive codebooks from the current weights"
+                "share_weights?); pass quantization=None to re-derive codebooks from the current weights"
             )
 

@@ -8,6 +8,7 @@ order), and the sparsity mask.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -127,8 +128,8 @@ def quantize_tensor(
     return QuantizedLayer(name, kind, tuple(w.shape), w.dtype, int(bits), codebook, indices, mask.reshape(w.shape))
 
 
-def quantize_model(model: nn.Module, spec: CompressionSpec | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:
-    """Weight-share every conv/linear weight the spec selects.
+def share_weights(model: nn.Module, spec: CompressionSpec | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:
+    """Weight-share (k-means) every conv/linear weight the spec selects.
 
     With ``apply`` (default) each weight is replaced in place by its shared values; the model must
     then hold plain weights (strip parametrizations such as masks first). With ``apply=False`` the
@@ -153,6 +154,17 @@ def quantize_model(model: nn.Module, spec: CompressionSpec | Mapping | None = No
     if apply:
         result.apply_(model)
     return result
+
+
+def quantize_model(model: nn.Module, spec: CompressionSpec | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:
+    """Deprecated name of :func:`share_weights` (k-means weight sharing, not int8 quantization)."""
+    warnings.warn(
+        "quantize_model is deprecated and will be removed in the next release; use share_weights "
+        "(k-means weight sharing; int8 quantization is prunekit.deployment.quantize_int8)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return share_weights(model, spec, apply=apply)
 
 
 def resolve_parameter(model: nn.Module, name: str) -> tuple[nn.Module, str]:

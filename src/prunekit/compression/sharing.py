@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from prunekit import _parametrize
 
-from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, quantize_model, resolve_parameter
+from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, resolve_parameter, share_weights
 from prunekit.compression.spec import CompressionSpec
 from prunekit.errors import StructureError
 
@@ -76,13 +76,13 @@ def attach_weight_sharing(
     """Replace each selected weight by a :class:`SharedWeight` parametrization.
 
     ``spec`` is a :class:`CompressionSpec` (k-means runs now on the current weights) or a
-    :class:`QuantizationResult` from :func:`quantize_model`. The original weights are frozen
+    :class:`QuantizationResult` from :func:`share_weights`. The original weights are frozen
     (``requires_grad=False``) until :func:`strip_weight_sharing`.
     """
     if isinstance(spec, QuantizationResult):
         result = spec
     else:
-        result = quantize_model(model, CompressionSpec.parse(spec), apply=False)  # type: ignore[arg-type]
+        result = share_weights(model, CompressionSpec.parse(spec), apply=False)  # type: ignore[arg-type]
     shared: dict[str, SharedWeight] = {}
     for name, layer in result.layers.items():
         module, pname = resolve_parameter(model, name)

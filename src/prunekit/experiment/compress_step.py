@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from prunekit._parametrize import plain_copy
-from prunekit.compression import CompressionSpec, attach_weight_sharing, compress_model, load_compressed_into, quantize_model
+from prunekit.compression import CompressionSpec, attach_weight_sharing, compress_model, load_compressed_into, share_weights
 from prunekit.errors import CheckpointError
 from prunekit.experiment.artifacts import build_model
 from prunekit.experiment.context import RunContext
@@ -41,7 +41,7 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
             description="centroid fine-tuning")
         quantization = handle.strip()
     else:
-        quantization = quantize_model(model, spec, apply=True)
+        quantization = share_weights(model, spec, apply=True)
     quantized_eval = ctx.test(model)
     path = run.path / f"{name}.pkdc"
     report = compress_model(model, path, spec, quantization, metadata={"run": run.id})
