@@ -96,3 +96,17 @@ class _CountObjective:
 def test_allocate_to_goal_corrects_by_the_measurement() -> None:
     plan, reached = allocate_to_goal(_cands(), _CountObjective(10, 1.0), 7.0, uniform=False, max_layer_ratio=0.9, tolerance=0.02)
     assert reached == 7.0 and plan.units_removed == 4
+
+
+def test_transposed_conv_costs_count_its_input_positions_like_count_macs() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.ConvTranspose2d(8, 4, 3, stride=2), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
+    x = torch.randn(1, 3, 8, 8)
+    graph = DependencyGraph.build(model, (x,))
+    objective = Objective(graph, (x,), "macs")
+    # conv: 6·6 positions × 8·3·9; transposed conv: 6·6 *input* positions × 8·4·9; linear: 676·10
+    assert objective.cost(Plan()) == count_macs(model, x).dense == 36 * 216 + 36 * 288 + 6760
+    (group,) = [g for g in graph.prunable_groups() if g.modules("out") == ["2"]]
+    plan = Plan.of({group.index: [0, 1]})  # the transposed conv keeps 2 of 4 outputs
+    assert objective.cost(plan) == objective.measure(plan) == 36 * 216 + 36 * 8 * 2 * 9 + 2 * 169 * 10
+    assert count_parameters(model).prunable_params == 8 * 3 * 9 + 8 * 4 * 9 + 676 * 10

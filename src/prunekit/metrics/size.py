@@ -10,7 +10,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunekit.layer_kinds import WEIGHT_LAYERS
+from prunekit.layer_kinds import PRUNABLE_LAYERS
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -57,7 +57,7 @@ class SizeReport:
 def _is_prunable(model: nn.Module, fqn: str) -> bool:
     module_name, _, pname = fqn.rpartition(".")
     module = model.get_submodule(module_name) if module_name else model
-    return pname == "weight" and isinstance(module, WEIGHT_LAYERS)
+    return pname == "weight" and isinstance(module, PRUNABLE_LAYERS)
 
 
 def count_parameters(model: nn.Module) -> SizeReport:

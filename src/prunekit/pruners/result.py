@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import nn
 
+from prunekit.layer_kinds import output_channels
+
 
 @dataclass
 class LayerChannels:
@@ -53,15 +55,12 @@ class PruneResult:
 
 
 def layer_channels(model: nn.Module) -> dict[str, tuple[str, int]]:
-    """``{name: (type, output channels)}`` of conv and linear layers."""
+    """``{name: (type, output channels)}`` of the layers in :data:`prunekit.layer_kinds.LAYER_TABLE` (conv, transposed conv, linear)."""
     out = {}
     for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            out[name] = (type(m).__name__, m.weight.shape[0])
-        elif isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            out[name] = (type(m).__name__, m.weight.shape[1] * m.groups)
-        elif isinstance(m, nn.Linear):
-            out[name] = (type(m).__name__, m.weight.shape[0])
+        channels = output_channels(m)
+        if channels is not None:
+            out[name] = (type(m).__name__, channels)
     return out
 
 

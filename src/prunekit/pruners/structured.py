@@ -36,7 +36,7 @@ from prunekit.pruners.objective import Objective, measure_model
 from prunekit.pruners.plan import Plan
 from prunekit.pruners.result import LayerChannels, PruneResult, layer_channels
 from prunekit.schedules import target_fractions
-from prunekit.structured.graph import DependencyGraph, GraphOptions
+from prunekit.structured.graph import DependencyGraph, GraphConfig
 from prunekit.structured.groups import Group
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ class StructuredPruner:
 
     # --- one step -----------------------------------------------------------------------------
     def _graph(self, model: nn.Module, inputs: tuple[Any, ...]) -> DependencyGraph:
-        graph = DependencyGraph.build(model, inputs, GraphOptions(attention=self.config.attention))
+        graph = DependencyGraph.build(model, inputs, GraphConfig(attention=self.config.attention))
         if self.config.ignored_layers:
             graph.fix_modules(self.config.ignored_layers)
         return graph

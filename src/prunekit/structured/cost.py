@@ -117,8 +117,10 @@ class CostModel:
                 call = handlers[node]
                 kind = kind_of(call.module)
                 if kind is not None and kind.macs_over is not None:
-                    # output positions for every kind (count_macs counts a transposed conv over its input)
-                    positions = math.prod(out.shape) / max(1, out.shape[kind.channel_dim]) / self._batch
+                    # positions of the output (a transposed conv: of its input), as count_macs counts them
+                    source = node.args[0].meta.get("value") if kind.macs_over == "input" and node.args else out
+                    source = source if isinstance(source, TensorMeta) else out
+                    positions = math.prod(source.shape) / max(1, source.shape[kind.channel_dim]) / self._batch
                     w = getattr(call.module, kind.weight)
                     self._term("macs", positions, [self._dim(call.path, kind.weight, d) for d in range(w.dim())])
             elif node.op in ("call_function", "call_method") and isinstance(out, TensorMeta):
