@@ -8,7 +8,7 @@ import numpy as np
 from torch import fx
 
 from prunekit.structured.fields import Field, TensorInfo
-from prunekit.structured.ops import arg, register_op
+from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site
 from prunekit.structured.trace import TensorMeta, TracedInt
 

@@ -8,7 +8,7 @@ import numpy as np
 from torch import fx
 
 from prunekit.structured.fields import BLOCK, Field, TensorInfo, broadcast_to_axes, squeeze_to_varying
-from prunekit.structured.ops import arg, register_op
+from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Site, shape_args_site
 from prunekit.structured.trace import TensorMeta, TracedInt
 

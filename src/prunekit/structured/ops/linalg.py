@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from prunekit.structured.fields import BLOCK, Field, TensorInfo
-from prunekit.structured.ops import arg, register_op
+from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site
 from prunekit.structured.trace import TracedInt
 

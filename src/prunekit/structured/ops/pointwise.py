@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from prunekit.structured.fields import BLOCK, TensorInfo
-from prunekit.structured.ops import arg, register_op
+from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site, shape_args_site
 from prunekit.structured.trace import TensorMeta, TracedInt
 
