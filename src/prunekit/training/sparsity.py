@@ -20,7 +20,8 @@ from prunekit.structured.groups import Group
 from prunekit.structured.regularizers import apply_bn_l1_grad_, group_lasso_penalty
 from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
-from prunekit.training.loop import Batches, Trainer, TrainResult, fit
+from prunekit.training.loop import Batches, TrainResult, fit
+from prunekit.training.trainer import Trainer
 
 
 class SparsityLearningConfig(Settings):
