@@ -28,6 +28,7 @@ from prunekit.schedules import SCHEDULES, build_schedule
 from prunekit.training.config import TrainConfig
 from prunekit.training.dst import DSTConfig
 from prunekit.training.lottery import LotteryConfig
+from prunekit.training.sparsity import SparsityLearningConfig as SparsityLearning
 
 
 def _check_baselines(values: tuple[str, ...], check_criterion: Callable[[str], Any], kind: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -138,15 +139,6 @@ class NMMethod(Settings):
         if self.n >= self.m:
             raise ValueError(f"n must be smaller than m (got {self.n}:{self.m}); e.g. 2:4, 1:4, 4:8")
         return self
-
-
-class SparsityLearning(Settings):
-    """A training phase before structured pruning that pushes whole channels toward zero:
-    ``bn_l1`` (network slimming: L1 on batch-norm scales) or ``group_lasso`` (L2 norm per channel group)."""
-
-    kind: Literal["bn_l1", "group_lasso"] = "bn_l1"
-    lam: float = Field(1e-4, gt=0)
-    train: TrainConfig = TrainConfig(epochs=5)
 
 
 class StructuredMethod(StructuredConfig):
