@@ -67,6 +67,6 @@ def outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def graph_of(model: nn.Module, x: torch.Tensor) -> DependencyGraph:
-    from prunekit.structured import GraphOptions
+    from prunekit.structured import GraphConfig
 
-    return DependencyGraph.build(model, x, GraphOptions(strict=True))
+    return DependencyGraph.build(model, x, GraphConfig(strict=True))

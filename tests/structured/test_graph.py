@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit.errors import StructureError
-from prunekit.structured import ChannelLayer, DependencyGraph, GraphOptions, PruningWarning, register_layer, remove_units
+from prunekit.structured import ChannelLayer, DependencyGraph, GraphConfig, PruningWarning, register_layer, remove_units
 from prunekit.structured.layers import LAYERS
 
 from .archgen import TimmAttention
 from .helpers import graph_of, outputs, relative_error, zeroed
 
 
-def _prune_half(model: nn.Module, x: torch.Tensor, options: GraphOptions | None = None) -> DependencyGraph:
+def _prune_half(model: nn.Module, x: torch.Tensor, options: GraphConfig | None = None) -> DependencyGraph:
     graph = DependencyGraph.build(model, x, options)
     remove_units(graph, {g: range(g.size // 2) for g in graph.prunable_groups() if g.size >= 2})
     return graph
@@ -62,7 +62,7 @@ def test_attention_heads_are_removed_and_num_heads_follows(fused: bool) -> None:
 
 def test_head_dims_mode_shrinks_every_head() -> None:
     model, x = AttnNet(fused=False).eval(), torch.randn(2, 5, 6)
-    graph = DependencyGraph.build(model, x, GraphOptions(attention="head_dims"))
+    graph = DependencyGraph.build(model, x, GraphConfig(attention="head_dims"))
     dims = next(g for g in graph.groups if "attn.qkv" in g.modules("out"))
     assert dims.size == 4  # head_dim positions, shared by all heads
     remove_units(graph, {dims: [0]})
@@ -217,7 +217,7 @@ class WithUnknown(nn.Module):
 def test_unsupported_layer_warns_once_and_stays_untouched(opaque: bool) -> None:
     model, x = WithUnknown().eval(), torch.randn(1, 3, 4, 4)
     with pytest.warns(PruningWarning) as record:
-        graph = DependencyGraph.build(model, x, GraphOptions(opaque=("weird",) if opaque else ()))
+        graph = DependencyGraph.build(model, x, GraphConfig(opaque=("weird",) if opaque else ()))
     messages = [str(r.message) for r in record]
     assert len(messages) == 1 and messages[0].startswith("weird:"), messages
     remove_units(graph, {g: range(g.size // 2) for g in graph.prunable_groups()})
@@ -313,3 +313,12 @@ def test_building_a_graph_leaves_the_process_thread_count_alone(monkeypatch: pyt
     monkeypatch.setattr(torch, "set_num_threads", refuse)
     graph = DependencyGraph.build(GroupedNet().eval(), torch.randn(1, 3, 4, 4))
     assert graph.prunable_groups()
+
+
+def test_graph_options_is_a_deprecated_alias_of_graph_config() -> None:
+    import prunekit.structured as structured
+    from prunekit.structured import graph
+
+    for module in (structured, graph):
+        with pytest.deprecated_call(match="use GraphConfig"):
+            assert module.GraphOptions is GraphConfig

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from prunekit.structured import (
-    LAYERS, OP_RULES, ChannelLayer, DependencyGraph, GraphOptions, PruningWarning, handler_for, register_op, remove_units,
+    LAYERS, OP_RULES, ChannelLayer, DependencyGraph, GraphConfig, PruningWarning, handler_for, register_op, remove_units,
 )
 from prunekit.structured.layers import ConvHandler
 
@@ -53,7 +53,7 @@ def test_layer_handlers_apply_to_one_graph_build_only() -> None:
     handler = ChannelLayer(in_dims={"kernel": 1}, out_dims={"kernel": 0, "shift": 0}, in_attr="cin", out_attr="cout")
     with warnings.catch_warnings():
         warnings.simplefilter("error", PruningWarning)
-        graph = DependencyGraph.build(model, x, GraphOptions(layer_handlers={MyConv: handler}))
+        graph = DependencyGraph.build(model, x, GraphConfig(layer_handlers={MyConv: handler}))
     with pytest.warns(PruningWarning, match="^custom:"):  # without the override the layer is not understood
         plain = DependencyGraph.build(copy.deepcopy(model), x)
     assert LAYERS._items == registry

@@ -1,7 +1,10 @@
 """Structured pruning: a dependency graph of coupled channels and surgery that removes them for real."""
 
+import warnings
+from typing import Any
+
 from prunekit.structured.cost import CostModel
-from prunekit.structured.graph import ActivationSite, DependencyGraph, GraphOptions, PruningWarning
+from prunekit.structured.graph import ActivationSite, DependencyGraph, GraphConfig, PruningWarning
 from prunekit.structured.groups import Group, Member
 from prunekit.structured.layers import LAYERS, ChannelLayer, LayerHandler, LeafShapes, handler_for, register_layer
 from prunekit.structured.ops import OP_RULES, register_op
@@ -10,8 +13,16 @@ from prunekit.structured.spec import architecture_spec, load_pruned, load_spec, 
 from prunekit.structured.surgery import apply_plan, remove_units
 
 __all__ = [
-    "LAYERS", "OP_RULES", "ActivationSite", "ChannelLayer", "CostModel", "DependencyGraph", "GraphOptions", "Group",
+    "LAYERS", "OP_RULES", "ActivationSite", "ChannelLayer", "CostModel", "DependencyGraph", "GraphConfig", "Group",
     "LayerHandler", "LeafShapes", "Member", "PruningWarning", "apply_bn_l1_grad_", "apply_plan", "architecture_spec",
     "bn_l1_penalty", "group_lasso_penalty", "handler_for", "load_pruned", "load_spec", "rebuild", "register_layer",
     "register_op", "remove_units", "save_pruned", "save_spec",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GraphOptions":
+        warnings.warn("GraphOptions is deprecated and will be removed in the next release; use GraphConfig",
+                      DeprecationWarning, stacklevel=2)
+        return GraphConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,7 @@ class PruningWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class GraphOptions:
+class GraphConfig:
     """How to build a dependency graph.
 
     ``attention``: prune attention ``"heads"`` (default) or ``"head_dims"`` (the same dims of every
@@ -38,6 +38,7 @@ class GraphOptions:
     ``autowrap_functions``: functions recorded as single ops instead of being traced into.
     ``layer_handlers``: ``{module type: LayerHandler}`` for this graph only, looked up (through the
     class hierarchy) before the process-wide :func:`~prunekit.structured.layers.register_layer` table.
+    ``GraphOptions`` is the deprecated old name of this class.
     """
 
     attention: Literal["heads", "head_dims"] = "heads"
@@ -71,13 +72,13 @@ class DependencyGraph:
     groups: list[Group]
     warnings: list[str] = field(default_factory=list)
     _sites_of_label: dict[int, list[int]] = field(default_factory=dict)
-    options: GraphOptions = field(default_factory=GraphOptions)
+    options: GraphConfig = field(default_factory=GraphConfig)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
-    def build(cls, model: nn.Module, example_inputs: Any, options: GraphOptions | None = None) -> DependencyGraph:
+    def build(cls, model: nn.Module, example_inputs: Any, options: GraphConfig | None = None) -> DependencyGraph:
         """Trace ``model(*example_inputs)`` and find every group of coupled channels."""
-        options = options or GraphOptions()
+        options = options or GraphConfig()
         if any(parametrize.is_parametrized(m) for m in model.modules()):
             raise StructureError("the model has parametrizations (masks?); strip them first (prunekit.masks) before structured pruning")
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
@@ -267,6 +268,14 @@ class DependencyGraph:
             except Invalid as exc:
                 raise Invalid(f"{site.where or '<model>'}: {exc}") from None
         return bindings
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GraphOptions":
+        warnings.warn("GraphOptions is deprecated and will be removed in the next release; use GraphConfig",
+                      DeprecationWarning, stacklevel=2)
+        return GraphConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _resolve(prop: Propagation, max_rounds: int = 8) -> np.ndarray:

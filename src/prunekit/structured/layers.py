@@ -7,7 +7,7 @@ surgery has sliced its tensors. Handlers are looked up through the module's clas
 subclass that overrides ``forward`` is not covered by its base's handler (it is traced through).
 
 Register your own layer with :func:`register_layer` (process-wide) or pass handlers for one graph
-only (``GraphOptions(layer_handlers=...)``); :class:`ChannelLayer` covers layers whose
+only (``GraphConfig(layer_handlers=...)``); :class:`ChannelLayer` covers layers whose
 parameters map input channels to output channels (conv/linear-like) or scale channels (norm-like).
 """
 
@@ -63,7 +63,7 @@ def register_layer(layer_type: type[nn.Module], handler: LayerHandler, *, overwr
     LAYERS.add(_key(layer_type), handler, overwrite=overwrite)
 
 
-#: per-graph handlers keyed by module type, consulted before :data:`LAYERS` (see ``GraphOptions.layer_handlers``).
+#: per-graph handlers keyed by module type, consulted before :data:`LAYERS` (see ``GraphConfig.layer_handlers``).
 LayerHandlers = Mapping[type[nn.Module], LayerHandler]
 
 
