@@ -25,12 +25,14 @@ from prunekit.pruners import (
     prune_structured, prune_unstructured,
 )
 from prunekit.schedules import build_schedule
-from prunekit.training import TrainConfig, fit
+from prunekit.importance import Calibration, collect_calibration
+from prunekit.training import SparsityLearningConfig, StructuredFinetuneResult, StructuredStepResult, TrainConfig, fit, prune_finetune_structured
 from prunekit.zoo import create_model, get_loaders, list_datasets, list_models
 
 __all__ = [
     "CompressionSpec", "ConfigError", "DataError", "MaskSet", "NMPruner", "Objective", "Plan", "Pruner", "PrunekitError", "Recipe",
-    "StructuredConfig", "StructuredPruner", "TrainConfig", "UnstructuredConfig", "UnstructuredPruner", "prune_nm", "prune_structured",
+    "Calibration", "SparsityLearningConfig", "StructuredConfig", "StructuredFinetuneResult", "StructuredPruner", "StructuredStepResult",
+    "TrainConfig", "collect_calibration", "prune_finetune_structured", "UnstructuredConfig", "UnstructuredPruner", "prune_nm", "prune_structured",
     "build_schedule", "compare_latency", "compress_model", "count_macs", "count_parameters", "create_model",
     "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",

@@ -100,14 +100,23 @@ def test_iterative_ratio_is_relative_to_the_original() -> None:
     assert {x.name: x.after for x in result.layers}["features.0"] == 32
 
 
-def test_taylor_with_gradients_and_importance_object() -> None:
-    from prunekit.importance import make_criterion
+def test_taylor_with_calibration_and_importance_object() -> None:
+    from prunekit.importance import collect_calibration, make_criterion
 
     model = create_model("resnet20")
-    model(torch.randn(4, 3, 32, 32)).sum().backward()
-    StructuredPruner(ratio=0.3, importance="taylor").prune(model, X32)
+    pruner = StructuredPruner(ratio=0.3, importance="taylor")
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))]
+    pruner.prune(model, X32, calibration=collect_calibration(model, batches, pruner.criterion.needs))
+    assert all(p.grad is None for p in model.parameters())
     StructuredPruner(ratio=0.3, importance=make_criterion("fpgm")).prune(model, X32)
     assert model(X32).shape == (1, 10)
+
+
+def test_taylor_from_grad_fields_still_works_with_a_warning() -> None:
+    model = create_model("resnet20")
+    model(torch.randn(4, 3, 32, 32)).sum().backward()
+    with pytest.warns(DeprecationWarning, match="collect_calibration"):
+        StructuredPruner(ratio=0.3, importance="taylor").prune(model, X32)
 
 
 def test_config_validation() -> None:
