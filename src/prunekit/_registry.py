@@ -63,6 +63,10 @@ class Registry(Generic[T]):
         self.get(name)
         return dict(self._meta[name])
 
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, entry)`` pairs in registration order."""
+        return list(self._items.items())
+
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted registered names, optionally filtered by a shell-style wildcard."""
         return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))

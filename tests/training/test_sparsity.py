@@ -7,7 +7,6 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from prunekit.experiment.recipe import SparsityLearning
 from prunekit.pruners.structured import StructuredConfig, StructuredPruner
 from prunekit.structured import DependencyGraph
 from prunekit.structured.regularizers import group_lasso_penalty
@@ -57,7 +56,12 @@ def test_prune_finetune_learns_sparsity_first(tmp_path) -> None:
 
 
 def test_recipe_name_is_the_same_settings() -> None:
-    assert SparsityLearning is SparsityLearningConfig
+    from prunekit.experiment import recipe
+    from prunekit.experiment.method_sections import StructuredSection
+
+    with pytest.warns(DeprecationWarning, match="SparsityLearningConfig"):
+        assert recipe.SparsityLearning is SparsityLearningConfig
+    assert StructuredSection.model_fields["sparsity_learning"].annotation == SparsityLearningConfig | None
     assert SparsityLearningConfig().model_dump()["kind"] == "bn_l1"
     with pytest.raises(ValidationError, match="lam"):
         SparsityLearningConfig(lam=0)

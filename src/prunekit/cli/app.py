@@ -261,7 +261,7 @@ def export(
 @app.command("list")
 def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria | schedules | methods | corruptions | recipes | all")] = "all") -> None:
     """List registered models, datasets, criteria, schedules, pruning methods, corruptions and shipped recipes."""
-    from prunekit.experiment.methods import METHODS
+    from prunekit.experiment.method_sections import METHODS
     from prunekit.experiment.recipe import shipped_recipes
     from prunekit.importance import GROUP_CRITERIA, UNSTRUCTURED_CRITERIA
     from prunekit.metrics import CORRUPTIONS
@@ -275,7 +275,7 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
         "criteria": [(n, "unstructured: " + UNSTRUCTURED_CRITERIA.meta(n).get("description", "")) for n in UNSTRUCTURED_CRITERIA.names()]
         + [(n, "structured (group): " + GROUP_CRITERIA.meta(n).get("description", "")) for n in GROUP_CRITERIA.names()],
         "schedules": [(n, "") for n in SCHEDULES.names()],
-        "methods": [(n, "") for n in METHODS.names()],
+        "methods": [(n, METHODS.meta(n)["description"]) for n in METHODS.names()],
         "corruptions": [(n, (CORRUPTIONS.get(n).__doc__ or "").strip().splitlines()[0]) for n in CORRUPTIONS.names()],
         "recipes": [(name, _first_comment(path)) for name, path in sorted(shipped_recipes().items())],
     }

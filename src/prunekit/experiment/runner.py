@@ -25,7 +25,7 @@ from prunekit.experiment.deploy_step import deploy_step
 from prunekit.experiment.env import environment
 from prunekit.experiment.evaluation import compare
 from prunekit.experiment.export_step import export_step
-from prunekit.experiment.methods import METHODS
+from prunekit.experiment.method_sections import METHODS
 from prunekit.experiment.recipe import Recipe
 from prunekit.experiment.rundir import RunDir, settings_hash
 from prunekit.masks import MaskSet
@@ -163,7 +163,7 @@ def prune_step(ctx: RunContext) -> MethodResult:
         return reused
     log.info("pruning: method %s", ctx.recipe.prune.method)
     start = time.perf_counter()
-    result = METHODS.get(ctx.recipe.prune.method)(ctx)
+    result = METHODS.get(ctx.recipe.prune.method).run(ctx)
     description = ctx.description
     if result.architecture is not None:
         description["architecture"] = result.architecture

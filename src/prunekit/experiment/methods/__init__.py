@@ -1,12 +1,9 @@
-"""Pruning methods a recipe can name (``prune.method``): each turns the dense model into a pruned one."""
+"""What each pruning method does in a run: ``run_<method>(ctx) -> MethodResult``.
 
-from collections.abc import Callable
+The methods themselves (name, recipe section, runner) are declared in
+:data:`prunekit.experiment.method_sections.METHODS`; this package holds the runners it names.
+"""
 
-from prunekit._registry import Registry
-from prunekit.experiment.context import MethodResult, RunContext
-
-METHODS: Registry[Callable[[RunContext], MethodResult]] = Registry("pruning method")
-
-from prunekit.experiment.methods import dst, gradual, lottery, nm, structured, unstructured  # noqa: E402,F401  (registration)
+from prunekit.experiment.method_sections import METHODS
 
 __all__ = ["METHODS"]

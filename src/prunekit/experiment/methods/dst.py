@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
-from prunekit.experiment.methods import METHODS
 from prunekit.masks import MaskSet
 from prunekit.training import fit
 from prunekit.training.dst import SET, DSTConfig, RigL
 
 
-@METHODS.register("dst")
 def run_dst(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     config = DSTConfig(**spec.model_dump(include=set(DSTConfig.model_fields)))

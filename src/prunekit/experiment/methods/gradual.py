@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
-from prunekit.experiment.methods import METHODS
 from prunekit.masks import MaskSet
 from prunekit.pruners.unstructured import UnstructuredConfig
 from prunekit.schedules import build_schedule
@@ -12,7 +11,6 @@ from prunekit.training import fit
 from prunekit.training.pruning_callbacks import GradualPruning
 
 
-@METHODS.register("gradual")
 def run_gradual(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     config = UnstructuredConfig(**spec.model_dump(include=set(UnstructuredConfig.model_fields)))

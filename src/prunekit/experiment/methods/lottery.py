@@ -5,13 +5,11 @@ from __future__ import annotations
 from prunekit._io import load_safetensors
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
-from prunekit.experiment.methods import METHODS
 from prunekit.masks import MaskSet
 from prunekit.training.lottery import LotteryConfig, run_lottery
 from prunekit.zoo import create_model
 
 
-@METHODS.register("lottery")
 def run_lottery_method(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     config = LotteryConfig(**spec.model_dump(include=set(LotteryConfig.model_fields) - {"train"}), train=ctx.recipe.train)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
-from prunekit.experiment.methods import METHODS
 from prunekit.masks import MaskSet
 from prunekit.pruners import UnstructuredConfig, prune_nm, prune_unstructured
 from prunekit.training import fit
 
 
-@METHODS.register("nm")
 def run_nm(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     main = "nm_permuted" if spec.permute else "nm_plain"

@@ -14,8 +14,8 @@ from typing import Any
 from torch import nn
 
 from prunekit.experiment.context import MethodResult, RunContext
-from prunekit.experiment.methods import METHODS
-from prunekit.experiment.recipe import SparsityLearning, StructuredMethod
+from prunekit.experiment.method_sections import StructuredSection
+from prunekit.training.sparsity import SparsityLearningConfig
 from prunekit.importance import make_criterion
 from prunekit.metrics import count_macs, count_parameters
 from prunekit.pruners.structured import StructuredConfig, StructuredPruner, layer_channels
@@ -29,7 +29,7 @@ def _label(criterion: str, allocation: str, learned: bool) -> str:
     return f"{criterion} ({allocation}{', after sparsity learning' if learned else ''})"
 
 
-def prune_variant(ctx: RunContext, spec: StructuredMethod, config: StructuredConfig, learn: SparsityLearning | None, folder: Path) -> tuple[nn.Module, list[dict[str, Any]]]:
+def prune_variant(ctx: RunContext, spec: StructuredSection, config: StructuredConfig, learn: SparsityLearningConfig | None, folder: Path) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Run all steps of one variant (resumably); returns the final model and one record per step.
 
     Activation criteria score every step on the calibration batches of step 0.
@@ -49,7 +49,6 @@ def prune_variant(ctx: RunContext, spec: StructuredMethod, config: StructuredCon
     return run.model, [asdict(r) for r in run.steps]
 
 
-@METHODS.register("structured")
 def run_structured(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     base = StructuredConfig(**spec.model_dump(include=set(StructuredConfig.model_fields)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
-from prunekit.experiment.methods import METHODS
 from prunekit.masks import MaskSet
 from prunekit.pruners.unstructured import UnstructuredConfig
 from prunekit.schedules import OneShot, build_schedule
@@ -15,7 +14,6 @@ def label(criterion: str, scope: str) -> str:
     return f"{criterion} ({scope})"
 
 
-@METHODS.register("unstructured")
 def run_unstructured(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     schedule = build_schedule(spec.schedule) if spec.schedule else OneShot(sparsity=spec.sparsity)
