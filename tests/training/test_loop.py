@@ -180,3 +180,21 @@ def test_non_finite_weights_stop_training_before_the_epoch_is_checkpointed(tmp_p
     with pytest.raises(TrainingDivergedError, match=r"parameter 0.weight became non-finite at epoch 1 \(step 32\)"):
         fit(_mlp(), Batches(x, y, 32), _cfg(), checkpoint=ckpt, callbacks=[_Poison(32)], progress=False)
     assert read_train_state(ckpt).epoch == 1  # the last good epoch
+
+
+def test_fit_reseeds_each_epoch_and_gives_the_callers_rng_back():
+    x, y = blobs()
+    weights = []
+    for caller_seed in (0, 123):  # dropout draws from the reseeded global RNG, not the caller's stream
+        model = _mlp()
+        torch.manual_seed(caller_seed)
+        before = torch.get_rng_state()
+        fit(model, Batches(x, y, 32), _cfg(epochs=2), progress=False)
+        assert torch.equal(torch.get_rng_state(), before)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    model = _mlp()
+    before = torch.get_rng_state()
+    with pytest.raises(_Interrupt):  # also when training stops with an error
+        fit(model, Batches(x, y, 32), _cfg(epochs=2), callbacks=[_KillAfter(1)], progress=False)
+    assert torch.equal(torch.get_rng_state(), before)

@@ -6,7 +6,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,28 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
 
 
+@contextmanager
+def _run_rng(device: torch.device) -> Iterator[Callable[[int], None]]:
+    """Yield ``seed(n)`` for the global generators a run on ``device`` draws from (the CPU's, and that
+    GPU's) and give them back their caller's states on exit.
+
+    Dropout and data augmentation draw from these global generators (torch offers no per-call
+    generator for them), so each epoch still reseeds them, as ``torch.manual_seed`` did.
+    """
+    accelerator = [device] if device.type in ("cuda", "mps") else []
+
+    def seed(n: int) -> None:
+        torch.default_generator.manual_seed(n)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(n)
+        elif device.type == "mps":
+            torch.mps.manual_seed(n)
+
+    with torch.random.fork_rng(devices=accelerator, device_type=device.type if accelerator else "cuda"):
+        yield seed
+
+
 def fit(
     model: nn.Module,
     train: Batches,
@@ -62,6 +85,8 @@ def fit(
 
     ``train`` is any re-iterable of ``(inputs, labels)`` with ``len()``; if it has ``set_epoch(e)``
     it is called before each epoch so data order depends only on the epoch (exact resume).
+    Each epoch reseeds torch's global RNG from ``config.seed`` (dropout, augmentation); the
+    caller's RNG state is restored when ``fit`` returns.
     When ``checkpoint`` names an existing file from the same run, training continues after its
     last completed epoch and ends with the same result as an uninterrupted run; a damaged one
     (unreadable, not a training checkpoint) is reported as a warning and training starts over.
@@ -73,30 +98,31 @@ def fit(
     steps_per_epoch = len(train)  # type: ignore[arg-type]
     if steps_per_epoch == 0:
         raise ValueError("the training data yields no batches; check the dataset and batch size")
-    trainer = Trainer(model, config, steps_per_epoch, device)
-    result = TrainResult()
-    if checkpoint is not None and Path(checkpoint).exists():
-        trainer = _resume(trainer, Path(checkpoint), callbacks, result, description)
-    for cb in callbacks:
-        cb.on_train_start(trainer)
-    with make_progress(progress) as bar:
-        task = bar.add_task(description, total=trainer.total_steps, completed=trainer.state.step, status="")
-        while trainer.state.step < trainer.total_steps:
-            record = _run_epoch(trainer, train, callbacks, bar, task, description)
-            _check_finite_weights(trainer, description)
-            if val is not None and config.eval_every_epochs and (trainer.state.epoch % config.eval_every_epochs == 0 or trainer.state.step >= trainer.total_steps):
-                ev = evaluate(model, val, device=device)
-                record.update(val_accuracy=ev.accuracy, val_loss=ev.loss)
-            for cb in callbacks:
-                cb.on_epoch_end(trainer, trainer.state.epoch - 1, record)
-            result.history.append(record)
-            bar.update(task, status=_status(record))
-            done = trainer.state.step >= trainer.total_steps
-            if checkpoint is not None and (done or trainer.state.epoch % config.checkpoint_every_epochs == 0):
-                trainer.state.extra = {"history": result.history, "callbacks": [cb.state_dict() for cb in callbacks]}
-                save_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler, trainer.state)
-    for cb in callbacks:
-        cb.on_train_end(trainer)
+    with _run_rng(device) as seed:  # the caller's global RNG comes back when training ends
+        trainer = Trainer(model, config, steps_per_epoch, device)
+        result = TrainResult()
+        if checkpoint is not None and Path(checkpoint).exists():
+            trainer = _resume(trainer, Path(checkpoint), callbacks, result, description)
+        for cb in callbacks:
+            cb.on_train_start(trainer)
+        with make_progress(progress) as bar:
+            task = bar.add_task(description, total=trainer.total_steps, completed=trainer.state.step, status="")
+            while trainer.state.step < trainer.total_steps:
+                record = _run_epoch(trainer, train, callbacks, bar, task, description, seed)
+                _check_finite_weights(trainer, description)
+                if val is not None and config.eval_every_epochs and (trainer.state.epoch % config.eval_every_epochs == 0 or trainer.state.step >= trainer.total_steps):
+                    ev = evaluate(model, val, device=device)
+                    record.update(val_accuracy=ev.accuracy, val_loss=ev.loss)
+                for cb in callbacks:
+                    cb.on_epoch_end(trainer, trainer.state.epoch - 1, record)
+                result.history.append(record)
+                bar.update(task, status=_status(record))
+                done = trainer.state.step >= trainer.total_steps
+                if checkpoint is not None and (done or trainer.state.epoch % config.checkpoint_every_epochs == 0):
+                    trainer.state.extra = {"history": result.history, "callbacks": [cb.state_dict() for cb in callbacks]}
+                    save_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler, trainer.state)
+        for cb in callbacks:
+            cb.on_train_end(trainer)
     result.steps = trainer.state.step
     return result
 
@@ -131,9 +157,10 @@ def _check_finite_weights(trainer: Trainer, description: str) -> None:
         raise _diverged(description, f"parameter {bad} became non-finite", trainer.state.epoch - 1, trainer.state.step)
 
 
-def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], bar: Any, task: Any, description: str) -> dict[str, Any]:
+def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], bar: Any, task: Any, description: str,
+               seed: Callable[[int], None]) -> dict[str, Any]:
     model, cfg, epoch = trainer.model, trainer.config, trainer.state.epoch
-    torch.manual_seed(epoch_seed(cfg.seed, epoch))
+    seed(epoch_seed(cfg.seed, epoch))
     if hasattr(train, "set_epoch"):
         train.set_epoch(epoch)
     for cb in callbacks:
