@@ -22,7 +22,7 @@ from prunekit._settings import MAX_BATCH, MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, shorten
 from prunekit.experiment.method_sections import METHODS
 from prunekit.experiment.overrides import apply_overrides
-from prunekit.experiment.recipe_base import ALLOW_CODE, DataSpec, EvaluateSpec, ModelSpec
+from prunekit.experiment.recipe_base import ALLOW_CODE, DataSection, EvaluateSection, ModelSection
 from prunekit.experiment.recipe_file import parse_yaml, read_recipe_text
 from prunekit.training.config import TrainConfig
 
@@ -87,14 +87,14 @@ class Recipe(Settings):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME, description="used in the run directory's name")
     seed: Seed = 0
     device: str = Field("cpu", description="cpu, cuda, cuda:N or mps (must be available)")
-    model: ModelSpec
-    data: DataSpec
+    model: ModelSection
+    data: DataSection
     train: TrainConfig = Field(TrainConfig(), description="dense training (and each lottery round)")
     prune: PruneSection
     compress: CompressSection | None = None
     export: ExportSection | None = None
     deploy: DeploySection | None = None
-    evaluate: EvaluateSpec = EvaluateSpec()
+    evaluate: EvaluateSection = EvaluateSection()
 
     @field_validator("device")
     @classmethod
@@ -169,6 +169,7 @@ _RENAMED = {
     "UnstructuredMethod": "UnstructuredSection", "GradualMethod": "GradualSection", "LotteryMethod": "LotterySection",
     "NMMethod": "NMSection", "StructuredMethod": "StructuredSection", "DSTMethod": "DSTSection", "PruneMethod": "PruneSection",
 }
+_RENAMED_BASE = {"ModelSpec": ModelSection, "DataSpec": DataSection, "EvaluateSpec": EvaluateSection}
 
 
 def __getattr__(name: str) -> Any:
@@ -179,6 +180,10 @@ def __getattr__(name: str) -> Any:
         warnings.warn("prunekit.experiment.recipe.SparsityLearning is deprecated; use prunekit.training.SparsityLearningConfig",
                       DeprecationWarning, stacklevel=2)
         return SparsityLearningConfig
+    if name in _RENAMED_BASE:
+        new_class = _RENAMED_BASE[name]
+        warnings.warn(f"{name} is deprecated; use prunekit.experiment.recipe_base.{new_class.__name__}", DeprecationWarning, stacklevel=2)
+        return new_class
     if name in _RENAMED:
         from prunekit.experiment import method_sections
 

@@ -12,7 +12,7 @@ from prunekit._settings import MAX_BATCH, MAX_COUNT, Settings
 ALLOW_CODE = "allow_code"
 
 
-class ModelSpec(Settings):
+class ModelSection(Settings):
     """Which model to prune: a zoo name (``prunekit list models``), ``timm/<name>``, or your own
     ``package.module:factory`` (called with ``num_classes``, ``input_shape`` and ``kwargs``)."""
 
@@ -38,7 +38,7 @@ class ModelSpec(Settings):
         return name
 
 
-class DataSpec(Settings):
+class DataSection(Settings):
     """Which dataset and how to batch it (``prunekit list datasets``)."""
 
     name: str
@@ -57,7 +57,7 @@ class DataSpec(Settings):
         return DATASETS.check(name)
 
 
-class EvaluateSpec(Settings):
+class EvaluateSection(Settings):
     """What the evaluation step measures besides accuracy, size and MACs."""
 
     latency: bool = True
