@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from prunekit._version import __version__
 
-from prunekit.compression import CompressionSpec, compress_model, decompress_file, load_compressed_into, quantize_model
+from prunekit.compression import CompressionConfig, compress_model, decompress_file, load_compressed_into, quantize_model, share_weights
 from prunekit.deployment import deploy, export_onnx, quantize_int8
 from prunekit.errors import ConfigError, DataError, PrunekitError
 from prunekit.experiment.recipe import Recipe, load_recipe
@@ -30,11 +30,21 @@ from prunekit.training import SparsityLearningConfig, StructuredFinetuneResult, 
 from prunekit.zoo import create_model, get_loaders, list_datasets, list_models
 
 __all__ = [
-    "CompressionSpec", "ConfigError", "DataError", "MaskSet", "NMPruner", "Objective", "Plan", "Pruner", "PrunekitError", "Recipe",
+    "CompressionConfig", "ConfigError", "DataError", "MaskSet", "NMPruner", "Objective", "Plan", "Pruner", "PrunekitError", "Recipe",
     "Calibration", "SparsityLearningConfig", "StructuredConfig", "StructuredFinetuneResult", "StructuredPruner", "StructuredStepResult",
     "TrainConfig", "collect_calibration", "prune_finetune_structured", "UnstructuredConfig", "UnstructuredPruner", "prune_nm", "prune_structured",
     "build_schedule", "compare_latency", "compress_model", "count_macs", "count_parameters", "create_model",
     "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
-    "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "size_on_disk", "strip", "to_torch_prune",
+    "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "share_weights", "size_on_disk", "strip", "to_torch_prune",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Old names kept for one release: ``CompressionSpec`` is :class:`CompressionConfig`."""
+    if name == "CompressionSpec":
+        import warnings
+
+        warnings.warn("CompressionSpec is deprecated; use CompressionConfig", DeprecationWarning, stacklevel=2)
+        return CompressionConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prunekit.compression import CompressionSpec, compress_model, decode_compressed
+from prunekit.compression import CompressionConfig, compress_model, decode_compressed
 from prunekit.compression import packed
 from prunekit.compression.schema import MAX_NUMEL
 from prunekit.errors import CheckpointError, ConfigError
@@ -30,7 +30,7 @@ def _file(tmp_path_factory: pytest.TempPathFactory, huffman: bool) -> bytes:
     torch.manual_seed(3)
     model = prune_(TinyMLP((6, 5, 3)), 0.5)
     path = tmp_path_factory.mktemp("hostile") / "s.pkdc"
-    compress_model(model, path, CompressionSpec(fc_bits=2, fc_index_bits=2, huffman=huffman))
+    compress_model(model, path, CompressionConfig(fc_bits=2, fc_index_bits=2, huffman=huffman))
     return path.read_bytes()
 
 

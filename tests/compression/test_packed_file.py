@@ -19,7 +19,7 @@ from torch import nn
 
 from prunekit.compression import (
     FORMAT_VERSION,
-    CompressionSpec,
+    CompressionConfig,
     attach_weight_sharing,
     compress_model,
     decode_compressed,
@@ -44,7 +44,7 @@ def _assert_state_equal(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("huffman", [True, False])
 def test_decompression_is_bit_identical_to_the_in_memory_quantized_model(tmp_path, huffman):
     model = trained_bn_(prune_(TinyConvNet(), 0.8))
-    spec = CompressionSpec(conv_bits=4, fc_bits=3, conv_index_bits=3, fc_index_bits=2, huffman=huffman)
+    spec = CompressionConfig(conv_bits=4, fc_bits=3, conv_index_bits=3, fc_index_bits=2, huffman=huffman)
     result = share_weights(model, spec)
     report = compress_model(model, tmp_path / "m.pkdc", quantization=result, metadata={"run": "t1"})
     state, meta = decompress_file(tmp_path / "m.pkdc")
@@ -73,7 +73,7 @@ def test_compress_without_quantization_leaves_model_alone_and_reencodes_lossless
 
 def test_compress_reads_attached_weight_sharing_and_rejects_stale_records(tmp_path):
     model = prune_(TinyMLP(), 0.5)
-    handle = attach_weight_sharing(model, CompressionSpec(fc_bits=3))
+    handle = attach_weight_sharing(model, CompressionConfig(fc_bits=3))
     with torch.no_grad():
         for cb in handle.codebooks():
             cb.mul_(1.5)  # "fine-tuned"
@@ -103,7 +103,7 @@ def test_random_sparse_tensors_round_trip_exactly(tmp_path, shape, density, bits
     layer = nn.Linear(1, 1)
     layer.weight = nn.Parameter(w)
     layer.bias = None
-    spec = CompressionSpec(fc_bits=bits, fc_index_bits=index_bits, huffman=huffman)
+    spec = CompressionConfig(fc_bits=bits, fc_index_bits=index_bits, huffman=huffman)
     result = share_weights(layer, spec)
     compress_model(layer, tmp_path / "r.pkdc", quantization=result)
     content = read_compressed(tmp_path / "r.pkdc")
@@ -115,7 +115,7 @@ def test_random_sparse_tensors_round_trip_exactly(tmp_path, shape, density, bits
 def test_16_bit_codebooks_round_trip(tmp_path):
     model = nn.Linear(300, 300)
     prune_(model, 0.2)
-    result = share_weights(model, CompressionSpec(fc_bits=16, fc_index_bits=2))
+    result = share_weights(model, CompressionConfig(fc_bits=16, fc_index_bits=2))
     assert result["weight"].n_clusters > 65536 // 2
     compress_model(model, tmp_path / "w.pkdc", quantization=result)
     state, _ = decompress_file(tmp_path / "w.pkdc")
@@ -126,7 +126,7 @@ def test_empty_and_dense_layers_and_float16_extras(tmp_path):
     model = TinyMLP((6, 5, 3))
     with torch.no_grad():
         model[0].weight.zero_()
-    compress_model(model, tmp_path / "e.pkdc", CompressionSpec(extras_precision="float16"))
+    compress_model(model, tmp_path / "e.pkdc", CompressionConfig(extras_precision="float16"))
     state, meta = decompress_file(tmp_path / "e.pkdc")
     assert meta["layers"]["0.weight"]["nnz"] == 0 and torch.equal(state["0.weight"], torch.zeros(5, 6))
     assert meta["layers"]["2.weight"]["nnz"] == 15
@@ -137,7 +137,7 @@ def test_empty_and_dense_layers_and_float16_extras(tmp_path):
 def _small_file(tmp_path) -> bytes:
     torch.manual_seed(3)
     model = prune_(TinyMLP((6, 5, 3)), 0.5)
-    compress_model(model, tmp_path / "s.pkdc", CompressionSpec(fc_bits=2, fc_index_bits=2))
+    compress_model(model, tmp_path / "s.pkdc", CompressionConfig(fc_bits=2, fc_index_bits=2))
     return (tmp_path / "s.pkdc").read_bytes()
 
 
@@ -235,7 +235,7 @@ def test_load_into_parametrized_or_mismatched_model_is_refused(tmp_path):
 
 def test_report_accounting(tmp_path):
     model = trained_bn_(prune_(TinyConvNet(), 0.9))
-    spec = CompressionSpec(conv_bits=4, fc_bits=3, fc_index_bits=3)
+    spec = CompressionConfig(conv_bits=4, fc_bits=3, fc_index_bits=3)
     report = compress_model(model, tmp_path / "m.pkdc", spec)
     fc = next(a for a in report.layers if a.name == "classifier.weight")
     assert fc.numel == 2880 and fc.nnz == (model.classifier.weight != 0).sum().item()
@@ -258,7 +258,7 @@ def test_report_accounting(tmp_path):
 
 def test_spec_round_trips_through_the_header_with_override_order(tmp_path):
     model = prune_(TinyConvNet(), 0.5)
-    spec = CompressionSpec(overrides={"features.*": 3, "features.0.*": 6}, huffman=False)
+    spec = CompressionConfig(overrides={"features.*": 3, "features.0.*": 6}, huffman=False)
     compress_model(model, tmp_path / "m.pkdc", spec)
     content = read_compressed(tmp_path / "m.pkdc")
     assert content.quantization.spec == spec

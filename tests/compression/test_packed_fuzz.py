@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from prunekit.compression import CompressionSpec, compress_model
+from prunekit.compression import CompressionConfig, compress_model
 from prunekit.compression import packed
 
 from .helpers import TinyMLP, prune_
@@ -24,7 +24,7 @@ def _files(tmp_path) -> dict[str, bytes]:
     for huffman in (True, False):
         torch.manual_seed(3)
         model = prune_(TinyMLP((6, 5, 3)), 0.5)
-        compress_model(model, tmp_path / "f.pkdc", CompressionSpec(fc_bits=2, fc_index_bits=2, huffman=huffman))
+        compress_model(model, tmp_path / "f.pkdc", CompressionConfig(fc_bits=2, fc_index_bits=2, huffman=huffman))
         out[f"{'huffman' if huffman else 'fixed'}-v2"] = (tmp_path / "f.pkdc").read_bytes()
     header, sections = packed.unpack(out["huffman-v2"])
     del header["sections"]

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunekit.compression import (
-    CompressionSpec,
+    CompressionConfig,
     attach_weight_sharing,
     quantize_model,
     quantize_tensor,
@@ -25,7 +25,7 @@ from .helpers import TinyConvNet, TinyMLP, prune_
 def test_zeros_stay_zero_and_codebook_sizes_follow_the_spec():
     model = prune_(TinyConvNet(), 0.6)
     zeros = {n: (p == 0) for n, p in model.named_parameters() if p.dim() > 1}
-    result = share_weights(model, CompressionSpec(conv_bits=3, fc_bits=2))
+    result = share_weights(model, CompressionConfig(conv_bits=3, fc_bits=2))
     assert set(result.layers) == set(zeros)
     for name, p in model.named_parameters():
         if name in zeros:
@@ -40,7 +40,7 @@ def test_zeros_stay_zero_and_codebook_sizes_follow_the_spec():
 def test_overrides_first_match_wins_and_exclude_leaves_weights_alone():
     model = prune_(TinyConvNet(), 0.5)
     before = model.features[3].weight.detach().clone()
-    spec = CompressionSpec(overrides={"features.0.*": 2, "features.*": 6}, exclude=("features.3.weight",))
+    spec = CompressionConfig(overrides={"features.0.*": 2, "features.*": 6}, exclude=("features.3.weight",))
     result = share_weights(model, spec)
     assert result["features.0.weight"].bits == 2 and result["features.0.weight"].n_clusters <= 4
     assert result["classifier.weight"].bits == 5
@@ -55,8 +55,8 @@ def test_overrides_first_match_wins_and_exclude_leaves_weights_alone():
 def test_apply_false_leaves_model_untouched_and_is_deterministic():
     model = prune_(TinyMLP(), 0.5)
     before = copy.deepcopy(model.state_dict())
-    a = share_weights(model, CompressionSpec(init="random", seed=3), apply=False)
-    b = share_weights(model, CompressionSpec(init="random", seed=3), apply=False)
+    a = share_weights(model, CompressionConfig(init="random", seed=3), apply=False)
+    b = share_weights(model, CompressionConfig(init="random", seed=3), apply=False)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     for name in a.layers:
         assert torch.equal(a[name].codebook, b[name].codebook) and torch.equal(a[name].indices, b[name].indices)
@@ -77,7 +77,7 @@ def test_codebook_gradient_is_the_sum_of_weight_gradients_per_cluster():
     torch.manual_seed(0)
     model = prune_(TinyConvNet(), 0.5)
     reference = copy.deepcopy(model)
-    result = share_weights(reference, CompressionSpec(conv_bits=3, fc_bits=3))  # plain, shared values
+    result = share_weights(reference, CompressionConfig(conv_bits=3, fc_bits=3))  # plain, shared values
     handle = attach_weight_sharing(model, result)
     x = torch.randn(4, 3, 8, 8)
     assert torch.equal(model(x), reference(x))
@@ -95,7 +95,7 @@ def test_only_codebooks_train_and_zeros_stay_zero_through_fine_tuning():
     torch.manual_seed(1)
     model = prune_(TinyMLP((12, 10, 4)), 0.7)
     zeros = {n: p == 0 for n, p in model.named_parameters() if p.dim() > 1}
-    handle = attach_weight_sharing(model, CompressionSpec(fc_bits=2))
+    handle = attach_weight_sharing(model, CompressionConfig(fc_bits=2))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"0.bias", "2.bias", "0.parametrizations.weight.0.codebook", "2.parametrizations.weight.0.codebook"}
     before = {n: cb.detach().clone() for n, cb in zip(handle.shared, handle.codebooks())}
@@ -135,9 +135,19 @@ def test_attach_refuses_twice_and_share_weights_refuses_parametrized_weights():
 def test_quantize_model_is_a_deprecated_alias_of_share_weights():
     model, alias = prune_(TinyMLP(), 0.5), prune_(TinyMLP(), 0.5)
     alias.load_state_dict(model.state_dict())
-    expected = share_weights(model, CompressionSpec(fc_bits=3))
+    expected = share_weights(model, CompressionConfig(fc_bits=3))
     with pytest.deprecated_call(match="share_weights"):
-        result = quantize_model(alias, CompressionSpec(fc_bits=3))
+        result = quantize_model(alias, CompressionConfig(fc_bits=3))
     assert set(result.layers) == set(expected.layers)
     assert all(torch.equal(result[n].dense(), expected[n].dense()) for n in expected.layers)
     assert all(torch.equal(a, b) for a, b in zip(alias.state_dict().values(), model.state_dict().values()))
+
+
+def test_compression_spec_is_the_deprecated_name_of_compression_config() -> None:
+    import prunekit
+    from prunekit import compression
+    from prunekit.compression import spec as spec_module
+
+    for module in (prunekit, compression, spec_module):
+        with pytest.warns(DeprecationWarning, match="CompressionConfig"):
+            assert module.CompressionSpec is CompressionConfig

@@ -2,9 +2,9 @@
 
 Typical use on a pruned model::
 
-    from prunekit.compression import CompressionSpec, attach_weight_sharing, compress_model
+    from prunekit.compression import CompressionConfig, attach_weight_sharing, compress_model
 
-    spec = CompressionSpec(conv_bits=8, fc_bits=5)
+    spec = CompressionConfig(conv_bits=8, fc_bits=5)
     handle = attach_weight_sharing(model, spec)      # k-means; codebooks become the trainable tensors
     ...                                              # fine-tune with any optimizer / train loop
     handle.strip()                                   # plain weights = shared values
@@ -36,13 +36,13 @@ from prunekit.compression.sharing import (
     attach_weight_sharing,
     strip_weight_sharing,
 )
-from prunekit.compression.spec import CompressionSpec
+from prunekit.compression.spec import CompressionConfig
 
 __all__ = [
     "FORMAT_VERSION",
     "CompressedModel",
     "CompressionReport",
-    "CompressionSpec",
+    "CompressionConfig",
     "HuffmanCode",
     "LayerAccount",
     "QuantizationResult",
@@ -61,3 +61,13 @@ __all__ = [
     "share_weights",
     "strip_weight_sharing",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Old names kept for one release: ``CompressionSpec`` is :class:`CompressionConfig`."""
+    if name == "CompressionSpec":
+        import warnings
+
+        warnings.warn("CompressionSpec is deprecated; use CompressionConfig", DeprecationWarning, stacklevel=2)
+        return CompressionConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

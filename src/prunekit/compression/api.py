@@ -22,7 +22,7 @@ from prunekit.compression.codec import decode_layer, decode_raw, encode_layer, e
 from prunekit.compression.quantize import QuantizationResult, share_weights
 from prunekit.compression.report import CompressionReport
 from prunekit.compression.schema import FORMAT_NAME, check_header, check_writable
-from prunekit.compression.spec import CompressionSpec
+from prunekit.compression.spec import CompressionConfig
 from prunekit.errors import CheckpointError, ConfigError, StructureError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class CompressedModel:
 def compress_model(
     model: nn.Module,
     path: str | os.PathLike[str],
-    spec: CompressionSpec | Mapping | None = None,
+    spec: CompressionConfig | Mapping | None = None,
     quantization: QuantizationResult | None = None,
     *,
     metadata: Mapping[str, Any] | None = None,
@@ -64,7 +64,7 @@ def compress_model(
     """
     if spec is None and quantization is not None:
         spec = quantization.spec
-    spec = CompressionSpec.parse(spec)  # type: ignore[arg-type]
+    spec = CompressionConfig.parse(spec)  # type: ignore[arg-type]
     tensors = effective_state(model)
     check_writable(tensors)
     if quantization is None:
@@ -132,7 +132,7 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedModel:
     header, sections = packed.unpack(data, source=source)
     check_header(header, sections, source)
     try:
-        spec = CompressionSpec.model_validate(header["spec"])
+        spec = CompressionConfig.model_validate(header["spec"])
     except ValidationError as exc:
         raise CheckpointError(f"{source}: header: spec is not a valid compression spec ({exc}); re-create the file") from exc
     layers = {e["name"]: _decode(decode_layer, e, sections, source) for e in header["layers"]}

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from prunekit.compression.kmeans import kmeans_1d, layer_seed
-from prunekit.compression.spec import MAX_BITS, CompressionSpec, LayerKind, iter_targets
+from prunekit.compression.spec import MAX_BITS, CompressionConfig, LayerKind, iter_targets
 from prunekit.errors import ConfigError, StructureError
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class QuantizationResult:
     """Per-layer weight-sharing records, keyed by parameter name, plus the spec that made them."""
 
     layers: dict[str, QuantizedLayer]
-    spec: CompressionSpec = field(default_factory=CompressionSpec)
+    spec: CompressionConfig = field(default_factory=CompressionConfig)
 
     def __getitem__(self, name: str) -> QuantizedLayer:
         return self.layers[name]
@@ -128,14 +128,14 @@ def quantize_tensor(
     return QuantizedLayer(name, kind, tuple(w.shape), w.dtype, int(bits), codebook, indices, mask.reshape(w.shape))
 
 
-def share_weights(model: nn.Module, spec: CompressionSpec | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:
+def share_weights(model: nn.Module, spec: CompressionConfig | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:
     """Weight-share (k-means) every conv/linear weight the spec selects.
 
     With ``apply`` (default) each weight is replaced in place by its shared values; the model must
     then hold plain weights (strip parametrizations such as masks first). With ``apply=False`` the
     model is untouched. For centroid fine-tuning use :func:`attach_weight_sharing` instead.
     """
-    spec = CompressionSpec.parse(spec)  # type: ignore[arg-type]
+    spec = CompressionConfig.parse(spec)  # type: ignore[arg-type]
     layers: dict[str, QuantizedLayer] = {}
     for name, module, kind in iter_targets(model, spec):
         layer = quantize_tensor(
@@ -156,7 +156,7 @@ def share_weights(model: nn.Module, spec: CompressionSpec | Mapping | None = Non
     return result
 
 
-def quantize_model(model: nn.Module, spec: CompressionSpec | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:
+def quantize_model(model: nn.Module, spec: CompressionConfig | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:
     """Deprecated name of :func:`share_weights` (k-means weight sharing, not int8 quantization)."""
     warnings.warn(
         "quantize_model is deprecated and will be removed in the next release; use share_weights "

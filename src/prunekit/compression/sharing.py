@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 from prunekit import _parametrize
 
 from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, resolve_parameter, share_weights
-from prunekit.compression.spec import CompressionSpec
+from prunekit.compression.spec import CompressionConfig
 from prunekit.errors import StructureError
 
 
@@ -27,11 +27,11 @@ class SharedWeight(nn.Module):
     """Parametrization ``weight = codebook[index]`` where the mask is set, else exactly ``0``."""
 
     def __init__(
-        self, layer: QuantizedLayer, device: torch.device | str | None = None, spec: CompressionSpec | None = None
+        self, layer: QuantizedLayer, device: torch.device | str | None = None, spec: CompressionConfig | None = None
     ) -> None:
         super().__init__()
         self.name = layer.name
-        self.spec = spec if spec is not None else CompressionSpec()
+        self.spec = spec if spec is not None else CompressionConfig()
         self.original_requires_grad = True  # restored on strip
         self.shape = tuple(layer.shape)
         self.codebook = nn.Parameter(layer.codebook.detach().to(device, torch.float32).clone())
@@ -55,7 +55,7 @@ class WeightSharingHandle:
 
     model: nn.Module
     shared: dict[str, SharedWeight]
-    spec: CompressionSpec
+    spec: CompressionConfig
 
     def codebooks(self) -> Iterator[nn.Parameter]:
         """The trainable codebooks (e.g. to build an optimizer over centroids only)."""
@@ -71,18 +71,18 @@ class WeightSharingHandle:
 
 
 def attach_weight_sharing(
-    model: nn.Module, spec: CompressionSpec | QuantizationResult | Mapping | None = None
+    model: nn.Module, spec: CompressionConfig | QuantizationResult | Mapping | None = None
 ) -> WeightSharingHandle:
     """Replace each selected weight by a :class:`SharedWeight` parametrization.
 
-    ``spec`` is a :class:`CompressionSpec` (k-means runs now on the current weights) or a
+    ``spec`` is a :class:`CompressionConfig` (k-means runs now on the current weights) or a
     :class:`QuantizationResult` from :func:`share_weights`. The original weights are frozen
     (``requires_grad=False``) until :func:`strip_weight_sharing`.
     """
     if isinstance(spec, QuantizationResult):
         result = spec
     else:
-        result = share_weights(model, CompressionSpec.parse(spec), apply=False)  # type: ignore[arg-type]
+        result = share_weights(model, CompressionConfig.parse(spec), apply=False)  # type: ignore[arg-type]
     shared: dict[str, SharedWeight] = {}
     for name, layer in result.layers.items():
         module, pname = resolve_parameter(model, name)
@@ -107,7 +107,7 @@ def strip_weight_sharing(model: nn.Module) -> QuantizationResult:
     the shared values, whose zeros are exact). Returns the final records.
     """
     layers: dict[str, QuantizedLayer] = {}
-    spec: CompressionSpec | None = None
+    spec: CompressionConfig | None = None
     for mod_name, module in list(model.named_modules()):
         if not parametrize.is_parametrized(module):
             continue
@@ -120,4 +120,4 @@ def strip_weight_sharing(model: nn.Module) -> QuantizationResult:
             spec = spec or shared.spec
             _parametrize.remove(module, pname, leave_parametrized=True)
             getattr(module, pname).requires_grad_(shared.original_requires_grad)
-    return QuantizationResult(layers, spec or CompressionSpec())
+    return QuantizationResult(layers, spec or CompressionConfig())

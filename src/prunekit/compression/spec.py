@@ -1,10 +1,12 @@
-"""What to compress and how: :class:`CompressionSpec` and the weights it quantizes."""
+"""What to compress and how: :class:`CompressionConfig` and the weights it quantizes."""
 
 from __future__ import annotations
 
+import warnings
+
 import fnmatch
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from torch import nn
@@ -20,7 +22,7 @@ LAYER_KINDS = COMPRESSION_KINDS
 MAX_BITS = 16  # codebook indices are stored as uint16
 
 
-class CompressionSpec(Settings):
+class CompressionConfig(Settings):
     """Settings for weight sharing and packing (Deep Compression defaults: conv 8 bits, fc 5 bits).
 
     ``overrides`` maps shell-style patterns over parameter names (``"features.0.weight"``,
@@ -53,7 +55,7 @@ class CompressionSpec(Settings):
         return value
 
     @classmethod
-    def parse(cls, data: dict | CompressionSpec | None) -> CompressionSpec:
+    def parse(cls, data: dict | CompressionConfig | None) -> CompressionConfig:
         """Build a spec from a dict (or pass one through), as :class:`ConfigError` on bad values."""
         if data is None:
             return cls()
@@ -85,7 +87,7 @@ def layer_kind(module: nn.Module) -> LayerKind | None:
     return record.compression if record is not None else None
 
 
-def iter_targets(model: nn.Module, spec: CompressionSpec) -> Iterator[tuple[str, nn.Module, LayerKind]]:
+def iter_targets(model: nn.Module, spec: CompressionConfig) -> Iterator[tuple[str, nn.Module, LayerKind]]:
     """``(parameter name, module, kind)`` for every weight the spec quantizes, in module order.
 
     Patterns in ``overrides`` and ``exclude`` that match no candidate weight raise
@@ -106,3 +108,11 @@ def iter_targets(model: nn.Module, spec: CompressionSpec) -> Iterator[tuple[str,
     for item in found:
         if not spec.excludes(item[0]):
             yield item
+
+
+def __getattr__(name: str) -> Any:
+    """``CompressionSpec``, the old name of :class:`CompressionConfig`, for one release."""
+    if name == "CompressionSpec":
+        warnings.warn("CompressionSpec is deprecated; use CompressionConfig", DeprecationWarning, stacklevel=2)
+        return CompressionConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from prunekit._parametrize import plain_copy
-from prunekit.compression import CompressionSpec, attach_weight_sharing, compress_model, load_compressed_into, share_weights
+from prunekit.compression import CompressionConfig, attach_weight_sharing, compress_model, load_compressed_into, share_weights
 from prunekit.errors import CheckpointError
 from prunekit.experiment.artifacts import build_model
 from prunekit.experiment.context import RunContext
@@ -32,7 +32,7 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
         return saved
     log.info("compress: weight sharing (conv %d bits, fc %d bits)%s", section.conv_bits, section.fc_bits,
              ", fine-tuning centroids" if section.finetune else "")
-    spec = CompressionSpec(**section.model_dump(exclude={"finetune"}))
+    spec = CompressionConfig(**section.model_dump(exclude={"finetune"}))
     model = plain_copy(pruned)
     if section.finetune is not None:
         handle = attach_weight_sharing(model, spec)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
-from prunekit.compression import CompressionSpec
+from prunekit.compression import CompressionConfig
 from prunekit.deployment.sparse import DeployConfig
 from prunekit._settings import MAX_BATCH, MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, shorten
@@ -36,7 +36,7 @@ def method_names() -> list[str]:
     return [name for name, _ in METHODS.items()]
 
 
-class CompressSection(CompressionSpec):
+class CompressSection(CompressionConfig):
     """Deep Compression of the pruned model: k-means weight sharing (bits per layer kind), optional
     centroid fine-tuning (``finetune``), relative indices and Huffman coding into ``compressed.pkdc``."""
 
