@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from prunekit._settings import Seed, Settings
+from prunekit._settings import Settings
 from prunekit._parametrize import plain_copy
 from prunekit.deployment.sparse_modules import Layout, SparseConv1x1, SparseLinear
 from prunekit.metrics import compare_latency

@@ -20,7 +20,7 @@ from prunekit.layer_kinds import kind_of
 from prunekit.structured.fields import TensorInfo
 from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.ops import op_name
-from prunekit.structured.trace import TensorMeta
+from prunekit.structured.values import TensorMeta
 
 _MATMUL = {"matmul", "bmm", "mm", "baddbmm", "addmm"}
 

@@ -16,7 +16,8 @@ from prunekit.structured.einsum import Letters, einsum_fields
 from prunekit.structured.fields import Field, IdSpace, TensorInfo
 from prunekit.structured.ops import OP_RULES, op_name
 from prunekit.structured.shapes import Site, guard_site, size_dependencies
-from prunekit.structured.trace import TensorMeta, Trace
+from prunekit.structured.trace import Trace
+from prunekit.structured.values import TensorMeta
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 from torch import fx
 
 from prunekit.structured.fields import Field, TensorInfo
-from prunekit.structured.trace import TensorMeta, TracedInt
+from prunekit.structured.values import TensorMeta, TracedInt
 
 AttrKey = tuple[str, str, int | None]
 

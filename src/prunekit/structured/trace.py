@@ -33,49 +33,7 @@ from torch.fx._symbolic_trace import _orig_module_getattr
 from torch.fx.proxy import Attribute, Proxy
 
 from prunekit.errors import StructureError
-
-
-class TracedInt(int):
-    """An ``int`` read from a module attribute during tracing: ``owner.attr`` (or ``owner.attr[index]``)."""
-
-    owner: str
-    attr: str
-    index: int | None
-
-    def __new__(cls, value: int, owner: str, attr: str, index: int | None = None) -> TracedInt:
-        obj = super().__new__(cls, value)
-        obj.owner, obj.attr, obj.index = owner, attr, index
-        return obj
-
-    @property
-    def key(self) -> tuple[str, str, int | None]:
-        return (self.owner, self.attr, self.index)
-
-    def __repr__(self) -> str:
-        return int.__repr__(self)
-
-
-@dataclass(frozen=True)
-class TensorMeta:
-    """Shape and dtype of a tensor value seen while tracing."""
-
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-
-def summarize(value: Any) -> Any:
-    """What the graph keeps of a concrete value: tensors become :class:`TensorMeta`, containers recurse."""
-    if isinstance(value, torch.Tensor):
-        return TensorMeta(tuple(value.shape), value.dtype)
-    if isinstance(value, torch.Size):
-        return tuple(int(v) for v in value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(summarize(v) for v in value) if not hasattr(value, "_fields") else tuple(summarize(v) for v in value)
-    if isinstance(value, dict):
-        return {k: summarize(v) for k, v in value.items()}
-    if isinstance(value, (int, float, bool, str, type(None), torch.dtype, torch.device, slice)):
-        return value
-    return None
+from prunekit.structured.values import TracedInt, summarize
 
 
 @dataclass

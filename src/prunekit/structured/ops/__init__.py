@@ -9,7 +9,7 @@ and ``Tensor.add_`` are all ``"add"``); :func:`register_op` adds rules for your 
 An op without a rule leaves every channel it touches untouched, with a warning.
 """
 
-from prunekit.structured.ops import indexing, layout, linalg, pointwise  # noqa: F401  (the built-in rules register here)
+from prunekit.structured.ops import combine, indexing, layout, linalg, pointwise  # noqa: F401  (the built-in rules register here)
 from prunekit.structured.ops.registry import OP_RULES, OpRule, arg, op_name, register_op
 
 __all__ = ["OP_RULES", "OpRule", "arg", "op_name", "register_op"]

@@ -10,7 +10,7 @@ from torch import fx
 from prunekit.structured.fields import Field, TensorInfo
 from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site
-from prunekit.structured.trace import TensorMeta, TracedInt
+from prunekit.structured.values import TensorMeta, TracedInt
 
 
 def _is_int(ctx: Any, item: Any) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 from prunekit.structured.fields import BLOCK, Field, TensorInfo
 from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site
-from prunekit.structured.trace import TracedInt
+from prunekit.structured.values import TracedInt
 
 
 def linear_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None) -> TensorInfo:

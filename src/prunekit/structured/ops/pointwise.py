@@ -9,7 +9,7 @@ import numpy as np
 from prunekit.structured.fields import BLOCK, TensorInfo
 from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site, shape_args_site
-from prunekit.structured.trace import TensorMeta, TracedInt
+from prunekit.structured.values import TensorMeta, TracedInt
 
 ELEMENTWISE = (
     "add sub rsub mul div truediv floordiv floor_divide mod remainder fmod pow neg pos abs relu relu6 gelu silu "
