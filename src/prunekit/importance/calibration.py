@@ -1,7 +1,9 @@
 """Statistics some criteria need: gradients, squared gradients, calibration inputs, activations.
 
-:func:`collect_calibration` gathers what a criterion declares in its ``needs`` in one place; like
-the hook-based collectors below it leaves the model as it was (``.grad``, train/eval mode).
+:func:`collect_calibration` gathers what a group criterion declares in its ``needs``;
+:func:`collect_gradients` gathers the gradients of *effective* (masked) weights that unstructured
+gradient criteria score. Like the hook-based collectors below, they leave the model as it was
+(``.grad``, train/eval mode; ``collect_gradients`` also buffers and the RNG).
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from prunekit.errors import ConfigError
+from prunekit.masks import effective_weight
 from prunekit.structured.graph import DependencyGraph
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: What :func:`collect_calibration` can collect (the values of a criterion's ``needs``).
 CALIBRATION_NEEDS = frozenset({"grads", "squared_grads", "inputs"})
@@ -87,6 +93,44 @@ def _accumulate(total: dict[str, torch.Tensor], names: Sequence[str], values: Se
     for name, value in zip(names, values):
         if value is not None:
             total[name] = total[name] + value if name in total else value.detach()
+
+
+def collect_gradients(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    names: Sequence[str],
+    n_batches: int = 1,
+    loss_fn: LossFn = F.cross_entropy,
+) -> dict[str, torch.Tensor]:
+    """Mean gradient of the loss w.r.t. each named *effective* weight over the first ``n_batches``.
+
+    For a masked parameter this is the dense gradient (also at pruned positions). The model's
+    ``.grad`` fields, buffers (BatchNorm statistics) and the global RNG are left as they were.
+    """
+    if n_batches < 1:
+        raise ConfigError(f"n_batches must be >= 1, got {n_batches}")
+    device = next(model.parameters()).device
+    saved_buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    totals: dict[str, torch.Tensor] = {}
+    seen = 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for x, y in batches:
+            if seen == n_batches:
+                break
+            with parametrize.cached():
+                weights = [effective_weight(model, n) for n in names]
+                loss = loss_fn(model(x.to(device)), y.to(device))
+                grads = torch.autograd.grad(loss, weights, allow_unused=True)
+            for name, weight, grad in zip(names, weights, grads):
+                grad = torch.zeros_like(weight) if grad is None else grad.detach()
+                totals[name] = totals[name] + grad if name in totals else grad
+            seen += 1
+    with torch.no_grad():
+        for key, buf in model.named_buffers():
+            buf.copy_(saved_buffers[key])
+    if seen == 0:
+        raise ConfigError("collect_gradients got no batches; pass an iterable of (inputs, labels)")
+    return {name: g / seen for name, g in totals.items()}
 
 
 class SquaredGradients:

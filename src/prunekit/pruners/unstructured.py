@@ -9,19 +9,17 @@ non-overridden layers together; equal scores are broken by position (layer order
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
-from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
 from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, PrunekitError
+from prunekit.importance.calibration import Calibration, collect_gradients
 from prunekit.importance.unstructured import UNSTRUCTURED_CRITERIA
-from prunekit.importance.calibration import Calibration
 from prunekit.masks import MaskSet, effective_weight, prunable_parameters, strip
 from prunekit.pruners.allocation import layer_sparsities, overridden, prune_count
 from prunekit.pruners.lifecycle import check_fraction
@@ -30,7 +28,6 @@ from prunekit.schedules.fractions import Shape, target_fractions
 log = logging.getLogger(__name__)
 
 Batches = Iterable[tuple[Tensor, Tensor]]
-LossFn = Callable[[Tensor, Tensor], Tensor]
 _LayerSparsity = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
@@ -74,44 +71,6 @@ class UnstructuredConfig(Settings):
         ratio = sparsity / self.sparsity if self.sparsity else 1.0
         scaled = {p: v * ratio for p, v in self.overrides.items()}
         return self.model_copy(update={"sparsity": sparsity, "overrides": scaled})
-
-
-def collect_gradients(
-    model: nn.Module,
-    batches: Batches,
-    names: Sequence[str],
-    n_batches: int = 1,
-    loss_fn: LossFn = F.cross_entropy,
-) -> dict[str, Tensor]:
-    """Mean gradient of the loss w.r.t. each named *effective* weight over the first ``n_batches``.
-
-    For a masked parameter this is the dense gradient (also at pruned positions). The model's
-    ``.grad`` fields, buffers (BatchNorm statistics) and the global RNG are left as they were.
-    """
-    if n_batches < 1:
-        raise ConfigError(f"n_batches must be >= 1, got {n_batches}")
-    device = next(model.parameters()).device
-    saved_buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
-    totals: dict[str, Tensor] = {}
-    seen = 0
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for x, y in batches:
-            if seen == n_batches:
-                break
-            with parametrize.cached():
-                weights = [effective_weight(model, n) for n in names]
-                loss = loss_fn(model(x.to(device)), y.to(device))
-                grads = torch.autograd.grad(loss, weights, allow_unused=True)
-            for name, weight, grad in zip(names, weights, grads):
-                grad = torch.zeros_like(weight) if grad is None else grad.detach()
-                totals[name] = totals[name] + grad if name in totals else grad
-            seen += 1
-    with torch.no_grad():
-        for key, buf in model.named_buffers():
-            buf.copy_(saved_buffers[key])
-    if seen == 0:
-        raise ConfigError("collect_gradients got no batches; pass an iterable of (inputs, labels)")
-    return {name: g / seen for name, g in totals.items()}
 
 
 def compute_scores(model: nn.Module, config: UnstructuredConfig, names: Sequence[str], batches: Batches | None = None) -> dict[str, Tensor]:
