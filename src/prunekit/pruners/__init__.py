@@ -7,13 +7,14 @@
 - :mod:`~prunekit.pruners.unstructured`, :mod:`~prunekit.pruners.nm`, :mod:`~prunekit.pruners.structured`: the pruners.
 """
 
+from prunekit.importance.calibration import collect_gradients
 from prunekit.pruners.lifecycle import Pruner
 from prunekit.pruners.nm import NM_CRITERIA, NMPruner, nm_prune, prune_nm
 from prunekit.pruners.objective import COST_METRICS, CostMetric, Objective
 from prunekit.pruners.plan import Plan
 from prunekit.pruners.result import LayerChannels, PruneResult, layer_channels
 from prunekit.pruners.structured import StructuredConfig, StructuredPruner, prune_structured
-from prunekit.pruners.unstructured import UnstructuredConfig, UnstructuredPruner, collect_gradients, compute_scores, prune_unstructured
+from prunekit.pruners.unstructured import UnstructuredConfig, UnstructuredPruner, compute_scores, prune_unstructured
 
 __all__ = [
     "COST_METRICS", "NM_CRITERIA", "CostMetric", "LayerChannels", "NMPruner", "Objective", "Plan", "PruneResult", "Pruner",

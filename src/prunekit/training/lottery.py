@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,7 +85,7 @@ class LotteryConfig(Settings):
 
 
 @dataclass
-class LotteryRecord:
+class LotteryRoundResult:
     """Test accuracy of one trained network of one round."""
 
     round: int
@@ -106,7 +107,7 @@ def run_lottery(
     *,
     device: str | torch.device = "cpu",
     progress: bool = False,
-) -> list[LotteryRecord]:
+) -> list[LotteryRoundResult]:
     """Run rounds ``0..config.rounds``; return the records of tickets and controls, round by round.
 
     ``model_fn()`` builds the untrained network; it is called after seeding, so it must draw its
@@ -135,7 +136,7 @@ class _Run:
         (masks if masks is not None else MaskSet.ones(model, targets)).attach(model)
         return model
 
-    def round_zero(self) -> LotteryRecord:
+    def round_zero(self) -> LotteryRoundResult:
         round_dir = self.out / "round_00"
         model = self.build(self.config.seed)
         if _load_if_intact(round_dir / "masks.safetensors", MaskSet.load) is None:
@@ -146,7 +147,7 @@ class _Run:
         extra = [RewindPoint(self.config.rewind_step, rewind_path)] if self.config.rewind_step else []
         return self.train_and_record(model, 0, "ticket", extra)
 
-    def round(self, r: int) -> list[LotteryRecord]:
+    def round(self, r: int) -> list[LotteryRoundResult]:
         round_dir = self.out / f"round_{r:02d}"
         masks_path = round_dir / "masks.safetensors"
         masks = _load_if_intact(masks_path, MaskSet.load)
@@ -175,7 +176,7 @@ class _Run:
         generator = torch.Generator().manual_seed(self.config.seed + 20_000 + r)
         return rewind(self.build(self.config.seed), rewind_state, random_masks_like(masks, generator))
 
-    def train_and_record(self, model: nn.Module, r: int, kind: str, extra: list[Callback] | None = None) -> LotteryRecord:
+    def train_and_record(self, model: nn.Module, r: int, kind: str, extra: list[Callback] | None = None) -> LotteryRoundResult:
         round_dir = self.out / f"round_{r:02d}"
         record_path = round_dir / f"{kind}.json"
         ticket = round_dir / "ticket.safetensors" if kind == "ticket" else None
@@ -188,7 +189,7 @@ class _Run:
             description=f"lottery round {r} {kind}")
         final = evaluate(model, self.test, device=self.device).accuracy
         used = MaskSet.from_model(model)
-        record = LotteryRecord(
+        record = LotteryRoundResult(
             round=r,
             kind=kind,
             weights_remaining=used.kept() / used.numel(),
@@ -216,12 +217,12 @@ def _load_if_intact(path: Path, load: Callable[[Path], T]) -> T | None:
         return None
 
 
-def _read_record(path: Path, ticket: Path | None) -> LotteryRecord:
+def _read_record(path: Path, ticket: Path | None) -> LotteryRoundResult:
     """A saved record; for a ticket, its trained weights must read back too (the next round starts from them)."""
     if ticket is not None:
         load_safetensors(ticket)
     try:
-        return LotteryRecord(**read_json(path, "lottery record"))
+        return LotteryRoundResult(**read_json(path, "lottery record"))
     except TypeError:
         raise DamagedFileError(f"lottery record {path} is damaged (not the fields of a lottery record)") from None
 
@@ -278,3 +279,11 @@ class EarlyStopTest(Callback):
         self.best_val_loss = state["best_val_loss"]
         self.best_step = state["best_step"]
         self.best_test_accuracy = state["best_test_accuracy"]
+
+
+def __getattr__(name: str) -> Any:
+    """``LotteryRecord``, the old name of :class:`LotteryRoundResult`, for one release."""
+    if name == "LotteryRecord":
+        warnings.warn("LotteryRecord is deprecated; use LotteryRoundResult", DeprecationWarning, stacklevel=2)
+        return LotteryRoundResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

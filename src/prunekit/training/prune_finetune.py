@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class RoundRecord:
+class RoundResult:
     """One prune → fine-tune round: sparsities reached and validation accuracy before/after fine-tuning."""
 
     round: int
@@ -56,7 +58,7 @@ def prune_finetune(
     device: str | torch.device = "cpu",
     progress: bool = False,
     round_callbacks: Callable[[int], Sequence[Callback]] | None = None,
-) -> list[RoundRecord]:
+) -> list[RoundResult]:
     """Run one round per pruning step of ``schedule``; return a record per round.
 
     Each round prunes ``model`` (in place, masks monotone) to ``config.at_sparsity(sparsity_at(step))``
@@ -77,7 +79,7 @@ def prune_finetune(
         checkpoint = round_dir / "train.safetensors" if round_dir is not None else None
         callbacks = round_callbacks(index) if round_callbacks is not None else ()
         fit(model, train, finetune, val=val, checkpoint=checkpoint, callbacks=callbacks, device=device, progress=progress, description=f"fine-tune {index}")
-        record = RoundRecord(
+        record = RoundResult(
             round=index,
             target_sparsity=target,
             sparsity=masks.sparsity(),
@@ -97,7 +99,7 @@ def _round_dir(root: Path, index: int) -> Path:
     return root / f"round_{index:03d}"
 
 
-def _done_rounds(root: Path, count: int) -> list[RoundRecord]:
+def _done_rounds(root: Path, count: int) -> list[RoundResult]:
     """Records of the leading rounds (of ``count``) whose files under ``root`` all read back; stops at
     the first round not done, or with a damaged file (a warning names it: that round is redone)."""
     records = []
@@ -116,9 +118,9 @@ def _done_rounds(root: Path, count: int) -> list[RoundRecord]:
     return records
 
 
-def _read_record(path: Path) -> RoundRecord:
+def _read_record(path: Path) -> RoundResult:
     try:
-        return RoundRecord(**read_json(path, "round record"))
+        return RoundResult(**read_json(path, "round record"))
     except TypeError:
         raise DamagedFileError(f"round record {path} is damaged (not the fields of a round record)") from None
 
@@ -139,3 +141,11 @@ def load_round(model: nn.Module, round_dir: Path) -> nn.Module:
     masks.attach(model)
     model.load_state_dict(state)
     return model
+
+
+def __getattr__(name: str) -> Any:
+    """``RoundRecord``, the old name of :class:`RoundResult`, for one release."""
+    if name == "RoundRecord":
+        warnings.warn("RoundRecord is deprecated; use RoundResult", DeprecationWarning, stacklevel=2)
+        return RoundResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
