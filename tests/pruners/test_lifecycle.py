@@ -99,3 +99,17 @@ def test_old_names_warn() -> None:
         pk.nm_prune(_mlp(), 2, 4)
     with pytest.warns(DeprecationWarning, match="prepare"):
         StructuredPruner(ratio=0.5).anchor(create_model("resnet20"), X)
+
+
+def test_squared_grads_keyword_is_the_deprecated_form_of_calibration() -> None:
+    from prunekit.importance import Calibration
+
+    torch.manual_seed(0)
+    a, b = create_model("resnet20"), create_model("resnet20")
+    b.load_state_dict(a.state_dict())
+    squared = {n: torch.rand_like(p) for n, p in a.named_parameters()}
+    new = StructuredPruner(ratio=0.3, importance="hessian").prune(a, X, Calibration(squared_grads=squared))
+    with pytest.warns(DeprecationWarning, match="calibration="):
+        old = StructuredPruner(ratio=0.3, importance="hessian").prune(b, X, squared_grads=squared)
+    assert [layer.after for layer in new.layers] == [layer.after for layer in old.layers]
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))

@@ -15,6 +15,7 @@ the target measured against the model :meth:`StructuredPruner.prepare` saw.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import warnings
@@ -144,10 +145,15 @@ class StructuredPruner:
         """Fractions of the target to reach after each step (the last is 1.0)."""
         return target_fractions(self.config.steps, self.config.schedule)
 
-    def step(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, squared_grads: Mapping[str, torch.Tensor] | None = None,
-             calibration: Calibration | None = None) -> PruneResult:
-        """Prune toward ``fraction`` (0..1] of the target, relative to the prepared model (else this one)."""
+    def step(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, calibration: Calibration | None = None, *,
+             squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
+        """Prune toward ``fraction`` (0..1] of the target, relative to the prepared model (else this one).
+
+        ``calibration`` holds what the criterion declares in ``criterion.needs``
+        (:func:`prunekit.importance.collect_calibration`); ``squared_grads=`` is its deprecated older form.
+        """
         check_fraction(fraction)
+        calibration = _with_squared_grads(calibration, squared_grads)
         inputs = _as_tuple(example_inputs)
         check_layer_patterns(model, self.config)
         before, costs_before = layer_channels(model), _costs(model, inputs)
@@ -155,9 +161,7 @@ class StructuredPruner:
         graph = self._graph(model, inputs)
         if self._origin is None:
             self._origin = _Origin({_key(g): g.size for g in graph.groups}, costs_before)
-        if calibration is not None and squared_grads is None:
-            squared_grads = calibration.squared_grads
-        ctx = ScoringContext(model, graph, squared_grads, self.config.seed, calibration=calibration)
+        ctx = ScoringContext(model, graph, seed=self.config.seed, calibration=calibration)
         plan = self._plan(graph, self._candidates(graph, ctx), fraction, inputs)
         plan.apply(graph)
         _check_outputs(model, inputs, reference)
@@ -175,11 +179,11 @@ class StructuredPruner:
             warnings=list(graph.warnings),
         )
 
-    def prune(self, model: nn.Module, example_inputs: Any, squared_grads: Mapping[str, torch.Tensor] | None = None,
-              calibration: Calibration | None = None) -> PruneResult:
+    def prune(self, model: nn.Module, example_inputs: Any, calibration: Calibration | None = None, *,
+              squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
         """One-shot: reach the whole target now, measured against ``model`` as it is."""
         self._origin = None
-        return self.step(model, example_inputs, 1.0, squared_grads, calibration)
+        return self.step(model, example_inputs, 1.0, _with_squared_grads(calibration, squared_grads, stacklevel=3))
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs: the prepared model's group sizes and costs (JSON-able)."""
@@ -266,6 +270,15 @@ def prune_structured(model: nn.Module, example_inputs: Any, config: StructuredCo
     statistics gradient/activation criteria need (:func:`prunekit.importance.collect_calibration`).
     """
     return StructuredPruner(config, importance, **settings).prune(model, example_inputs, calibration=calibration)
+
+
+def _with_squared_grads(calibration: Calibration | None, squared_grads: Mapping[str, torch.Tensor] | None, stacklevel: int = 3) -> Calibration | None:
+    """``calibration`` with the deprecated ``squared_grads=`` argument folded in (with a warning)."""
+    if squared_grads is None:
+        return calibration
+    warnings.warn("squared_grads= is deprecated; pass calibration=Calibration(squared_grads=...) or collect_calibration(model, batches, {'squared_grads'})",
+                  DeprecationWarning, stacklevel=stacklevel)
+    return dataclasses.replace(calibration or Calibration(), squared_grads=squared_grads)
 
 
 def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
