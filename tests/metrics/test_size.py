@@ -119,6 +119,23 @@ def test_a_mask_on_a_weight_already_zero_is_not_counted_twice() -> None:
     assert size.nonzero_params == (3 * 4 + 3) - 2 * 4
 
 
+def test_a_masked_module_that_is_the_whole_model_counts_its_weight_once() -> None:
+    """The model itself parametrized: its raw original sits at ``parametrizations.weight.original``
+    (no leading dot) and must not be counted beside the effective ``weight``."""
+    model = _ones(nn.Linear(4, 3))
+    MaskSet({"weight": _drop_rows((3, 4), 1)}).attach(model)
+    size = count_parameters(model)
+    assert size == SizeReport(params=3 * 4 + 3, nonzero_params=3 * 4 + 3 - 4, prunable_params=3 * 4, nonzero_prunable_params=3 * 4 - 4)
+    # on disk: the effective weight and the bias, neither the raw original nor the mask buffer
+    assert size_on_disk(model).raw_bytes == size_on_disk(_ones(nn.Linear(4, 3))).raw_bytes
+
+
+def test_a_model_without_conv_or_linear_weights_is_not_sparse() -> None:
+    size = count_parameters(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU()))
+    assert (size.params, size.prunable_params) == (3 + 3, 0)
+    assert size.sparsity == 0.0
+
+
 # --- size on disk -----------------------------------------------------------------------------
 
 

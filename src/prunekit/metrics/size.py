@@ -13,6 +13,12 @@ from torch.nn.utils import parametrize
 from prunekit.layer_kinds import PRUNABLE_LAYERS
 
 
+def _hidden(fqn: str) -> bool:
+    """Whether ``fqn`` lies inside a ``parametrizations`` container (raw originals, mask buffers),
+    also when the parametrized module is the model itself (``parametrizations.weight.original``)."""
+    return "parametrizations" in fqn.split(".")
+
+
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     """``{fqn: tensor}`` of the values the model computes with (masks and other parametrizations applied).
 
@@ -28,7 +34,7 @@ def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
                 for pname in module.parametrizations:  # type: ignore[attr-defined]
                     out[prefix + pname] = getattr(module, pname).detach()
     # drop the raw originals that parametrizations hide
-    return {k: v for k, v in out.items() if ".parametrizations." not in k}
+    return {k: v for k, v in out.items() if not _hidden(k)}
 
 
 @dataclass
@@ -47,8 +53,10 @@ class SizeReport:
 
     @property
     def sparsity(self) -> float:
-        """Fraction of prunable weights that are zero."""
-        return 1.0 - self.nonzero_prunable_params / max(1, self.prunable_params)
+        """Fraction of prunable weights that are zero (0.0 when the model has none)."""
+        if self.prunable_params == 0:
+            return 0.0
+        return 1.0 - self.nonzero_prunable_params / self.prunable_params
 
     def to_dict(self) -> dict:
         return {**asdict(self), "compression_ratio": self.compression_ratio, "sparsity": self.sparsity}
@@ -95,9 +103,8 @@ def size_on_disk(model: nn.Module) -> DiskSize:
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         for bname, buf in module.named_buffers(recurse=False):
-            if ".parametrizations." not in prefix + bname and buf is not None:
+            if not _hidden(prefix + bname) and buf is not None:
                 state[prefix + bname] = buf.detach().contiguous().clone()
-    state = {k: v for k, v in state.items() if ".parametrizations." not in k}
     raw = safetensors_bytes(state)
     return DiskSize(raw_bytes=len(raw), compressed_bytes=len(lzma.compress(raw, preset=9)))
 
