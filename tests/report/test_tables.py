@@ -71,3 +71,15 @@ def test_html_escapes_hostile_names_everywhere() -> None:
         "<tr><td>x&quot;y</td><td>p|q</td></tr></tbody></table>"
         "<p class='note'>&lt;img src=x onerror=alert(1)&gt;</p>"
     )
+
+
+def test_fmt_keeps_the_sign_of_infinity() -> None:
+    assert fmt(float("-inf")) == "-∞"  # the minus sign of -1,234
+
+
+def test_a_pipe_in_a_markdown_cell_does_not_split_the_row() -> None:
+    table = Table("", ["layer", "kept | total"], [["blocks|0.conv", 0.5]])
+    assert table.to_markdown() == "| layer | kept \\| total |\n|---|---|\n| blocks\\|0.conv | 0.5 |\n"
+    # every row still has as many unescaped separators as the header
+    rows = table.to_markdown().splitlines()
+    assert {row.replace("\\|", "").count("|") for row in rows} == {3}

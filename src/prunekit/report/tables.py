@@ -21,9 +21,14 @@ def fmt(value: Any) -> str:
         if math.isnan(value):
             return "–"
         if math.isinf(value):
-            return "∞"
+            return "∞" if value > 0 else "-∞"
         return f"{value:.4g}"
     return str(value)
+
+
+def _md_cell(text: str) -> str:
+    """A Markdown table cell: a ``|`` in it (a layer or run name) is escaped so it cannot split the row."""
+    return text.replace("|", "\\|")
 
 
 @dataclass
@@ -37,9 +42,9 @@ class Table:
 
     def to_markdown(self) -> str:
         lines = [f"### {self.title}", ""] if self.title else []
-        lines.append("| " + " | ".join(self.header) + " |")
+        lines.append("| " + " | ".join(_md_cell(h) for h in self.header) + " |")
         lines.append("|" + "|".join("---" for _ in self.header) + "|")
-        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in self.rows]
+        lines += ["| " + " | ".join(_md_cell(fmt(v)) for v in row) + " |" for row in self.rows]
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines) + "\n"
