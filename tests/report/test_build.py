@@ -11,6 +11,7 @@ import base64
 import copy
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -79,7 +80,7 @@ EPOCHS = [
 ]
 
 
-def fake_run(tmp_path, records=()) -> "Path":  # noqa: F821
+def fake_run(tmp_path: Path, records=()) -> Path:
     run = tmp_path / "mnist-demo-abc123"
     run.mkdir()
     if records:
