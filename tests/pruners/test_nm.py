@@ -11,7 +11,7 @@ from torch import nn
 from prunekit.errors import ConfigError
 from prunekit.masks import MaskSet, effective_weight
 from prunekit.masks.nm import is_valid_nm, retained_score
-from prunekit.pruners.nm import prune_nm
+from prunekit.pruners.nm import NMPruner, prune_nm
 from prunekit.zoo import create_model
 
 
@@ -65,9 +65,25 @@ def test_permutation_keeps_more_magnitude_and_valid_masks():
     plain, permuted = _mlp(), None
     permuted = copy.deepcopy(plain)
     masks_plain = prune_nm(plain, 2, 4)
-    masks_perm = prune_nm(permuted, 2, 4, permute=True)
+    masks_perm = prune_nm(permuted, 2, 4, permute=True, example_inputs=torch.randn(3, 16))
     kept = lambda model, masks: sum(float(effective_weight(model, n).detach().abs().sum()) for n in masks)  # noqa: E731
     assert kept(permuted, masks_perm) > kept(plain, masks_plain)
     for name, mask in masks_perm.items():
         assert is_valid_nm(mask, 2, 4, exact=True)
         assert is_valid_nm(effective_weight(permuted, name), 2, 4)
+
+
+def test_permutation_needs_example_inputs():
+    with pytest.raises(ConfigError, match=r"pass example_inputs=.*prune_nm\(model, 2, 4, permute=True, example_inputs=torch.randn\(1, 3, 32, 32\)\)"):
+        prune_nm(_mlp(), 2, 4, permute=True)
+    assert len(prune_nm(_mlp(), 2, 4)) == 3  # no permutation: no inputs needed
+
+
+def test_pruner_step_passes_its_example_inputs():
+    torch.manual_seed(2)
+    model, x = _mlp(), torch.randn(3, 16)
+    reference = copy.deepcopy(model)
+    masks = NMPruner(2, 4, permute=True).step(model, x)
+    expected = prune_nm(reference, 2, 4, permute=True, example_inputs=x)
+    assert masks.equal(expected)
+    torch.testing.assert_close(model(x), reference(x))

@@ -22,7 +22,7 @@ from prunekit.masks.maskset import MaskSet, strip
 from prunekit.masks.nm import check_nm, nm_maskset
 from prunekit.masks.targets import effective_weight, prunable_parameters
 from prunekit.pruners.lifecycle import check_fraction
-from prunekit.pruners.nm_permutation import permute_for_nm
+from prunekit.pruners.nm_permutation import missing_example_inputs, permute_for_nm
 
 logger = logging.getLogger(__name__)
 
@@ -50,21 +50,30 @@ def prune_nm(
     max_passes: int = 2,
     max_partners: int = 32,
     seed: int = 0,
+    *,
+    example_inputs: Any = None,
+    coupled: bool = False,
 ) -> MaskSet:
     """Prune ``model`` in place to N:M sparsity and attach the masks; returns them.
 
     ``criterion`` scores each weight (``"magnitude"`` or a callable ``weight -> scores``); the
     ``n`` highest scores of every ``m`` consecutive input channels are kept. With ``permute=True``
     the channel-permutation search (``prunekit.pruners.nm_permutation``, bounded by
-    ``max_passes``/``max_partners``) first reorders channels where that provably keeps the
-    function, so more score survives. ``include``/``exclude`` select parameters as in
-    :func:`prunekit.masks.prunable_parameters`. Build the optimizer after this call.
+    ``max_passes``/``max_partners``) first reorders channels where the dependency graph, traced on
+    ``example_inputs`` (required then), proves that keeps the function, so more score survives;
+    ``coupled=True`` extends it from plain chains to residual and other shared groups.
+    ``include``/``exclude`` select parameters as in :func:`prunekit.masks.prunable_parameters`.
+    Build the optimizer after this call.
     """
     check_nm(n, m)
     score_fn = _criterion(criterion)
     names = prunable_parameters(model, include, exclude)
     if permute:
-        permute_for_nm(model, n, m, names=names, score_fn=score_fn, max_passes=max_passes, max_partners=max_partners, seed=seed)
+        if example_inputs is None:
+            raise missing_example_inputs("prune_nm(model, 2, 4, permute=True, example_inputs=torch.randn(1, 3, 32, 32)), "
+                                         "or NMPruner(2, 4, permute=True).step(model, example_inputs)")
+        permute_for_nm(model, n, m, example_inputs, names=names, score_fn=score_fn, coupled=coupled,
+                       max_passes=max_passes, max_partners=max_partners, seed=seed)
     scores = {name: score_fn(effective_weight(model, name).detach()) for name in names}
     masks = nm_maskset(model, n, m, scores=scores, names=names)
     masks.attach(model)
@@ -82,6 +91,7 @@ class NMPruner:
     """The :mod:`~prunekit.pruners.lifecycle` face of :func:`prune_nm`: one step, the pattern is all or nothing."""
 
     def __init__(self, n: int = 2, m: int = 4, **options: Any) -> None:
+        """``options`` go to :func:`prune_nm` (``permute``, ``coupled``, ``criterion``, ...)."""
         check_nm(n, m)
         self.n, self.m, self.options = n, m, options
 
@@ -95,7 +105,8 @@ class NMPruner:
         check_fraction(fraction)
         if fraction != 1.0:
             raise ConfigError(f"N:M pruning is one step (an {self.n}:{self.m} pattern has no partial form); got fraction {fraction}")
-        return prune_nm(model, self.n, self.m, **self.options)
+        options = self.options if example_inputs is None else {**self.options, "example_inputs": example_inputs}
+        return prune_nm(model, self.n, self.m, **options)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -21,7 +21,9 @@ def run_nm(ctx: RunContext) -> MethodResult:
         if variant == "unstructured":
             prune_unstructured(model, UnstructuredConfig(sparsity=1 - spec.n / spec.m, scope="layer", include=spec.include, exclude=spec.exclude))
         else:
-            prune_nm(model, spec.n, spec.m, permute=variant == "nm_permuted", include=spec.include, exclude=spec.exclude, seed=ctx.recipe.seed)
+            permute = variant == "nm_permuted"
+            prune_nm(model, spec.n, spec.m, permute=permute, include=spec.include, exclude=spec.exclude, seed=ctx.recipe.seed,
+                     example_inputs=ctx.example_input() if permute else None)
         pruned_accuracy = ctx.test(model).accuracy
         fit(model, ctx.data.train, spec.finetune, val=ctx.data.val, callbacks=[ctx.logger("finetune", method=labels[variant])],
             checkpoint=ctx.run.checkpoint(f"nm-{variant}-train"), device=ctx.device, progress=ctx.progress, description=f"fine-tune {labels[variant]}")
