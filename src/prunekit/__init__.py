@@ -11,6 +11,7 @@ The most used entry points are re-exported here; every subpackage has its own AP
 
 from __future__ import annotations
 
+from prunekit._deprecation import renamed
 from prunekit._version import __version__
 
 from prunekit.compression import CompressionConfig, compress_model, decompress_file, load_compressed_into, quantize_model, share_weights
@@ -40,11 +41,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Old names kept for one release: ``CompressionSpec`` is :class:`CompressionConfig`."""
-    if name == "CompressionSpec":
-        import warnings
-
-        warnings.warn("CompressionSpec is deprecated; use CompressionConfig", DeprecationWarning, stacklevel=2)
-        return CompressionConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"CompressionSpec": ("CompressionConfig", lambda: CompressionConfig)})

@@ -17,6 +17,7 @@ See ``docs/compression.md`` for the file format and the byte accounting.
 
 from __future__ import annotations
 
+from prunekit._deprecation import renamed
 from prunekit.compression.api import (
     CompressedModel,
     compress_model,
@@ -63,11 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Old names kept for one release: ``CompressionSpec`` is :class:`CompressionConfig`."""
-    if name == "CompressionSpec":
-        import warnings
-
-        warnings.warn("CompressionSpec is deprecated; use CompressionConfig", DeprecationWarning, stacklevel=2)
-        return CompressionConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"CompressionSpec": ("CompressionConfig", lambda: CompressionConfig)})

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 
 import fnmatch
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from torch import nn
 
+from prunekit._deprecation import renamed
 from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError
 from prunekit.layer_kinds import COMPRESSION_KINDS, CompressionKind, kind_of
@@ -110,9 +110,4 @@ def iter_targets(model: nn.Module, spec: CompressionConfig) -> Iterator[tuple[st
             yield item
 
 
-def __getattr__(name: str) -> Any:
-    """``CompressionSpec``, the old name of :class:`CompressionConfig`, for one release."""
-    if name == "CompressionSpec":
-        warnings.warn("CompressionSpec is deprecated; use CompressionConfig", DeprecationWarning, stacklevel=2)
-        return CompressionConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"CompressionSpec": ("CompressionConfig", lambda: CompressionConfig)})

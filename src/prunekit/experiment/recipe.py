@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -18,6 +17,7 @@ from pydantic import Field, field_validator
 
 from prunekit.compression import CompressionConfig
 from prunekit.deployment.sparse import DeployConfig
+from prunekit._deprecation import renamed
 from prunekit._settings import MAX_BATCH, MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, shorten
 from prunekit.experiment.method_sections import METHODS
@@ -165,29 +165,24 @@ def validate_recipe(raw: dict[str, Any], *, allow_code: bool = True) -> Recipe:
     return Recipe.model_validate_json(text, strict=True, context={ALLOW_CODE: allow_code})
 
 
-_RENAMED = {
-    "UnstructuredMethod": "UnstructuredSection", "GradualMethod": "GradualSection", "LotteryMethod": "LotterySection",
-    "NMMethod": "NMSection", "StructuredMethod": "StructuredSection", "DSTMethod": "DSTSection", "PruneMethod": "PruneSection",
-}
-_RENAMED_BASE = {"ModelSpec": ModelSection, "DataSpec": DataSection, "EvaluateSpec": EvaluateSection}
+def _section(name: str) -> object:
+    from prunekit.experiment import method_sections
+
+    return getattr(method_sections, name)
 
 
-def __getattr__(name: str) -> Any:
-    """Old names of the method sections (now in :mod:`prunekit.experiment.method_sections`), for one release."""
-    if name == "SparsityLearning":
-        from prunekit.training.sparsity import SparsityLearningConfig
+def _sparsity_learning() -> object:
+    from prunekit.training.sparsity import SparsityLearningConfig
 
-        warnings.warn("prunekit.experiment.recipe.SparsityLearning is deprecated; use prunekit.training.SparsityLearningConfig",
-                      DeprecationWarning, stacklevel=2)
-        return SparsityLearningConfig
-    if name in _RENAMED_BASE:
-        new_class = _RENAMED_BASE[name]
-        warnings.warn(f"{name} is deprecated; use prunekit.experiment.recipe_base.{new_class.__name__}", DeprecationWarning, stacklevel=2)
-        return new_class
-    if name in _RENAMED:
-        from prunekit.experiment import method_sections
+    return SparsityLearningConfig
 
-        new = _RENAMED[name]
-        warnings.warn(f"prunekit.experiment.recipe.{name} is deprecated; use prunekit.experiment.method_sections.{new}", DeprecationWarning, stacklevel=2)
-        return PruneSection if new == "PruneSection" else getattr(method_sections, new)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+_SECTIONS = ("Unstructured", "Gradual", "Lottery", "NM", "Structured", "DST")
+__getattr__ = renamed(__name__, {
+    **{f"{kind}Method": (f"prunekit.experiment.method_sections.{kind}Section", lambda kind=kind: _section(f"{kind}Section")) for kind in _SECTIONS},
+    "PruneMethod": ("PruneSection", lambda: PruneSection),
+    "ModelSpec": ("prunekit.experiment.recipe_base.ModelSection", lambda: ModelSection),
+    "DataSpec": ("prunekit.experiment.recipe_base.DataSection", lambda: DataSection),
+    "EvaluateSpec": ("prunekit.experiment.recipe_base.EvaluateSection", lambda: EvaluateSection),
+    "SparsityLearning": ("prunekit.training.SparsityLearningConfig", _sparsity_learning),
+})

@@ -1,8 +1,6 @@
 """Structured pruning: a dependency graph of coupled channels and surgery that removes them for real."""
 
-import warnings
-from typing import Any
-
+from prunekit._deprecation import renamed
 from prunekit.structured.cost import CostModel
 from prunekit.structured.graph import ActivationSite, DependencyGraph, GraphConfig, PruningWarning
 from prunekit.structured.groups import Group, Member
@@ -20,9 +18,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GraphOptions":
-        warnings.warn("GraphOptions is deprecated and will be removed in the next release; use GraphConfig",
-                      DeprecationWarning, stacklevel=2)
-        return GraphConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"GraphOptions": ("GraphConfig", lambda: GraphConfig)})

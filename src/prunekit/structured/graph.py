@@ -14,6 +14,7 @@ import numpy as np
 from torch import fx, nn
 from torch.nn.utils import parametrize
 
+from prunekit._deprecation import renamed
 from prunekit.errors import StructureError
 from prunekit.structured.fields import BLOCK, Field, TensorInfo
 from prunekit.structured.groups import Group, build_groups
@@ -270,12 +271,7 @@ class DependencyGraph:
         return bindings
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GraphOptions":
-        warnings.warn("GraphOptions is deprecated and will be removed in the next release; use GraphConfig",
-                      DeprecationWarning, stacklevel=2)
-        return GraphConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"GraphOptions": ("GraphConfig", lambda: GraphConfig)})
 
 
 def _resolve(prop: Propagation, max_rounds: int = 8) -> np.ndarray:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from prunekit._deprecation import renamed
 from prunekit._settings import Seed, Settings
 from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
 from prunekit.errors import CheckpointError, ConfigError, DamagedFileError
@@ -281,9 +281,4 @@ class EarlyStopTest(Callback):
         self.best_test_accuracy = state["best_test_accuracy"]
 
 
-def __getattr__(name: str) -> Any:
-    """``LotteryRecord``, the old name of :class:`LotteryRoundResult`, for one release."""
-    if name == "LotteryRecord":
-        warnings.warn("LotteryRecord is deprecated; use LotteryRoundResult", DeprecationWarning, stacklevel=2)
-        return LotteryRoundResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"LotteryRecord": ("LotteryRoundResult", lambda: LotteryRoundResult)})

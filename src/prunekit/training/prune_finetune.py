@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from prunekit._deprecation import renamed
 from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
 from prunekit.errors import CheckpointError, DamagedFileError
 from prunekit.masks import MaskSet
@@ -143,9 +142,4 @@ def load_round(model: nn.Module, round_dir: Path) -> nn.Module:
     return model
 
 
-def __getattr__(name: str) -> Any:
-    """``RoundRecord``, the old name of :class:`RoundResult`, for one release."""
-    if name == "RoundRecord":
-        warnings.warn("RoundRecord is deprecated; use RoundResult", DeprecationWarning, stacklevel=2)
-        return RoundResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"RoundRecord": ("RoundResult", lambda: RoundResult)})
