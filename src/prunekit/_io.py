@@ -7,15 +7,17 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from prunekit.errors import CheckpointError, DamagedFileError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +187,14 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file", expect: typ
             return value
         problem = f"is damaged (a JSON {type(value).__name__}, not {expect.__name__})"
     raise DamagedFileError(f"{what} {target} {problem}{advice}")
+
+
+def read_record(path: str | os.PathLike[str], record_type: Callable[..., T], what: str) -> T:
+    """A record dataclass saved as a JSON object (``asdict``); other fields are :class:`DamagedFileError`."""
+    try:
+        return record_type(**read_json(path, what))
+    except TypeError:
+        raise DamagedFileError(f"{what} {Path(path)} is damaged (not the fields of a {what})") from None
 
 
 def save_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from prunekit._deprecation import renamed
 from prunekit._settings import Seed, Settings
-from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
+from prunekit._io import load_safetensors, read_record, save_safetensors, write_json
 from prunekit.errors import CheckpointError, ConfigError, DamagedFileError
 from prunekit.masks import MaskSet, prunable_parameters
 from prunekit.metrics.accuracy import evaluate
@@ -221,10 +221,7 @@ def _read_record(path: Path, ticket: Path | None) -> LotteryRoundResult:
     """A saved record; for a ticket, its trained weights must read back too (the next round starts from them)."""
     if ticket is not None:
         load_safetensors(ticket)
-    try:
-        return LotteryRoundResult(**read_json(path, "lottery record"))
-    except TypeError:
-        raise DamagedFileError(f"lottery record {path} is damaged (not the fields of a lottery record)") from None
+    return read_record(path, LotteryRoundResult, "lottery record")
 
 
 def rewind(model: nn.Module, state: Mapping[str, Tensor], masks: MaskSet) -> nn.Module:

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from prunekit._deprecation import renamed
-from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
-from prunekit.errors import CheckpointError, DamagedFileError
+from prunekit._io import load_safetensors, read_record, save_safetensors, write_json
+from prunekit.errors import CheckpointError
 from prunekit.masks import MaskSet
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
@@ -107,7 +107,7 @@ def _done_rounds(root: Path, count: int) -> list[RoundResult]:
         if not (round_dir / "record.json").exists():
             break
         try:
-            record = _read_record(round_dir / "record.json")
+            record = read_record(round_dir / "record.json", RoundResult, "round record")
             _read_round(round_dir)
         except CheckpointError as exc:
             log.warning("%s; redoing round %d", exc, index)
@@ -115,13 +115,6 @@ def _done_rounds(root: Path, count: int) -> list[RoundResult]:
         log.info("round %d already done in %s; skipping", index, round_dir)
         records.append(record)
     return records
-
-
-def _read_record(path: Path) -> RoundResult:
-    try:
-        return RoundResult(**read_json(path, "round record"))
-    except TypeError:
-        raise DamagedFileError(f"round record {path} is damaged (not the fields of a round record)") from None
 
 
 def _read_round(round_dir: Path) -> tuple[MaskSet, dict[str, torch.Tensor]]:

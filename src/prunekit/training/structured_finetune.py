@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prunekit._io import read_json, write_json
-from prunekit.errors import CheckpointError, DamagedFileError
+from prunekit._io import read_record, write_json
+from prunekit.errors import CheckpointError
 from prunekit.importance.calibration import collect_calibration
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.structured import StructuredPruner
@@ -141,15 +141,8 @@ def _finished_step(step_dir: Path, rebuild: Callable[[], nn.Module], device: tor
     if not (step_dir / "record.json").exists():
         return None
     try:
-        record = _read_record(step_dir / "record.json")
+        record = read_record(step_dir / "record.json", StructuredStepResult, "structured step record")
         return record, load_pruned(rebuild, step_dir).to(device)
     except CheckpointError as exc:
         log.warning("%s; redoing %s", exc, step_dir)
         return None
-
-
-def _read_record(path: Path) -> StructuredStepResult:
-    try:
-        return StructuredStepResult(**read_json(path, "structured step record"))
-    except TypeError:
-        raise DamagedFileError(f"structured step record {path} is damaged (not the fields of a step record)") from None
