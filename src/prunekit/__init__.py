@@ -27,12 +27,14 @@ from prunekit.pruners import (
 )
 from prunekit.schedules import build_schedule
 from prunekit.importance import Calibration, collect_calibration
-from prunekit.training import SparsityLearningConfig, StructuredFinetuneResult, StructuredStepResult, TrainConfig, fit, prune_finetune_structured
+from prunekit.training import (
+    SparsityLearningConfig, StopCondition, StructuredFinetuneResult, StructuredStepResult, TrainConfig, fit, prune_finetune_structured,
+)
 from prunekit.zoo import create_model, get_loaders, list_datasets, list_models
 
 __all__ = [
     "CompressionConfig", "ConfigError", "DataError", "MaskSet", "NMPruner", "Objective", "Plan", "Pruner", "PrunekitError", "Recipe",
-    "Calibration", "SparsityLearningConfig", "StructuredConfig", "StructuredFinetuneResult", "StructuredPruner", "StructuredStepResult",
+    "Calibration", "SparsityLearningConfig", "StopCondition", "StructuredConfig", "StructuredFinetuneResult", "StructuredPruner", "StructuredStepResult",
     "TrainConfig", "collect_calibration", "prune_finetune_structured", "UnstructuredConfig", "UnstructuredPruner", "prune_nm", "prune_structured",
     "build_schedule", "compare_latency", "compress_model", "count_macs", "count_parameters", "create_model",
     "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",

@@ -25,6 +25,7 @@ from prunekit.training.config import TrainConfig
 from prunekit.training.dst import DSTConfig
 from prunekit.training.lottery import LotteryConfig
 from prunekit.training.sparsity import SparsityLearningConfig
+from prunekit.training.stopping import StopCondition
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,16 @@ class UnstructuredSection(UnstructuredConfig):
     ``schedule`` is a schedule in its dict form, e.g. ``{name: iterative, rate: 0.5,
     final_sparsity: 0.9}``; each of its pruning steps is one prune + fine-tune round.
     ``baselines`` are other criteria run through the same rounds and fine-tuning budget, as
-    ``criterion`` (same scope) or ``criterion:scope`` (e.g. ``magnitude:layer``).
+    ``criterion`` (same scope) or ``criterion:scope`` (e.g. ``magnitude:layer``). ``stop`` ends the
+    rounds of every variant early (e.g. ``{max_accuracy_drop: 0.5}``: on the validation split) and
+    keeps each one's last round that satisfied it.
     """
 
     method: Literal["unstructured"] = "unstructured"
     schedule: dict[str, Any] | None = None
     finetune: TrainConfig = TrainConfig(epochs=2)
     baselines: tuple[str, ...] = ("random",)
+    stop: StopCondition | None = None
 
     _schedule = field_validator("schedule")(_check_schedule)
 
@@ -161,13 +165,16 @@ class StructuredSection(StructuredConfig):
     budget), optionally after a sparsity-learning phase. Gradient criteria (``taylor``, ``hessian``)
     and activation criteria (``activation``, ``apoz``) use ``calibration_batches`` training batches.
     ``baselines`` are ``criterion`` or ``criterion:allocation`` (e.g. ``random:uniform``), pruned to
-    the same target with the same fine-tuning (without sparsity learning)."""
+    the same target with the same fine-tuning (without sparsity learning). ``stop`` ends the steps of
+    every variant early (e.g. ``{max_accuracy_drop: 0.5}`` with a large ``ratio`` and many ``steps``)
+    and keeps each one's last step that satisfied it."""
 
     method: Literal["structured"] = "structured"
     finetune: TrainConfig = TrainConfig(epochs=2)
     sparsity_learning: SparsityLearningConfig | None = None
     calibration_batches: int = Field(8, ge=1, le=MAX_COUNT)
     baselines: tuple[str, ...] = ()
+    stop: StopCondition | None = None
 
     @field_validator("importance")
     @classmethod

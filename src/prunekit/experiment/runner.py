@@ -215,5 +215,6 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         "curve": pruned.curve,
         "layers": pruned.layers,
         "notes": notes,
+        **({"stop": pruned.extra["stop"]} if "stop" in pruned.extra else {}),
     }
 

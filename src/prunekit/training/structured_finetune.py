@@ -9,6 +9,8 @@ Before each step the statistics the pruner's criterion ``needs`` are collected o
 step leaves ``step_NN/`` with the pruned architecture (JSON spec), its weights (safetensors) and
 ``record.json``; a rerun skips finished steps (rebuilding their model from ``rebuild``) and resumes
 an interrupted fine-tuning from its checkpoint; a step with a damaged file is redone, with a warning.
+With ``stop`` (:class:`~prunekit.training.stopping.StopCondition`) the steps end early once its
+condition says so, and the model returned is that of the last step that satisfied it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import copy
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 from prunekit._io import read_record, write_json
 from prunekit.errors import CheckpointError
 from prunekit.importance.calibration import collect_calibration
+from prunekit.metrics import count_macs, count_parameters
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.structured import StructuredPruner
 from prunekit.structured.spec import load_pruned, save_pruned
@@ -35,6 +38,7 @@ from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import Batches, fit
 from prunekit.training.sparsity import SparsityLearningConfig, learn_sparsity
+from prunekit.training.stopping import Measuring, StopCheck, StopCondition, Stopper, measure, start
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +60,20 @@ class StructuredStepResult:
 
 @dataclass
 class StructuredFinetuneResult:
-    """The final (pruned, fine-tuned) model and one record per step."""
+    """The final (pruned, fine-tuned) model and one record per step run.
+
+    ``last_good_step`` is the step whose model ``model`` is (``None``: no step satisfied the stop
+    condition, so it is the unpruned model); ``stopped_at`` the step after which the stop condition
+    ended the run (``None``: the schedule ran out); ``stop_reason`` says why the run ended (``None``
+    without a condition); ``stop_checks`` hold each step's measurements and verdict.
+    """
 
     model: nn.Module
     steps: list[StructuredStepResult]
+    last_good_step: int | None = None
+    stopped_at: int | None = None
+    stop_reason: str | None = None
+    stop_checks: list[StopCheck] = field(default_factory=list)
 
 
 def calibration_data(loader: Batches, step: int, n: int, device: str | torch.device = "cpu") -> list[tuple[Tensor, Tensor]]:
@@ -88,6 +102,8 @@ def prune_finetune_structured(
     sparsity_callbacks: Sequence[Callback] = (),
     on_step_end: Callable[[StructuredStepResult], None] | None = None,
     evaluate_fn: Callable[[nn.Module], float | None] | None = None,
+    stop: StopCondition | None = None,
+    validate_fn: Callable[[nn.Module], float | None] | None = None,
 ) -> StructuredFinetuneResult:
     """Optionally learn sparsity, then run every step of ``pruner.schedule()`` on ``model`` (pruned in place).
 
@@ -96,6 +112,9 @@ def prune_finetune_structured(
     ``step_callbacks(index)`` supplies extra fine-tuning callbacks of step ``index``,
     ``sparsity_callbacks`` those of sparsity learning; ``on_step_end`` sees each step that ran here.
     Accuracies come from ``evaluate_fn(model)`` (default: accuracy on ``val``, ``None`` without it).
+    ``stop`` ends the steps early (see :mod:`prunekit.training.stopping`); its accuracy limit compares
+    ``validate_fn(model)`` (default: accuracy on ``val``; never pass the test set) with the value of
+    the model the steps start from (after sparsity learning).
     """
     device = torch.device(device)
     model.to(device)
@@ -106,17 +125,27 @@ def prune_finetune_structured(
     if rebuild is None and root is not None:
         original = copy.deepcopy(model)
         rebuild = lambda: copy.deepcopy(original)  # noqa: E731
+    on_val = evaluate_fn is None and validate_fn is None  # the records' accuracies are the validation ones
+    if validate_fn is None and val is not None:
+        validate_fn = lambda m: evaluate(m, val, device=device).accuracy  # noqa: E731
     if evaluate_fn is None:
         evaluate_fn = lambda m: evaluate(m, val, device=device).accuracy if val is not None else None  # noqa: E731
+    how = Measuring(validate_fn, lambda m: count_macs(m, example_inputs).dense, lambda m: count_parameters(m).params)
+    stopper = start(stop, model, how, "prune_finetune_structured") if stop is not None else None
+    start_model = copy.deepcopy(model) if stop is not None and stop.restore_best and stop.needs_accuracy else None
+    kept: nn.Module | None = None  # the last good step's model, when it cannot be reloaded from its folder
     pruner.prepare(model, example_inputs)
     needs = pruner.criterion.needs
     steps: list[StructuredStepResult] = []
-    for index, fraction in enumerate(pruner.schedule()):
+    schedule = pruner.schedule()
+    for index, fraction in enumerate(schedule):
         step_dir = root / f"step_{index:02d}" if root is not None else None
         finished = _finished_step(step_dir, rebuild, device) if step_dir is not None and rebuild is not None else None
         if finished is not None:
             record, model = finished
             steps.append(record)
+            if stopper is not None and _judge(stopper, index, record, model, step_dir, how, on_val, fresh=False):
+                break
             continue
         calibration = collect_calibration(model, calibration_data(train, index, calibration_batches, device), needs) if needs else None
         result = pruner.step(model, example_inputs, fraction, calibration=calibration)
@@ -132,7 +161,30 @@ def prune_finetune_structured(
         if on_step_end is not None:
             on_step_end(record)
         steps.append(record)
-    return StructuredFinetuneResult(model, steps)
+        if stopper is not None:
+            if _judge(stopper, index, record, model, step_dir, how, on_val, fresh=True):
+                break
+            if step_dir is None and stopper.condition.restore_best and stopper.last_good_step == index:
+                kept = copy.deepcopy(model)
+    if stopper is None:
+        return StructuredFinetuneResult(model, steps, len(steps) - 1 if steps else None)
+    stopper.finish(len(schedule))
+    if stopper.checks and stopper.kept_step != stopper.checks[-1].step:  # restore_best: the steps after the last good one are dropped
+        if stopper.kept_step is None:
+            model = start_model if start_model is not None else model
+        elif root is not None and rebuild is not None:
+            model = load_pruned(rebuild, root / f"step_{stopper.kept_step:02d}").to(device)
+        elif kept is not None:
+            model = kept
+    return StructuredFinetuneResult(model, steps, stopper.last_good_step, stopper.stopped_at, stopper.stop_reason, stopper.checks)
+
+
+def _judge(stopper: Stopper, index: int, record: StructuredStepResult, model: nn.Module, step_dir: Path | None, how: Measuring,
+           on_val: bool, *, fresh: bool) -> bool:
+    """Measure step ``index`` for the stop condition (its record's values where they are the ones needed); ``True``: stop."""
+    validate = (lambda _: record.accuracy) if on_val else how.validate
+    known = Measuring(validate, lambda _: record.macs, lambda _: record.params)
+    return stopper.observe(index, measure(stopper, step_dir, lambda: model, known, "prune_finetune_structured", fresh=fresh))
 
 
 def _finished_step(step_dir: Path, rebuild: Callable[[], nn.Module], device: torch.device) -> tuple[StructuredStepResult, nn.Module] | None:

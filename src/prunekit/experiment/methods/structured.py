@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from prunekit.experiment.context import MethodResult, RunContext
+from prunekit.experiment.methods.stop import check_stop_data, stop_extra
 from prunekit.experiment.method_sections import StructuredSection
 from prunekit.training.sparsity import SparsityLearningConfig
 from prunekit.importance import make_criterion
@@ -21,6 +22,7 @@ from prunekit.metrics import count_macs, count_parameters
 from prunekit.pruners.structured import StructuredConfig, StructuredPruner, layer_channels
 from prunekit.structured.spec import architecture_spec
 from prunekit.training import calibration_data, prune_finetune_structured
+from prunekit.training.stopping import stop_summary
 
 _ACTIVATION_CRITERIA = ("activation", "apoz")
 
@@ -29,10 +31,12 @@ def _label(criterion: str, allocation: str, learned: bool) -> str:
     return f"{criterion} ({allocation}{', after sparsity learning' if learned else ''})"
 
 
-def prune_variant(ctx: RunContext, spec: StructuredSection, config: StructuredConfig, learn: SparsityLearningConfig | None, folder: Path) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Run all steps of one variant (resumably); returns the final model and one record per step.
+def prune_variant(ctx: RunContext, spec: StructuredSection, config: StructuredConfig, learn: SparsityLearningConfig | None,
+                  folder: Path) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
+    """Run the steps of one variant (resumably); returns the final model, one record per step and how it ended.
 
-    Activation criteria score every step on the calibration batches of step 0.
+    Activation criteria score every step on the calibration batches of step 0. ``spec.stop`` is
+    judged on the validation split; the records' accuracies are on the test split.
     """
     x = ctx.example_input()
     importance = None
@@ -44,9 +48,9 @@ def prune_variant(ctx: RunContext, spec: StructuredSection, config: StructuredCo
         calibration_batches=spec.calibration_batches, sparsity_learning=learn, checkpoint_dir=folder, rebuild=ctx.new_model, device=ctx.device,
         progress=ctx.progress, step_callbacks=lambda index: [ctx.logger("finetune", method=folder.name, round=index)],
         sparsity_callbacks=[ctx.logger("sparsity learning")], on_step_end=lambda r: ctx.log(kind="structured_step", method=folder.name, **asdict(r)),
-        evaluate_fn=lambda model: ctx.test(model).accuracy,
+        evaluate_fn=lambda model: ctx.test(model).accuracy, stop=spec.stop,
     )
-    return run.model, [asdict(r) for r in run.steps]
+    return run.model, [asdict(r) for r in run.steps], stop_summary(run)
 
 
 def run_structured(ctx: RunContext) -> MethodResult:
@@ -56,12 +60,13 @@ def run_structured(ctx: RunContext) -> MethodResult:
     x = ctx.example_input()
     dense_params, dense_macs = count_parameters(dense).params, count_macs(dense, x[:1]).dense
     dense_accuracy = ctx.run.result("dense")["test_accuracy"]
-    curve, final = [], None
+    check_stop_data(ctx, spec.stop)
+    curve, final, stops = [], None, {}
     for index, (criterion, allocation) in enumerate(spec.variants()):
         learn = spec.sparsity_learning if index == 0 else None
         name = _label(criterion, allocation, learn is not None)
         folder = ctx.run.path / "structured" / f"{criterion}-{allocation}{'-learned' if learn else ''}"
-        model, records = prune_variant(ctx, spec, base.model_copy(update={"importance": criterion, "allocation": allocation}), learn, folder)
+        model, records, stops[name] = prune_variant(ctx, spec, base.model_copy(update={"importance": criterion, "allocation": allocation}), learn, folder)
         curve.append({"method": name, "round": 0, "fraction_remaining": 1.0, "accuracy": dense_accuracy, "macs_reduction": 1.0})
         curve += [{"method": name, "round": r["step"] + 1, "fraction_remaining": r["params"] / dense_params, "accuracy": r["accuracy"],
                    "macs_reduction": dense_macs / r["macs"], "accuracy_before_finetune": r["accuracy_before_finetune"]} for r in records]
@@ -71,4 +76,6 @@ def run_structured(ctx: RunContext) -> MethodResult:
     extra = {"structured_note": "weights remaining = parameters of the pruned (physically smaller) model / dense parameters"}
     if spec.sparsity_learning is not None:
         extra["sparsity_learning"] = spec.sparsity_learning.model_dump(mode="json")
+    if spec.stop is not None:
+        extra.update(stop_extra(spec.stop, stops, "step"))
     return MethodResult(model=final, curve=curve, layers=layers, extra=extra, architecture=architecture_spec(final))
