@@ -34,7 +34,7 @@ def _write(tmp_path: Path, raw: dict) -> Path:
         (lambda r: r["data"].update(name="imagenet"), "data.name: unknown dataset 'imagenet'; allowed values: cifar10, digits, fashion_mnist, mnist"),
         (lambda r: r.update(trian={"epochs": 1}), "trian: unknown key"),
         (lambda r: r["train"].update(epochs="ten"), "train.epochs: Input should be a valid number"),
-        (lambda r: r["prune"].update(method="magic"), "prune: unknown method 'magic'; allowed values: dst, gradual, lottery, nm, structured, unstructured"),
+        (lambda r: r["prune"].update(method="magic"), "prune: unknown method 'magic'; allowed values: depth, dst, gradual, lottery, nm, structured, unstructured"),
     ],
 )
 def test_invalid_recipe_exits_2_names_the_field_and_writes_nothing(tmp_path, edit, expected):

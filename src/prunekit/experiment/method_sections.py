@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from prunekit._registry import Registry
 from prunekit._settings import MAX_COUNT, Settings
 from prunekit.errors import PrunekitError, shorten
+from prunekit.pruners.depth import DEPTH_CRITERIA, DepthConfig
 from prunekit.pruners.structured import StructuredConfig
 from prunekit.pruners.unstructured import UnstructuredConfig
 from prunekit.schedules import SCHEDULES, build_schedule
@@ -202,9 +203,31 @@ class DSTSection(DSTConfig):
     train: TrainConfig = TrainConfig(epochs=10)
 
 
+class DepthSection(DepthConfig):
+    """Depth pruning: remove whole residual blocks (identity shortcut) by importance, then fine-tune.
+    ``output_change`` scores blocks on ``calibration_batches`` training batches; ``baselines`` are
+    other depth criteria (``random``, ``bn_scale``, ``l2``) removing blocks to the same target, with
+    the same fine-tuning."""
+
+    method: Literal["depth"] = "depth"
+    finetune: TrainConfig = TrainConfig(epochs=2)
+    calibration_batches: int = Field(1, ge=1, le=MAX_COUNT)
+    baselines: tuple[str, ...] = ("random",)
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(DEPTH_CRITERIA.check(v) for v in values)
+
+    def variants(self) -> list[str]:
+        """The main criterion, then each baseline (duplicates dropped)."""
+        return list(dict.fromkeys((self.importance, *self.baselines)))
+
+
 METHODS.add("unstructured", Method(UnstructuredSection, "prunekit.experiment.methods.unstructured:run_unstructured"), description="prune → fine-tune rounds of unstructured masks (one-shot or a schedule), with baselines")
 METHODS.add("gradual", Method(GradualSection, "prunekit.experiment.methods.gradual:run_gradual"), description="pruning during training: masks follow a sparsity schedule (polynomial decay, cubic)")
 METHODS.add("lottery", Method(LotterySection, "prunekit.experiment.methods.lottery:run_lottery_method"), description="lottery tickets: iterative magnitude pruning with reset or rewind, with controls")
 METHODS.add("nm", Method(NMSection, "prunekit.experiment.methods.nm:run_nm"), description="N:M (e.g. 2:4) masks, optional channel permutation, fixed-mask fine-tuning")
 METHODS.add("structured", Method(StructuredSection, "prunekit.experiment.methods.structured:run_structured"), description="channels, neurons and heads removed for real: one-shot or prune → fine-tune steps")
 METHODS.add("dst", Method(DSTSection, "prunekit.experiment.methods.dst:run_dst"), description="dynamic sparse training from scratch: RigL or SET at constant sparsity")
+METHODS.add("depth", Method(DepthSection, "prunekit.experiment.methods.depth:run_depth"), description="whole residual blocks removed by importance (output change, BN scale, L2), then fine-tuning")

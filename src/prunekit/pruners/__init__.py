@@ -4,10 +4,12 @@
 - :mod:`~prunekit.pruners.allocation`: how much each layer or group loses (every rule);
 - :mod:`~prunekit.pruners.plan`: the :class:`Plan` a structured step applies;
 - :mod:`~prunekit.pruners.objective`: what a plan costs (:class:`Objective`, :data:`COST_METRICS`);
-- :mod:`~prunekit.pruners.unstructured`, :mod:`~prunekit.pruners.nm`, :mod:`~prunekit.pruners.structured`: the pruners.
+- :mod:`~prunekit.pruners.unstructured`, :mod:`~prunekit.pruners.nm`, :mod:`~prunekit.pruners.structured`: the pruners;
+- :mod:`~prunekit.pruners.depth`: depth pruning (whole residual blocks, found by :mod:`~prunekit.pruners.depth_blocks`).
 """
 
 from prunekit.importance.calibration import collect_gradients
+from prunekit.pruners.depth import DEPTH_CRITERIA, DepthConfig, DepthResult, ResidualBlock, find_blocks, prune_depth
 from prunekit.pruners.lifecycle import Pruner
 from prunekit.pruners.nm import NM_CRITERIA, NMPruner, nm_prune, prune_nm
 from prunekit.pruners.objective import COST_METRICS, CostMetric, Objective
@@ -17,6 +19,7 @@ from prunekit.pruners.structured import StructuredConfig, StructuredPruner, prun
 from prunekit.pruners.unstructured import UnstructuredConfig, UnstructuredPruner, compute_scores, prune_unstructured
 
 __all__ = [
+    "DEPTH_CRITERIA", "DepthConfig", "DepthResult", "ResidualBlock", "find_blocks", "prune_depth",
     "COST_METRICS", "NM_CRITERIA", "CostMetric", "LayerChannels", "NMPruner", "Objective", "Plan", "PruneResult", "Pruner",
     "StructuredConfig", "StructuredPruner", "UnstructuredConfig", "UnstructuredPruner", "collect_gradients", "compute_scores",
     "layer_channels", "nm_prune", "prune_nm", "prune_structured", "prune_unstructured",

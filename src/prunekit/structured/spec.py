@@ -3,7 +3,9 @@
 A spec lists, for every module, its class, the shapes of its parameters and buffers and its plain
 attributes (ints, floats, strings, tuples of them). :func:`rebuild` creates the original model,
 resizes every tensor whose shape differs and sets every attribute that differs, then loads weights
-from a safetensors file or state dict. No code is pickled.
+from a safetensors file or state dict. A module the spec records as one of the parameter-free
+:data:`REPLACEMENT_MODULES` (a residual block removed by depth pruning) is replaced by a fresh one.
+No code is pickled.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from torch import nn
 
 from prunekit._io import load_safetensors, read_json, save_safetensors, write_json
 from prunekit.errors import CheckpointError
+from prunekit.structured.surgery import replace_module
 
 SPEC_FORMAT = "prunekit-architecture/1"
 SPEC_FILE = "architecture.json"
 WEIGHTS_FILE = "weights.safetensors"
 
 Spec = dict[str, Any]
+
+#: Parameter-free modules that may stand where a spec's original module was (depth pruning's
+#: replacements of removed blocks); :func:`rebuild` creates them by these class names only.
+REPLACEMENT_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Identity, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Sigmoid, nn.Tanh,
+)
 
 
 def _type_name(module: nn.Module) -> str:
@@ -86,7 +95,11 @@ def rebuild(
         except AttributeError:
             raise CheckpointError(f"spec module {path!r} does not exist in {type(model).__name__}; wrong constructor?") from None
         if _type_name(module) != entry["type"]:
-            raise CheckpointError(f"spec module {path!r} is a {entry['type']} but the model has {_type_name(module)}")
+            replacement = next((cls for cls in REPLACEMENT_MODULES if f"{cls.__module__}.{cls.__qualname__}" == entry["type"]), None)
+            if replacement is None or not path or entry["tensors"]:
+                raise CheckpointError(f"spec module {path!r} is a {entry['type']} but the model has {_type_name(module)}")
+            module = replacement()
+            replace_module(model, path, module)
         for name, shape in entry["tensors"].items():
             _resize(module, path, name, tuple(shape))
         for name, value in entry["attrs"].items():

@@ -106,6 +106,23 @@ def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[At
     return changed
 
 
+def replace_module(model: nn.Module, name: str, replacement: nn.Module) -> nn.Module:
+    """Put ``replacement`` where the submodule ``name`` is (in place; depth pruning); return the module taken out.
+
+    Only that entry changes: every other module keeps its name, so the remaining state_dict keys stay.
+    """
+    parent_name, _, child = name.rpartition(".")
+    if not child:
+        raise StructureError("cannot replace the model itself; name a submodule (e.g. 'layer1.0')")
+    try:
+        parent = model.get_submodule(parent_name)
+        old = parent.get_submodule(child)
+    except AttributeError:
+        raise StructureError(f"{type(model).__name__} has no submodule {name!r}; names look like {[n for n, _ in model.named_modules() if n][:5]}") from None
+    setattr(parent, child, replacement)
+    return old
+
+
 def _assign(owner: nn.Module, name: str, tensor: torch.Tensor) -> None:
     if name in owner._parameters:
         owner._parameters[name] = tensor  # type: ignore[assignment]
