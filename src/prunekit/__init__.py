@@ -15,7 +15,7 @@ from prunekit._deprecation import renamed
 from prunekit._version import __version__
 
 from prunekit.compression import CompressionConfig, compress_model, decompress_file, load_compressed_into, quantize_model, share_weights
-from prunekit.deployment import deploy, export_onnx, quantize_int8
+from prunekit.deployment import deploy, export_onnx, measured_speedup, quantize_int8
 from prunekit.errors import ConfigError, DataError, PrunekitError
 from prunekit.experiment.recipe import Recipe, load_recipe
 from prunekit.experiment.runner import run_recipe
@@ -41,7 +41,7 @@ __all__ = [
     "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
     "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "share_weights", "size_on_disk", "strip", "to_torch_prune",
-    "DepthConfig", "find_blocks", "prune_depth",
+    "DepthConfig", "find_blocks", "prune_depth", "measured_speedup",
 ]
 
 

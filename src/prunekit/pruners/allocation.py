@@ -10,6 +10,7 @@ resource goal of an :class:`~prunekit.pruners.objective.Objective`.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 from prunekit._registry import Registry
 from prunekit.errors import ConfigError
 from prunekit.pruners.plan import Plan
+
+log = logging.getLogger(__name__)
 
 
 def prune_count(numel: int, sparsity: float) -> int:
@@ -257,12 +260,21 @@ def allocate_to_goal(cands: Sequence[Candidate], objective: PlanCost, goal: floa
     def estimate(counts: dict[int, int]) -> float:
         return objective.cost(Plan.from_counts(scores, counts))
 
+    def search(target: float) -> dict[int, int]:
+        counts = counts_at(closest_prefix(lambda k: estimate(counts_at(k)), target, steps))
+        return refine_counts(cands, counts, estimate, target, tolerance / 4)
+
+    return measured_rounds(search, scores, objective, goal, tolerance, rounds)
+
+
+def measured_rounds(search: Callable[[float], dict[int, int]], scores: Mapping[int, np.ndarray], objective: PlanCost, goal: float,
+                    tolerance: float, rounds: int) -> tuple[Plan, float]:
+    """Search counts for a target on the estimate, measure them, correct the target by the miss; the best measured plan."""
     target, best = goal, None
     for _ in range(rounds):
-        counts = counts_at(closest_prefix(lambda k: estimate(counts_at(k)), target, steps))
-        counts = refine_counts(cands, counts, estimate, target, tolerance / 4)
-        plan = Plan.from_counts(scores, counts)
+        plan = Plan.from_counts(scores, search(target))
         real = objective.measure(plan)
+        log.debug("allocation round: target %.4g (goal %.4g), estimate %.4g, measured %.4g", target, goal, objective.cost(plan), real)
         if best is None or abs(real - goal) < abs(best[1] - goal):
             best = (plan, real)
         if abs(real - goal) <= tolerance * goal * 0.9 or real <= 0:
@@ -270,3 +282,104 @@ def allocate_to_goal(cands: Sequence[Candidate], objective: PlanCost, goal: floa
         target *= goal / real
     assert best is not None
     return best
+
+
+# --- importance under a budget: a multiple-choice knapsack (HALP-style) ---------------------
+
+
+def best_options(values: Sequence[np.ndarray], weights: Sequence[np.ndarray], budget: float, bins: int = 2048) -> list[int] | None:
+    """One option per item maximising the summed value with summed weight ≤ ``budget`` (multiple-choice knapsack).
+
+    Dynamic programming over the budget: exact when every weight is a non-negative integer and
+    ``budget ≤ bins``; otherwise weights are scaled to ``bins`` steps and rounded *up*, so the answer
+    never exceeds the budget (and may leave under one step per item unused). None when even the
+    lightest option of every item does not fit.
+    """
+    if any(np.asarray(w).min() < 0 for w in weights):
+        raise ValueError("knapsack weights must be non-negative")
+    if sum(float(np.min(w)) for w in weights) > budget + 1e-9:
+        return None
+    integral = all(np.all(np.asarray(w) == np.round(w)) for w in weights) and budget <= bins
+    unit = 1.0 if integral else max(budget, 1e-12) / bins
+    cap = int(np.floor(budget / unit + 1e-9))
+    dp = np.zeros(cap + 1)
+    choices = []
+    for value, weight in zip(values, weights):
+        steps = np.ceil(np.asarray(weight, float) / unit - 1e-9).astype(np.int64)
+        new = np.full(cap + 1, -np.inf)
+        pick = np.zeros(cap + 1, np.int64)
+        for k, (v, w) in enumerate(zip(np.asarray(value, float), steps)):
+            if w > cap:
+                continue
+            trial = np.full(cap + 1, -np.inf)
+            trial[w:] = dp[: cap + 1 - w] + v
+            better = trial > new
+            new[better], pick[better] = trial[better], k
+        dp = new
+        choices.append(pick)
+    b = cap
+    chosen = []
+    for pick, weight in zip(reversed(choices), reversed(weights)):
+        k = int(pick[b])
+        chosen.append(k)
+        b -= int(np.ceil(float(np.asarray(weight, float)[k]) / unit - 1e-9))
+    return chosen[::-1]
+
+
+def removal_options(c: Candidate) -> list[int]:
+    """Removal counts of a group whose kept count is a multiple of its step, within its cap (0 first)."""
+    return [0] + [r for r in range(1, c.max_remove + 1) if (c.size - r) % c.step == 0 and c.size - r >= c.step]
+
+
+def kept_importance(c: Candidate, removals: Sequence[int]) -> np.ndarray:
+    """Summed score of the units a group keeps after each removal count (the lowest-scored go)."""
+    low_first = np.concatenate([[0.0], np.cumsum(np.sort(c.scores))])
+    return low_first[-1] - low_first[np.asarray(removals, np.int64)]
+
+
+def knapsack_counts(cands: Sequence[Candidate], cost: Callable[[dict[int, int]], float], goal: float, start: Mapping[int, int],
+                    sweeps: int = 4) -> dict[int, int]:
+    """Removal counts maximising kept importance with ``cost`` ≤ ``goal``.
+
+    Each sweep prices every option of every group with the other groups where the last sweep put
+    them, solves the knapsack of those (separable) price changes, and moves there; a group's
+    cost depends on its neighbours' widths (a conv's latency on both its channel counts), which the
+    next sweep re-prices. The best plan within ``goal`` seen wins (else the cheapest seen).
+    """
+    options = {c.index: removal_options(c) for c in cands}
+    values = [kept_importance(c, options[c.index]) for c in cands]
+    counts = {c.index: int(start.get(c.index, 0)) for c in cands}
+    seen: list[tuple[float, float, dict[int, int]]] = []
+    for _ in range(sweeps):
+        base = cost(counts)
+        deltas = [np.array([cost({**counts, c.index: r}) - base for r in options[c.index]]) for c in cands]
+        floor = [float(d.min()) for d in deltas]
+        chosen = best_options(values, [d - f for d, f in zip(deltas, floor)], goal - base - sum(floor))
+        if chosen is None:
+            chosen = [int(np.argmin(d)) for d in deltas]
+        new = {c.index: options[c.index][k] for c, k in zip(cands, chosen)}
+        value = float(sum(v[k] for v, k in zip(values, chosen)))
+        seen.append((cost(new), value, new))
+        if new == counts:
+            break
+        counts = new
+    within = [s for s in seen if s[0] <= goal]
+    return max(within, key=lambda s: s[1])[2] if within else min(seen, key=lambda s: s[0])[2]
+
+
+def allocate_knapsack(cands: Sequence[Candidate], objective: PlanCost, goal: float, *, tolerance: float, rounds: int = 4) -> tuple[Plan, float]:
+    """The plan keeping the most importance within ``goal`` on the estimate, corrected by measurement (:func:`measured_rounds`).
+
+    The first sweep starts from one ratio for every group that meets the estimate.
+    """
+    scores = {c.index: c.scores for c in cands}
+
+    def estimate(counts: dict[int, int]) -> float:
+        return objective.cost(Plan.from_counts(scores, counts))
+
+    def search(target: float) -> dict[int, int]:
+        uniform = lambda k: uniform_counts(cands, lambda c: k / 1000)  # noqa: E731
+        start = uniform(closest_prefix(lambda k: estimate(uniform(k)), target, 1000))
+        return knapsack_counts(cands, estimate, target, start)
+
+    return measured_rounds(search, scores, objective, goal, tolerance, rounds)

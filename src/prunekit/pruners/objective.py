@@ -5,7 +5,8 @@ An :class:`Objective` is bound to one dependency graph, its example inputs and o
 the analytic cost model: cheap enough for searches that try thousands of plans);
 :meth:`Objective.measure` is the real value of the pruned model, which the pruner checks the
 chosen plan with (on a pruned copy, cached per plan). MACs and params are registered in
-:data:`COST_METRICS`; a measured cost (latency on a runtime) plugs in as one more metric.
+:data:`COST_METRICS`; a measured cost (latency on a runtime, :mod:`prunekit.pruners.latency`) is
+passed as a :class:`CostMetric` bound to its runtime and reference model.
 """
 
 from __future__ import annotations
@@ -62,13 +63,12 @@ def measure_model(metric: str, model: nn.Module, inputs: tuple[Any, ...]) -> flo
 
 
 class Objective:
-    """Cost of plans over ``graph`` in one metric; see the module docstring."""
+    """Cost of plans over ``graph`` in one metric (a :data:`COST_METRICS` name or a :class:`CostMetric`); see the module docstring."""
 
-    def __init__(self, graph: DependencyGraph, inputs: tuple[Any, ...], metric: str = "macs") -> None:
+    def __init__(self, graph: DependencyGraph, inputs: tuple[Any, ...], metric: str | CostMetric = "macs") -> None:
         self.graph = graph
         self.inputs = inputs
-        self.metric = metric
-        self._cost = COST_METRICS.get(metric)
+        self._cost = COST_METRICS.get(metric) if isinstance(metric, str) else metric
         self._model: CostModel | None = None
         self._measured: dict[tuple[tuple[int, tuple[int, ...]], ...], float] = {}
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from prunekit.deployment.runtimes import SpeedupCheck
 from prunekit.layer_kinds import output_channels
 
 
@@ -33,6 +34,7 @@ class PruneResult:
     groups_pruned: int
     units_removed: int
     warnings: list[str] = field(default_factory=list)
+    speedup: SpeedupCheck | None = None  # dense vs pruned timed side by side (StructuredConfig.measure_speedup)
 
     @property
     def macs_reduction(self) -> float:
@@ -43,8 +45,9 @@ class PruneResult:
         return self.params_before / max(1, self.params_after)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "model"}
-        out.update(macs_reduction=self.macs_reduction, params_reduction=self.params_reduction)
+        out = {k: v for k, v in asdict(self).items() if k not in ("model", "speedup")}
+        out.update(macs_reduction=self.macs_reduction, params_reduction=self.params_reduction,
+                   speedup=self.speedup.to_dict() if self.speedup is not None else None)
         return out
 
     def table(self) -> str:

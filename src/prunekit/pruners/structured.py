@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +29,12 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from prunekit._settings import MAX_BATCH, Seed, Settings
+from prunekit.deployment.runtimes import RUNTIMES, Call, SpeedupCheck, measured_speedup
 from prunekit.errors import ConfigError, StructureError
 from prunekit.importance.calibration import Calibration
 from prunekit.importance.group import GroupCriterion, ScoringContext, make_criterion
-from prunekit.pruners.allocation import Candidate, allocate_to_goal, global_order, prefix_counts, uniform_counts
+from prunekit.pruners.allocation import Candidate, allocate_knapsack, allocate_to_goal, global_order, prefix_counts, uniform_counts
+from prunekit.pruners.latency import LatencyObjective, RuntimeTarget, batched, prepare_reference
 from prunekit.pruners.lifecycle import check_fraction
 from prunekit.pruners.objective import Objective, measure_model
 from prunekit.pruners.plan import Plan
@@ -42,15 +45,37 @@ from prunekit.structured.groups import Group
 
 log = logging.getLogger(__name__)
 
+#: The target fields of :class:`StructuredConfig` (give one).
+TARGETS = ("ratio", "macs_reduction", "max_macs", "max_params", "latency_reduction", "max_latency_ms")
+#: Environment variable that pins ``round_to="auto"`` to one channel step (e.g. for reproducible runs across machines).
+CHANNEL_STEP_ENV = "PRUNEKIT_CHANNEL_STEP"
+
+
+def pinned_channel_step() -> int | None:
+    """The channel step ``$PRUNEKIT_CHANNEL_STEP`` pins, or None when it is unset."""
+    value = os.environ.get(CHANNEL_STEP_ENV)
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_BATCH:
+        raise ConfigError(f"${CHANNEL_STEP_ENV}={value!r} is not a channel step; set an integer in [1, {MAX_BATCH}] or unset it")
+    return int(value)
+
 
 class StructuredConfig(Settings):
     """Settings of a structured pruner (also the ``prune`` section of a recipe).
 
     Give exactly one target: ``ratio`` (fraction of channels removed; with ``layer_ratios`` for
-    fnmatch-pattern overrides), ``macs_reduction`` (2.0 = half the MACs), ``max_macs`` or
-    ``max_params``. Resource targets are met within ``tolerance`` (relative). ``round_to`` keeps
-    channel counts multiples of a hardware block; ``layer_round_to`` overrides it per layer pattern
-    (e.g. ``{"layer1.*": 8}`` so a 16-channel stage can still be halved under ``round_to=16``).
+    fnmatch-pattern overrides), ``macs_reduction`` (2.0 = half the MACs), ``max_macs``,
+    ``max_params``, ``latency_reduction`` (2.0 = twice as fast, measured) or ``max_latency_ms``.
+    Resource targets are met within ``tolerance`` (relative; at least 5% for latency, which is
+    measured). Latency is that of ``runtime`` (default: onnxruntime when installed, else torch) at
+    ``batch_size`` and ``threads`` on this machine; latency targets allocate by a knapsack over
+    measured per-layer tables (``allocation="knapsack"``). ``round_to`` keeps channel counts
+    multiples of a hardware block; ``"auto"`` (the default) takes the step of the runtime's measured
+    channel staircase (``$PRUNEKIT_CHANNEL_STEP`` pins it); ``layer_round_to`` overrides it per layer
+    pattern (e.g. ``{"layer1.*": 8}`` so a 16-channel stage can still be halved under ``round_to=16``).
+    ``measure_speedup`` times dense and pruned side by side on the runtime after pruning (default:
+    for latency targets and whenever ``runtime`` is given).
     """
 
 
@@ -59,9 +84,15 @@ class StructuredConfig(Settings):
     macs_reduction: float | None = Field(None, ge=1.0, le=1e6)
     max_macs: int | None = Field(None, gt=0, le=2**53)
     max_params: int | None = Field(None, gt=0, le=2**53)
-    allocation: Literal["uniform", "global"] | None = None
+    latency_reduction: float | None = Field(None, ge=1.0, le=1e3)
+    max_latency_ms: float | None = Field(None, gt=0.0, le=1e7)
+    runtime: str | None = None
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH)
+    threads: int = Field(1, ge=1, le=1024)
+    measure_speedup: bool | None = None
+    allocation: Literal["uniform", "global", "knapsack"] | None = None
     max_layer_ratio: float = Field(0.9, gt=0.0, le=1.0)
-    round_to: int = Field(1, ge=1, le=MAX_BATCH)
+    round_to: int | Literal["auto"] = Field("auto")
     layer_round_to: dict[str, int] = Field(default_factory=dict)
     ignored_layers: tuple[str, ...] = ()
     importance: str = "l2"
@@ -75,11 +106,17 @@ class StructuredConfig(Settings):
 
     @model_validator(mode="after")
     def _one_target(self) -> StructuredConfig:
-        targets = [n for n in ("ratio", "macs_reduction", "max_macs", "max_params") if getattr(self, n) is not None]
+        targets = [n for n in TARGETS if getattr(self, n) is not None]
         if len(targets) > 1:
             raise ValueError(f"give one target, not {targets}")
         if not targets and not self.layer_ratios:
-            raise ValueError("no target: set ratio, layer_ratios, macs_reduction, max_macs or max_params")
+            raise ValueError(f"no target: set layer_ratios or one of {', '.join(TARGETS)}")
+        if isinstance(self.round_to, int) and not 1 <= self.round_to <= MAX_BATCH:
+            raise ValueError(f"round_to must be 'auto' or an integer in [1, {MAX_BATCH}], got {self.round_to}")
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {self.runtime!r}; choose one of {sorted(RUNTIMES)}")
+        if self.allocation == "knapsack" and not self.resource_target:
+            raise ValueError("allocation='knapsack' needs a resource target (macs_reduction, max_macs, max_params, latency_reduction or max_latency_ms)")
         bad = {k: v for k, v in self.layer_ratios.items() if not 0.0 <= v < 1.0}
         if bad:
             raise ValueError(f"layer_ratios must be in [0, 1): {bad}")
@@ -90,22 +127,46 @@ class StructuredConfig(Settings):
 
     @property
     def resource_target(self) -> bool:
-        return self.macs_reduction is not None or self.max_macs is not None or self.max_params is not None
+        return any(getattr(self, n) is not None for n in TARGETS[1:])
+
+    @property
+    def latency_target(self) -> bool:
+        return self.latency_reduction is not None or self.max_latency_ms is not None
 
     @property
     def resolved_allocation(self) -> str:
-        return self.allocation or ("global" if self.resource_target else "uniform")
+        if self.allocation:
+            return self.allocation
+        return "knapsack" if self.latency_target else "global" if self.resource_target else "uniform"
+
+    @property
+    def resolved_measure_speedup(self) -> bool:
+        return self.measure_speedup if self.measure_speedup is not None else self.latency_target or self.runtime is not None
+
+    @property
+    def runtime_target(self) -> RuntimeTarget:
+        return RuntimeTarget(self.runtime, self.batch_size, self.threads)
 
     @property
     def target_metric(self) -> str:
-        """The cost metric a resource target is given in (``"macs"`` or ``"params"``)."""
-        return "params" if self.max_params is not None else "macs"
+        """The cost metric a resource target is given in (``"macs"``, ``"params"`` or ``"latency"``, in ms)."""
+        return "latency" if self.latency_target else "params" if self.max_params is not None else "macs"
 
     def final_cost(self, origin: Mapping[str, float]) -> float:
         """The resource value the last step must reach, given the original model's values."""
         if self.max_params is not None:
             return self.max_params
+        if self.max_latency_ms is not None:
+            return self.max_latency_ms
+        if self.latency_reduction is not None:
+            return origin["latency"] / self.latency_reduction
         return self.max_macs if self.max_macs is not None else origin["macs"] / float(self.macs_reduction or 1.0)
+
+    def resolved_round_to(self) -> int:
+        """``round_to``, with ``"auto"`` read from ``$PRUNEKIT_CHANNEL_STEP`` or the runtime's measured staircase."""
+        if isinstance(self.round_to, int):
+            return self.round_to
+        return pinned_channel_step() or self.runtime_target.step()
 
 
 @dataclass
@@ -113,7 +174,8 @@ class _Origin:
     """The model as :meth:`StructuredPruner.prepare` saw it: targets are measured against it."""
 
     sizes: dict[str, int]
-    costs: dict[str, int]
+    costs: dict[str, float]
+    reference: Call | None = None  # the model prepared on the target runtime, for latency targets and speed-up checks
 
 
 class StructuredPruner:
@@ -139,7 +201,15 @@ class StructuredPruner:
         """
         inputs = _as_tuple(example_inputs)
         graph = self._graph(model, inputs)
-        self._origin = _Origin({_key(g): g.size for g in graph.groups}, _costs(model, inputs))
+        self._origin = self._make_origin(graph, model, inputs)
+
+    def _make_origin(self, graph: DependencyGraph, model: nn.Module, inputs: tuple[Any, ...]) -> _Origin:
+        cfg = self.config
+        costs: dict[str, float] = dict(_costs(model, inputs))
+        reference = None
+        if cfg.latency_target or cfg.resolved_measure_speedup:
+            reference, costs["latency"] = prepare_reference(model, inputs, cfg.runtime_target)
+        return _Origin({_key(g): g.size for g in graph.groups}, costs, reference)
 
     def schedule(self) -> list[float]:
         """Fractions of the target to reach after each step (the last is 1.0)."""
@@ -160,13 +230,14 @@ class StructuredPruner:
         reference = _reference_output(model, inputs)
         graph = self._graph(model, inputs)
         if self._origin is None:
-            self._origin = _Origin({_key(g): g.size for g in graph.groups}, costs_before)
+            self._origin = self._make_origin(graph, model, inputs)
         ctx = ScoringContext(model, graph, seed=self.config.seed, calibration=calibration)
-        plan = self._plan(graph, self._candidates(graph, ctx), fraction, inputs)
+        plan = self._plan(graph, self._candidates(graph, ctx, self.config.resolved_round_to()), fraction, inputs)
         plan.apply(graph)
         _check_outputs(model, inputs, reference)
         after = layer_channels(model)
         costs_after = _costs(model, inputs)
+        speedup = self._speedup(model, inputs)
         return PruneResult(
             model=model,
             layers=[LayerChannels(n, kind, c, after.get(n, (kind, c))[1]) for n, (kind, c) in before.items()],
@@ -176,8 +247,20 @@ class StructuredPruner:
             params_after=costs_after["params"],
             groups_pruned=plan.groups_pruned,
             units_removed=plan.units_removed,
-            warnings=list(graph.warnings),
+            warnings=list(graph.warnings) + ([_slower_warning(speedup)] if speedup is not None and speedup.speedup < 1.0 else []),
+            speedup=speedup,
         )
+
+    def _speedup(self, model: nn.Module, inputs: tuple[Any, ...]) -> SpeedupCheck | None:
+        """Dense (the prepared model) and pruned timed side by side, when the config asks for it."""
+        cfg = self.config
+        if not cfg.resolved_measure_speedup or self._origin is None or self._origin.reference is None:
+            return None
+        check = measured_speedup(self._origin.reference, model, batched(inputs, cfg.batch_size), cfg.runtime_target.name, cfg.threads)
+        log.info("measured speed-up: %s", check.describe())
+        if check.speedup < 1.0:
+            log.warning(_slower_warning(check))
+        return check
 
     def prune(self, model: nn.Module, example_inputs: Any, calibration: Calibration | None = None, *,
               squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
@@ -186,7 +269,8 @@ class StructuredPruner:
         return self.step(model, example_inputs, 1.0, _with_squared_grads(calibration, squared_grads, stacklevel=3))
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs: the prepared model's group sizes and costs (JSON-able)."""
+        """What a resumed run needs: the prepared model's group sizes and costs (JSON-able; call
+        :meth:`prepare` again for latency targets, which time against a copy of that model)."""
         return {} if self._origin is None else {"sizes": dict(self._origin.sizes), "costs": dict(self._origin.costs)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -216,13 +300,13 @@ class StructuredPruner:
         assert self._origin is not None
         return self._origin.sizes.get(_key(group), group.size)
 
-    def _candidates(self, graph: DependencyGraph, ctx: ScoringContext) -> list[Candidate]:
+    def _candidates(self, graph: DependencyGraph, ctx: ScoringContext, default_round_to: int) -> list[Candidate]:
         cfg = self.config
         cands = []
         for g in graph.prunable_groups():
             scores = self.criterion(g, ctx).detach().cpu().numpy()
             original = self._original_size(g)
-            round_to = _override(g, cfg.layer_round_to, cfg.round_to)
+            round_to = _override(g, cfg.layer_round_to, default_round_to)
             cands.append(Candidate.make(g.index, scores, cfg.max_layer_ratio, round_to, g.width(), original - g.size, original))
         return cands
 
@@ -255,11 +339,39 @@ class StructuredPruner:
         metric = cfg.target_metric
         start = self._origin.costs[metric]
         goal = start * (cfg.final_cost(self._origin.costs) / start) ** fraction
-        plan, reached = allocate_to_goal(cands, Objective(graph, inputs, metric), goal, uniform=cfg.resolved_allocation == "uniform",
-                                         max_layer_ratio=cfg.max_layer_ratio, tolerance=cfg.tolerance)
-        if abs(reached - goal) > cfg.tolerance * goal:
+        tolerance = max(cfg.tolerance, 0.05) if metric == "latency" else cfg.tolerance
+        objective = self._objective(graph, inputs, metric)
+        if cfg.resolved_allocation == "knapsack":
+            plan, reached = allocate_knapsack(cands, objective, goal, tolerance=tolerance)
+        else:
+            plan, reached = allocate_to_goal(cands, objective, goal, uniform=cfg.resolved_allocation == "uniform",
+                                             max_layer_ratio=cfg.max_layer_ratio, tolerance=tolerance)
+        if abs(reached - goal) > tolerance * goal:
             log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", metric, goal, reached, _narrow_hint(graph, cands))
         return plan
+
+
+    def _objective(self, graph: DependencyGraph, inputs: tuple[Any, ...], metric: str) -> Objective:
+        if metric != "latency":
+            return Objective(graph, inputs, metric)
+        cfg = self.config
+        assert self._origin is not None
+        target = cfg.runtime_target
+        unpruned = all(self._original_size(g) == g.size for g in graph.groups)
+        if self._origin.reference is not None:
+            reference, reference_ms = self._origin.reference, self._origin.costs["latency"]
+        else:  # resumed from a state_dict without prepare(): time against the model as it is now
+            reference, reference_ms = prepare_reference(graph.model, inputs, target)
+            unpruned = True
+        latency = LatencyObjective(graph, inputs, reference, reference_ms, target, step=cfg.resolved_round_to(),
+                                   current_ms=reference_ms if unpruned else None)
+        return Objective(graph, inputs, latency.metric())
+
+
+def _slower_warning(check: SpeedupCheck) -> str:
+    return (f"the pruned model is SLOWER than the dense one: {check.describe()}. Prune for the runtime instead: "
+            f"latency_reduction=... with runtime={check.runtime!r}, batch_size={check.batch_size} (channel counts then follow its measured "
+            f"staircase), or round_to='auto'")
 
 
 def prune_structured(model: nn.Module, example_inputs: Any, config: StructuredConfig | None = None, *, importance: str | GroupCriterion | None = None,

@@ -165,6 +165,17 @@ class CostModel:
         kept = self._flat_cnt * ~removed[self._flat_lab]
         return self._const_arr + np.bincount(self._flat_fid, weights=kept, minlength=len(self._const))
 
+    def weight_size(self, module: str, dim: int, weight: str = "weight") -> int | float:
+        """The kept size of ``module.weight``'s ``dim``: a factor id (read with :meth:`factor_values`) or a constant."""
+        size = self._dim(module, weight, dim)
+        if isinstance(size, float) and (module, weight) not in self.graph.prop.tensors:
+            return float(self.graph.model.get_submodule(module).get_parameter(weight).shape[dim])
+        return size
+
+    def factor_values(self, removed: np.ndarray) -> np.ndarray:
+        """The kept size of every factor after removing ``removed`` labels (index with :meth:`weight_size` ids)."""
+        return self._values(removed)
+
     def cost(self, removed: np.ndarray) -> dict[str, float]:
         """``{"macs": ..., "params": ...}`` of the model after removing ``removed`` labels."""
         values = self._values(removed)

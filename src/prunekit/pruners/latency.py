@@ -1,0 +1,147 @@
+"""Latency as a structured pruning objective: per-layer tables for the estimate, the runtime for the truth.
+
+:class:`LatencyModel` prices a plan on one runtime (:data:`prunekit.deployment.runtimes.RUNTIMES`)
+as the sum of its conv/linear layers' measured latencies at their kept channel counts
+(:func:`prunekit.deployment.latency_tables.measure_tables`, looked up through the cost model's
+channel factors) plus a remainder: the whole model's measured latency minus its layers' sum (pooling,
+additions, overheads). :func:`latency_metric` wraps it as a :class:`~prunekit.pruners.objective.CostMetric`
+whose ``measure`` times a pruned model side by side with the reference model, so that a noisy
+machine moves both alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunekit.deployment.latency_tables import LayerTable, measure_staircase, measure_tables, sample_grid
+from prunekit.deployment.layer_probe import LayerConfig
+from prunekit.deployment.runtimes import Call, default_runtime, prepare_on, time_side_by_side
+from prunekit.pruners.objective import CostMetric
+from prunekit.structured.cost import CostModel
+from prunekit.structured.graph import DependencyGraph
+from prunekit.structured.values import TensorMeta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RuntimeTarget:
+    """Where latency is measured: runtime (None: the default), batch size, threads, table points per axis."""
+
+    runtime: str | None = None
+    batch_size: int = 1
+    threads: int = 1
+    points: int = 6
+
+    @property
+    def name(self) -> str:
+        return self.runtime or default_runtime()
+
+    def step(self, progress: bool = False) -> int:
+        """The channel step of this runtime's measured staircase (cached per machine)."""
+        return measure_staircase(self.name, self.batch_size, self.threads, progress=progress).step
+
+
+def batched(inputs: tuple[Any, ...], batch_size: int) -> tuple[Any, ...]:
+    """``inputs`` with every batched tensor repeated (or cut) to ``batch_size`` examples."""
+    def one(x: Any) -> Any:
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == batch_size:
+            return x
+        reps = -(-batch_size // x.shape[0])
+        return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size]
+    return tuple(one(x) for x in inputs)
+
+
+@dataclass(frozen=True)
+class _Site:
+    module: str
+    config: LayerConfig
+    c_in: int | float  # factor id (int) or constant (float)
+    c_out: int | float
+
+
+class LatencyModel:
+    """Estimated latency (ms) of ``graph.model`` after a removal mask; see the module docstring."""
+
+    def __init__(self, graph: DependencyGraph, target: RuntimeTarget, dense_ms: float, *, step: int, progress: bool = False) -> None:
+        self.cost_model = CostModel(graph)
+        self.sites = _sites(graph, self.cost_model)
+        dense = self.cost_model.factor_values(np.zeros(int(graph.labels.max()) + 1, bool))
+        requests: dict[LayerConfig, tuple[set[int], set[int]]] = {}
+        for s in self.sites:
+            grid_in = sample_grid(int(_value(dense, s.c_in)), step, target.points, isinstance(s.c_in, int))
+            grid_out = sample_grid(int(_value(dense, s.c_out)), step, target.points, isinstance(s.c_out, int))
+            have = requests.setdefault(s.config, (set(), set()))
+            have[0].update(grid_in)
+            have[1].update(grid_out)
+        self.tables: dict[LayerConfig, LayerTable] = measure_tables(
+            {c: (sorted(i), sorted(o)) for c, (i, o) in requests.items()}, target.name, target.batch_size, target.threads, progress=progress)
+        self.layers_dense_ms = self._layers(dense)
+        self.remainder_ms = dense_ms - self.layers_dense_ms
+
+    def _layers(self, values: np.ndarray) -> float:
+        return float(sum(self.tables[s.config](_value(values, s.c_in), _value(values, s.c_out)) for s in self.sites))
+
+    def estimate(self, removed: np.ndarray) -> float:
+        """Remainder plus the tables' latency of every layer at its kept channel counts."""
+        return max(1e-6, self.remainder_ms + self._layers(self.cost_model.factor_values(removed)))
+
+    def layer_ms(self) -> dict[str, float]:
+        """Each layer's table latency in the unpruned model (what the report plots)."""
+        dense = self.cost_model.factor_values(np.zeros(int(self.cost_model.labels.max()) + 1, bool))
+        return {s.module: self.tables[s.config](_value(dense, s.c_in), _value(dense, s.c_out)) for s in self.sites}
+
+
+def _value(values: np.ndarray, size: int | float) -> float:
+    return float(size) if isinstance(size, float) else float(values[size])
+
+
+def _sites(graph: DependencyGraph, cost_model: CostModel) -> list[_Site]:
+    sites = []
+    for call in graph.prop.leaf_calls:
+        meta = call.node.args[0].meta.get("value") if call.node.args else None
+        if not isinstance(meta, TensorMeta):
+            continue
+        config = LayerConfig.of(call.module, tuple(meta.shape))
+        if config is None:
+            continue
+        c_out = cost_model.weight_size(call.path, 0)
+        c_in = c_out if config.grouped else cost_model.weight_size(call.path, 1)
+        sites.append(_Site(call.path, config, c_in, c_out))
+    return sites
+
+
+class LatencyObjective:
+    """The latency metric of one step: the table estimate and side-by-side measurements against ``reference``."""
+
+    def __init__(self, graph: DependencyGraph, inputs: tuple[Any, ...], reference: Call, reference_ms: float, target: RuntimeTarget,
+                 *, step: int, current_ms: float | None = None, progress: bool = False) -> None:
+        self.target = target
+        self.inputs = batched(inputs, target.batch_size)
+        self.reference = reference
+        self.reference_ms = reference_ms
+        current_ms = current_ms if current_ms is not None else self.measure(graph.model, inputs)
+        self.model = LatencyModel(graph, target, current_ms, step=step, progress=progress)
+        log.info("latency model on %s: %.3g ms now (%.3g ms in %d conv/linear layers, %.3g ms elsewhere)", target.name, current_ms,
+                 self.model.layers_dense_ms, len(self.model.sites), self.model.remainder_ms)
+
+    def measure(self, model: nn.Module, inputs: tuple[Any, ...]) -> float:
+        """``reference_ms`` × (model ÷ reference), both timed interleaved on the target runtime now."""
+        t = time_side_by_side({"reference": self.reference, "model": prepare_on(self.target.name, model, self.inputs, self.target.threads)},
+                              self.inputs, self.target.name, self.target.threads, repeats=9, min_time_s=0.5)
+        return self.reference_ms * t["model"].median_ms / t["reference"].median_ms
+
+    def metric(self) -> CostMetric:
+        return CostMetric(lambda _cost_model, removed: self.model.estimate(removed), self.measure)
+
+
+def prepare_reference(model: nn.Module, inputs: tuple[Any, ...], target: RuntimeTarget) -> tuple[Call, float]:
+    """``model`` prepared on the target runtime at its batch size, and its median latency (ms) alone."""
+    call = prepare_on(target.name, model, batched(inputs, target.batch_size), target.threads)
+    return call, time_side_by_side({"model": call}, (), target.name, target.threads, repeats=9, min_time_s=0.5)["model"].median_ms
