@@ -138,8 +138,11 @@ def test_contract_runtimes(name: str) -> None:
         pytest.skip(runtime.missing())
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 2)).eval()
     x = torch.randn(2, 3, 6, 6)
-    out = runtime.prepare(model, (x,), 1)()
+    call = runtime.prepare(model, (x,), 1)
     expected = model(x).detach()
+    with torch.no_grad():
+        model[0].weight.zero_()  # a later change to the model (pruning it in place) must not reach the prepared snapshot
+    out = call()
     torch.testing.assert_close(torch.as_tensor(out[0] if isinstance(out, list) else out), expected, rtol=1e-4, atol=1e-5)
     runtime.layer(CONFIGS[0], 8, 8, 2, 1)()
     assert runtime.version()

@@ -105,7 +105,7 @@ def test_optional_sections_appear_with_hand_computed_rows() -> None:
     assert list(md) == ["Dense vs pruned", "Headline", "Accuracy vs weights remaining", "Per layer",
                         "Accuracy under input corruptions (severity 3)", "Per-class accuracy"]
     assert md["Dense vs pruned"].endswith("| latency (ms, median) | 2 | 1.6 |\n\nMACs per example\n")
-    assert "| measured speed-up (latency ratio) | 1.25 |\n" in md["Headline"]
+    assert "| measured speed-up (latency ratio; torch) | 1.25 |\n" in md["Headline"]
     assert md["Accuracy vs weights remaining"].endswith(
         "| method | round | weights remaining (%) | test accuracy (%) |\n|---|---|---|---|\n"
         "| magnitude | 1 | 50 | 97.9 |\n| magnitude | 2 | 10 | 97.5 |\n"

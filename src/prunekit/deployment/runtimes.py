@@ -43,7 +43,8 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Runtime:
-    """One runtime: ``prepare(model, inputs, threads)`` gives a callable running one forward;
+    """One runtime: ``prepare(model, inputs, threads)`` gives a callable running one forward of a
+    snapshot of the model as it is now (later changes to the model do not reach it);
     ``layer(config, c_in, c_out, batch, threads)`` one running a lone layer (for latency tables)."""
 
     prepare: Callable[[nn.Module, tuple[Any, ...], int], Call]
@@ -58,7 +59,7 @@ class Runtime:
 
 
 def _eager(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Call:
-    model.eval()
+    model = plain_copy(model).eval()  # a snapshot, as an export is: pruning the model later does not change what is timed
 
     def call() -> Any:
         with torch_threads(threads), torch.inference_mode():
@@ -72,8 +73,13 @@ def _eager_layer(config: LayerConfig, c_in: int, c_out: int, batch: int, threads
 
 
 def _compiled(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Call:
-    compiled = torch.compile(model.eval())
-    return _eager(compiled, inputs, threads)  # type: ignore[arg-type]
+    compiled = torch.compile(plain_copy(model).eval())
+
+    def call() -> Any:
+        with torch_threads(threads), torch.inference_mode():
+            return compiled(*inputs)
+
+    return call
 
 
 def onnx_bytes(model: nn.Module, inputs: tuple[Any, ...]) -> bytes:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit._parametrize import plain_copy
+from prunekit.deployment.runtimes import time_side_by_side
 from prunekit.metrics import agreement, compare_latency, corruption_accuracy, count_macs, count_parameters, evaluate, size_on_disk
 
 COUNTING_NOTE = (
@@ -46,8 +47,9 @@ def compare(
     latency_repeats: int = 20,
     corruptions: tuple[str, ...] = (),
     corruption_severity: int = 3,
+    latency_runtime: str = "torch",
 ) -> dict[str, Any]:
-    """Everything ``summary.json`` reports about a dense/pruned pair (side-by-side latency)."""
+    """Everything ``summary.json`` reports about a dense/pruned pair (side-by-side latency on ``latency_runtime``)."""
     ev_dense = evaluate(dense, test, num_classes)
     ev_pruned = evaluate(pruned, test, num_classes)
     out: dict[str, Any] = {
@@ -72,10 +74,15 @@ def compare(
         reps = max(1, -(-latency_batch_size // example_input.shape[0]))
         batch = example_input.repeat(reps, *([1] * (example_input.dim() - 1)))[:latency_batch_size]
         # time what a user would deploy: masks and other parametrizations made permanent
-        timing = compare_latency({"dense": plain_copy(dense), "pruned": plain_copy(pruned)}, batch, warmup=3, repeats=latency_repeats)
+        models = {"dense": plain_copy(dense), "pruned": plain_copy(pruned)}
+        if latency_runtime == "torch":
+            timing = compare_latency(models, batch, warmup=3, repeats=latency_repeats)
+        else:
+            timing = time_side_by_side(models, (batch,), latency_runtime, threads=torch.get_num_threads(), repeats=latency_repeats)
         out["dense"]["latency_ms"] = timing["dense"].median_ms
         out["pruned"]["latency_ms"] = timing["pruned"].median_ms
         out["latency_batch_size"] = latency_batch_size
+        out["latency_runtime"] = latency_runtime
         out["measured_speedup"] = timing["dense"].median_ms / timing["pruned"].median_ms
     return out
 

@@ -63,8 +63,17 @@ class EvaluateSection(Settings):
     latency: bool = True
     latency_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     latency_repeats: int = Field(20, ge=1, le=MAX_COUNT)
+    latency_runtime: str | None = Field(None, description="runtime dense and pruned are timed on (torch, torch_compile, onnxruntime); "
+                                        "default: the prune section's runtime if it names one, else torch")
     corruptions: tuple[str, ...] = Field(("gaussian_noise", "blur", "contrast"), description="accuracy under these input corruptions; () to skip")
     corruption_severity: int = Field(3, ge=1, le=5)
+
+    @field_validator("latency_runtime")
+    @classmethod
+    def _known_runtime(cls, name: str | None) -> str | None:
+        from prunekit.deployment.runtimes import RUNTIMES
+
+        return None if name is None else RUNTIMES.check(name)
 
     @field_validator("corruptions")
     @classmethod

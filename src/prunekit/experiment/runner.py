@@ -199,7 +199,8 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         ev = recipe.evaluate
         measured = compare(ctx.dense_model(), pruned.model, ctx.data.test, ctx.example_input(), ctx.data.num_classes,
                            latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats,
-                           corruptions=ev.corruptions, corruption_severity=ev.corruption_severity)
+                           corruptions=ev.corruptions, corruption_severity=ev.corruption_severity,
+                           latency_runtime=ev.latency_runtime or getattr(recipe.prune, "runtime", None) or "torch")
         run.mark_done("evaluate", measured)
         result = run.result("evaluate")  # as JSON, like a reused result
     result["per_class"]["classes"] = list(ctx.data.class_names)
@@ -208,6 +209,10 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         notes.append("unstructured sparsity keeps dense tensors: the measured speed-up stays ≈1× unless the model is "
                      "deployed with sparse kernels (prunekit.deploy)")
     notes += [str(v) for k, v in pruned.extra.items() if k.endswith("_note")]
+    if recipe.prune.method == "structured" and result.get("measured_speedup", 1.0) < 1.0:
+        notes.append(f"WARNING: the pruned model is SLOWER than the dense one on {result.get('latency_runtime', 'torch')} "
+                     f"(measured speed-up {result['measured_speedup']:.2f}×); prune for the runtime with prune.latency_reduction "
+                     f"and prune.runtime / prune.batch_size, or leave prune.round_to at 'auto'")
     return {
         "run": {"name": recipe.name, "id": run.id, "model": recipe.model.name, "dataset": recipe.data.name,
                 "method": recipe.prune.method},
@@ -215,6 +220,6 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         "curve": pruned.curve,
         "layers": pruned.layers,
         "notes": notes,
-        **({"stop": pruned.extra["stop"]} if "stop" in pruned.extra else {}),
+        **{key: pruned.extra[key] for key in ("stop", "staircase") if key in pruned.extra},
     }
 

@@ -43,7 +43,8 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         ["theoretical speed-up (dense / effective MACs)", summary.get("theoretical_speedup")],
     ]
     if "measured_speedup" in summary:
-        headline.append(["measured speed-up (latency ratio)", summary["measured_speedup"]])
+        where = summary.get("latency_runtime", "torch") + (f", batch {summary['latency_batch_size']}" if "latency_batch_size" in summary else "")
+        headline.append([f"measured speed-up (latency ratio; {where})", summary["measured_speedup"]])
     if "agreement" in pruned:
         headline.append(["agreement with dense predictions (%)", pct(pruned["agreement"])])
     tables = [
@@ -137,6 +138,8 @@ def make_figures(summary: dict[str, Any], records: list[dict[str, Any]], out_dir
             "output channels",
             "Per-layer channels before/after",
         )
+    if summary.get("staircase", {}).get("counts"):
+        figures["channel_staircase.png"] = plots.channel_staircase(summary["staircase"])
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if epochs:
         figures["training_curves.png"] = plots.training_curves(epochs)
