@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from prunekit._registry import Registry
 from prunekit._settings import MAX_COUNT, Settings
+from prunekit.analysis.search_problem import SearchConfig
 from prunekit.errors import PrunekitError, shorten
 from prunekit.pruners.depth import DEPTH_CRITERIA, DepthConfig
 from prunekit.pruners.structured import StructuredConfig
@@ -168,7 +169,9 @@ class StructuredSection(StructuredConfig):
     ``baselines`` are ``criterion`` or ``criterion:allocation`` (e.g. ``random:uniform``), pruned to
     the same target with the same fine-tuning (without sparsity learning). ``stop`` ends the steps of
     every variant early (e.g. ``{max_accuracy_drop: 0.5}`` with a large ``ratio`` and many ``steps``)
-    and keeps each one's last step that satisfied it."""
+    and keeps each one's last step that satisfied it. ``search`` (e.g. ``{strategy: evolutionary,
+    trials: 40}``) first searches per-group ratios under the resource target on the validation
+    split, then prunes to them (baselines keep the target and their allocation)."""
 
     method: Literal["structured"] = "structured"
     finetune: TrainConfig = TrainConfig(epochs=2)
@@ -176,6 +179,13 @@ class StructuredSection(StructuredConfig):
     calibration_batches: int = Field(8, ge=1, le=MAX_COUNT)
     baselines: tuple[str, ...] = ()
     stop: StopCondition | None = None
+    search: SearchConfig | None = None
+
+    @model_validator(mode="after")
+    def _search_needs_a_budget(self) -> StructuredSection:
+        if self.search is not None and not self.resource_target:
+            raise ValueError("search needs a resource target to search under: macs_reduction, max_macs, max_params, latency_reduction or max_latency_ms")
+        return self
 
     @field_validator("importance")
     @classmethod
@@ -190,8 +200,8 @@ class StructuredSection(StructuredConfig):
         return _check_baselines(values, cls._known_importance, "allocation", ("uniform", "global"))
 
     def variants(self) -> list[tuple[str, str]]:
-        """``(criterion, allocation)`` of the main method, then of each baseline (duplicates dropped)."""
-        return _variants((self.importance, self.resolved_allocation), self.baselines)
+        """``(criterion, allocation)`` of the main method (``search-<strategy>`` when searched), then of each baseline (duplicates dropped)."""
+        return _variants((self.importance, f"search-{self.search.strategy}" if self.search else self.resolved_allocation), self.baselines)
 
 
 class DSTSection(DSTConfig):

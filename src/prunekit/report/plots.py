@@ -94,15 +94,16 @@ def training_curves(records: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
-def sensitivity_curves(sparsities: Sequence[float], accuracy: Mapping[str, Sequence[float]], baseline: float) -> Figure:
-    """Accuracy with one layer pruned, against that layer's sparsity (one line per layer)."""
+def sensitivity_curves(sparsities: Sequence[float], accuracy: Mapping[str, Sequence[float]], baseline: float, *,
+                       xlabel: str = "sparsity of the layer (%)", title: str = "Per-layer sensitivity (one layer pruned at a time)") -> Figure:
+    """Accuracy with one layer (or channel group) pruned, against its sparsity (one line per layer)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for layer, values in accuracy.items():
         ax.plot([100 * s for s in sparsities], [100 * v for v in values], marker="o", ms=3, label=layer)
     ax.axhline(100 * baseline, color="black", ls="--", lw=1, label="unpruned")
-    ax.set_xlabel("sparsity of the layer (%)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title("Per-layer sensitivity (one layer pruned at a time)")
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()

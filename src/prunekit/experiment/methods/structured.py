@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from prunekit.experiment.context import MethodResult, RunContext
+from prunekit.experiment.methods.search import searched_config
 from prunekit.experiment.methods.stop import check_stop_data, stop_extra
 from prunekit.experiment.method_sections import StructuredSection
 from prunekit.training.sparsity import SparsityLearningConfig
@@ -61,12 +62,16 @@ def run_structured(ctx: RunContext) -> MethodResult:
     dense_params, dense_macs = count_parameters(dense).params, count_macs(dense, x[:1]).dense
     dense_accuracy = ctx.run.result("dense")["test_accuracy"]
     check_stop_data(ctx, spec.stop)
-    curve, final, stops = [], None, {}
+    curve, final, stops, searched = [], None, {}, {}
     for index, (criterion, allocation) in enumerate(spec.variants()):
         learn = spec.sparsity_learning if index == 0 else None
         name = _label(criterion, allocation, learn is not None)
         folder = ctx.run.path / "structured" / f"{criterion}-{allocation}{'-learned' if learn else ''}"
-        model, records, stops[name] = prune_variant(ctx, spec, base.model_copy(update={"importance": criterion, "allocation": allocation}), learn, folder)
+        if spec.search is not None and allocation == f"search-{spec.search.strategy}":
+            config, searched = searched_config(ctx, spec.search, base.model_copy(update={"importance": criterion}), spec.calibration_batches)
+        else:
+            config = base.model_copy(update={"importance": criterion, "allocation": allocation})
+        model, records, stops[name] = prune_variant(ctx, spec, config, learn, folder)
         curve.append({"method": name, "round": 0, "fraction_remaining": 1.0, "accuracy": dense_accuracy, "macs_reduction": 1.0})
         curve += [{"method": name, "round": r["step"] + 1, "fraction_remaining": r["params"] / dense_params, "accuracy": r["accuracy"],
                    "macs_reduction": dense_macs / r["macs"], "accuracy_before_finetune": r["accuracy_before_finetune"]} for r in records]
@@ -78,4 +83,5 @@ def run_structured(ctx: RunContext) -> MethodResult:
         extra["sparsity_learning"] = spec.sparsity_learning.model_dump(mode="json")
     if spec.stop is not None:
         extra.update(stop_extra(spec.stop, stops, "step"))
+    extra.update(searched)
     return MethodResult(model=final, curve=curve, layers=layers, extra=extra, architecture=architecture_spec(final))
