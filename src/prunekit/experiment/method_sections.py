@@ -197,7 +197,14 @@ class StructuredSection(StructuredConfig):
     @field_validator("baselines")
     @classmethod
     def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_baselines(values, cls._known_importance, "allocation", ("uniform", "global"))
+        return _check_baselines(values, cls._known_importance, "allocation", ("uniform", "global", "knapsack"))
+
+    @model_validator(mode="after")
+    def _knapsack_needs_a_budget(self) -> StructuredSection:
+        if not self.resource_target and any(allocation == "knapsack" for _, allocation in _variants(("", ""), self.baselines)):
+            raise ValueError("the knapsack allocation (baseline 'criterion:knapsack') needs a resource target: "
+                             "macs_reduction, max_macs, max_params, latency_reduction or max_latency_ms")
+        return self
 
     def variants(self) -> list[tuple[str, str]]:
         """``(criterion, allocation)`` of the main method (``search-<strategy>`` when searched), then of each baseline (duplicates dropped)."""

@@ -110,6 +110,24 @@ def sensitivity_curves(sparsities: Sequence[float], accuracy: Mapping[str, Seque
     return fig
 
 
+def channel_staircase(staircase: Mapping[str, Any]) -> Figure:
+    """Latency of a 3×3 conv against its output and input channel counts, the measured step marked."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    counts = staircase["counts"]
+    ax.plot(counts, staircase["out_ms"], marker="o", ms=3, label="output channels (input at the widest)")
+    ax.plot(counts, staircase["in_ms"], marker="s", ms=3, label="input channels (output at the widest)")
+    for c in counts:
+        if c % staircase["step"] == 0:
+            ax.axvline(c, color="grey", lw=0.5, alpha=0.5)
+    ax.set_xlabel("channels")
+    ax.set_ylabel("latency (ms, median)")
+    ax.set_title(f"Channel staircase of {staircase['runtime']} (batch {staircase.get('batch_size')}): step {staircase['step']}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def save_png(fig: Figure, path: str) -> bytes:
     """Write ``fig`` as PNG (atomically) and return the bytes (for embedding in HTML)."""
     import io

@@ -20,7 +20,8 @@ from prunekit.experiment.method_sections import StructuredSection
 from prunekit.training.sparsity import SparsityLearningConfig
 from prunekit.importance import make_criterion
 from prunekit.metrics import count_macs, count_parameters
-from prunekit.pruners.structured import StructuredConfig, StructuredPruner, layer_channels
+from prunekit.deployment.latency_tables import measure_staircase
+from prunekit.pruners.structured import StructuredConfig, StructuredPruner, layer_channels, pinned_channel_step
 from prunekit.structured.spec import architecture_spec
 from prunekit.training import calibration_data, prune_finetune_structured
 from prunekit.training.stopping import stop_summary
@@ -54,6 +55,18 @@ def prune_variant(ctx: RunContext, spec: StructuredSection, config: StructuredCo
     return run.model, [asdict(r) for r in run.steps], stop_summary(run)
 
 
+def staircase_extra(config: StructuredConfig) -> dict[str, Any]:
+    """The channel staircase the channel counts followed (runtime, step, timings), for the report; a pinned step has no timings."""
+    pinned = pinned_channel_step()
+    target = config.runtime_target
+    if pinned is not None and not config.latency_target:
+        return {"staircase": {"runtime": target.name, "step": pinned, "pinned": True}}
+    measured = measure_staircase(target.name, target.batch_size, target.threads)
+    return {"staircase": {"runtime": target.name, "batch_size": target.batch_size, "threads": target.threads, **asdict(measured)},
+            "staircase_note": f"channel counts follow the measured channel staircase of {target.name} (step {measured.step}, "
+                              f"batch {target.batch_size}, {target.threads} thread(s))"}
+
+
 def run_structured(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     base = StructuredConfig(**spec.model_dump(include=set(StructuredConfig.model_fields)))
@@ -84,4 +97,6 @@ def run_structured(ctx: RunContext) -> MethodResult:
     if spec.stop is not None:
         extra.update(stop_extra(spec.stop, stops, "step"))
     extra.update(searched)
+    if base.round_to == "auto" or base.latency_target:
+        extra.update(staircase_extra(base))
     return MethodResult(model=final, curve=curve, layers=layers, extra=extra, architecture=architecture_spec(final))
