@@ -21,7 +21,7 @@ import fnmatch
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,6 +34,7 @@ from prunekit.errors import ConfigError, StructureError
 from prunekit.metrics import count_macs, count_parameters
 from prunekit.metrics._inputs import eval_mode
 from prunekit.pruners.depth_blocks import ResidualBlock, find_blocks
+from prunekit.pruners.result import CostChange
 from prunekit.structured.surgery import replace_module
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -162,7 +163,7 @@ class DepthConfig(Settings):
 
 
 @dataclass
-class DepthResult:
+class DepthResult(CostChange):
     """What :func:`prune_depth` did: the blocks removed and what they cost, with every candidate's importance."""
 
     model: nn.Module
@@ -175,19 +176,6 @@ class DepthResult:
     params_after: int
     criterion: str
     not_removable: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def macs_reduction(self) -> float:
-        return self.macs_before / max(1, self.macs_after)
-
-    @property
-    def params_reduction(self) -> float:
-        return self.params_before / max(1, self.params_after)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "model"}
-        out.update(macs_reduction=self.macs_reduction, params_reduction=self.params_reduction)
-        return out
 
     def table(self) -> str:
         """Markdown table of the candidate blocks: importance, MACs, removed or kept."""

@@ -21,8 +21,31 @@ class LayerChannels:
     after: int
 
 
+class CostChange:
+    """MACs/params before and after a pruning step, and their ratios (for result dataclasses with those four fields)."""
+
+    macs_before: int
+    macs_after: int
+    params_before: int
+    params_after: int
+
+    @property
+    def macs_reduction(self) -> float:
+        return self.macs_before / max(1, self.macs_after)
+
+    @property
+    def params_reduction(self) -> float:
+        return self.params_before / max(1, self.params_after)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values (without the model), with both reductions."""
+        out = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in vars(self).items() if k != "model"}
+        out.update(macs_reduction=self.macs_reduction, params_reduction=self.params_reduction)
+        return out
+
+
 @dataclass
-class PruneResult:
+class PruneResult(CostChange):
     """What one pruning step did."""
 
     model: nn.Module
@@ -36,18 +59,9 @@ class PruneResult:
     warnings: list[str] = field(default_factory=list)
     speedup: SpeedupCheck | None = None  # dense vs pruned timed side by side (StructuredConfig.measure_speedup)
 
-    @property
-    def macs_reduction(self) -> float:
-        return self.macs_before / max(1, self.macs_after)
-
-    @property
-    def params_reduction(self) -> float:
-        return self.params_before / max(1, self.params_after)
-
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("model", "speedup")}
-        out.update(macs_reduction=self.macs_reduction, params_reduction=self.params_reduction,
-                   speedup=self.speedup.to_dict() if self.speedup is not None else None)
+        out = super().to_dict()
+        out["layers"] = [asdict(layer) for layer in self.layers]
         return out
 
     def table(self) -> str:
@@ -67,4 +81,4 @@ def layer_channels(model: nn.Module) -> dict[str, tuple[str, int]]:
     return out
 
 
-__all__ = ["LayerChannels", "PruneResult", "layer_channels"]
+__all__ = ["CostChange", "LayerChannels", "PruneResult", "layer_channels"]
