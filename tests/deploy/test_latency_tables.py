@@ -81,6 +81,14 @@ def test_cache_round_trip_and_key_mismatch(tmp_path, caplog) -> None:
     assert LatencyCache(key(threads=4), tmp_path).load("table a") is None
 
 
+def test_unwritable_cache_warns_and_goes_on(tmp_path, caplog) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with caplog.at_level(logging.WARNING):
+        LatencyCache(key(), blocker).store("t", {"ms": [[1.0]]})
+    assert "could not write the latency cache" in caplog.text and "PRUNEKIT_CACHE_DIR" in caplog.text
+
+
 def test_damaged_cache_file_is_measured_again(tmp_path, caplog) -> None:
     cache = LatencyCache(key(), tmp_path)
     cache.store("t", {"ms": [[1.0]]})

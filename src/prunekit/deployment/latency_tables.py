@@ -93,7 +93,11 @@ class LatencyCache:
         return record.get("payload")
 
     def store(self, what: str, payload: Mapping[str, Any]) -> None:
-        write_json(self.path(what), {"key": asdict(self.key), "what": what, "payload": dict(payload)})
+        """Write the payload (atomically); a cache folder that cannot be written costs a re-measurement next time, with a warning."""
+        try:
+            write_json(self.path(what), {"key": asdict(self.key), "what": what, "payload": dict(payload)})
+        except OSError as exc:
+            log.warning("could not write the latency cache %s (%s); set $%s to a writable folder to keep measurements", self.path(what), exc, CACHE_ENV)
 
 
 # --- the staircase ----------------------------------------------------------------------------
