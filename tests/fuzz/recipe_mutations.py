@@ -107,7 +107,7 @@ class DrawChooser:
 
 
 def _synthesized(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Bases for the methods no shipped recipe uses (gradual, dst), built from the demo."""
+    """Bases for the methods no shipped recipe uses (gradual, dst, depth), built from the demo."""
     gradual = copy.deepcopy(demo)
     gradual["name"] = "fuzz-gradual"
     gradual["prune"] = {
@@ -122,11 +122,16 @@ def _synthesized(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     "train": {"epochs": 2, "optimizer": {"name": "adam", "lr": 0.001}}}
     dst["deploy"] = {"batch_size": 64, "min_sparsity": 0.5, "budget_s": 0.1}
     dst["evaluate"] = {"corruptions": ["gaussian_noise", "blur"], "corruption_severity": 2}
-    return {"fuzz_gradual": gradual, "fuzz_dst": dst}
+    depth = copy.deepcopy(demo)
+    depth["name"] = "fuzz-depth"
+    depth["model"] = {"name": "resnet20"}
+    depth["prune"] = {"method": "depth", "blocks": 2, "importance": "bn_scale", "baselines": ["random"],
+                      "finetune": {"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.01}}}
+    return {"fuzz_gradual": gradual, "fuzz_dst": dst, "fuzz_depth": depth}
 
 
 def load_bases() -> dict[str, dict[str, Any]]:
-    """Each shipped recipe (its data swapped for the embedded ``digits``), plus gradual and dst bases."""
+    """Each shipped recipe (its data swapped for the embedded ``digits``), plus gradual, dst and depth bases."""
     from prunekit.experiment.recipe import shipped_recipes
 
     bases = {}
