@@ -269,7 +269,8 @@ def allocate_to_goal(cands: Sequence[Candidate], objective: PlanCost, goal: floa
 
 def measured_rounds(search: Callable[[float], dict[int, int]], scores: Mapping[int, np.ndarray], objective: PlanCost, goal: float,
                     tolerance: float, rounds: int) -> tuple[Plan, float]:
-    """Search counts for a target on the estimate, measure them, correct the target by the miss; the best measured plan."""
+    """Search counts for a target on the estimate, measure them, correct the target by the miss (at most 2× per
+    round); the best measured plan."""
     target, best = goal, None
     for _ in range(rounds):
         plan = Plan.from_counts(scores, search(target))
@@ -279,7 +280,7 @@ def measured_rounds(search: Callable[[float], dict[int, int]], scores: Mapping[i
             best = (plan, real)
         if abs(real - goal) <= tolerance * goal * 0.9 or real <= 0:
             break
-        target *= goal / real
+        target *= min(2.0, max(0.5, goal / real))  # one noisy measurement must not throw the search far off
     assert best is not None
     return best
 
