@@ -84,3 +84,24 @@ def test_knapsack_counts_maximise_kept_importance_under_an_additive_cost() -> No
                key=lambda combo: sum(kept_importance(c, [r])[0] for c, r in zip(cands, combo)))
     value = lambda counts: sum(kept_importance(c, [counts[c.index]])[0] for c in cands)  # noqa: E731
     assert value(got) == pytest.approx(value(dict(enumerate(best))))
+
+
+@pytest.mark.parametrize("metric", ["macs", "params"])
+def test_counts_cost_equals_the_cost_of_the_plan_it_stands_for(metric) -> None:
+    import torch
+
+    from prunekit.pruners import Objective, Plan
+    from prunekit.structured import DependencyGraph
+    from prunekit.zoo import create_model
+
+    graph = DependencyGraph.build(create_model("resnet20"), (torch.randn(1, 3, 32, 32),))
+    rng = np.random.default_rng(0)
+    groups = graph.prunable_groups()
+    scores = {g.index: rng.random(g.size) for g in groups}
+    objective = Objective(graph, (torch.randn(1, 3, 32, 32),), metric)
+    fast = objective.counts_cost(scores)
+    assert fast is not None
+    for _ in range(5):
+        counts = {g.index: int(rng.integers(0, g.size)) for g in groups}
+        assert fast(counts) == pytest.approx(objective.cost(Plan.from_counts(scores, counts)), rel=1e-9)
+    assert fast({}) == pytest.approx(objective.cost(Plan()), rel=1e-12)

@@ -371,12 +371,15 @@ def knapsack_counts(cands: Sequence[Candidate], cost: Callable[[dict[int, int]],
 def allocate_knapsack(cands: Sequence[Candidate], objective: PlanCost, goal: float, *, tolerance: float, rounds: int = 4) -> tuple[Plan, float]:
     """The plan keeping the most importance within ``goal`` on the estimate, corrected by measurement (:func:`measured_rounds`).
 
-    The first sweep starts from one ratio for every group that meets the estimate.
+    The first sweep starts from one ratio for every group that meets the estimate. An objective with
+    ``counts_cost`` (:meth:`~prunekit.pruners.objective.Objective.counts_cost`) prices removal counts
+    without building plans.
     """
     scores = {c.index: c.scores for c in cands}
+    fast = objective.counts_cost(scores) if hasattr(objective, "counts_cost") else None
 
     def estimate(counts: dict[int, int]) -> float:
-        return objective.cost(Plan.from_counts(scores, counts))
+        return fast(counts) if fast is not None else objective.cost(Plan.from_counts(scores, counts))
 
     def search(target: float) -> dict[int, int]:
         uniform = lambda k: uniform_counts(cands, lambda c: k / 1000)  # noqa: E731

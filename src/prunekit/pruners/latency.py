@@ -90,12 +90,11 @@ class LatencyModel:
 
     def estimate(self, removed: np.ndarray) -> float:
         """Remainder plus the tables' latency of every layer at its kept channel counts."""
-        return max(1e-6, self.remainder_ms + self._layers(self.cost_model.factor_values(removed)))
+        return self.estimate_sizes(self.cost_model.factor_values(removed))
 
-    def layer_ms(self) -> dict[str, float]:
-        """Each layer's table latency in the unpruned model (what the report plots)."""
-        dense = self.cost_model.factor_values(np.zeros(int(self.cost_model.labels.max()) + 1, bool))
-        return {s.module: self.tables[s.config](_value(dense, s.c_in), _value(dense, s.c_out)) for s in self.sites}
+    def estimate_sizes(self, sizes: np.ndarray) -> float:
+        """:meth:`estimate` from the cost model's kept factor sizes."""
+        return max(1e-6, self.remainder_ms + self._layers(sizes))
 
 
 def _value(values: np.ndarray, size: int | float) -> float:
@@ -138,7 +137,9 @@ class LatencyObjective:
         return self.reference_ms * t["model"].median_ms / t["reference"].median_ms
 
     def metric(self) -> CostMetric:
-        return CostMetric(lambda _cost_model, removed: self.model.estimate(removed), self.measure)
+        """The metric for an :class:`~prunekit.pruners.objective.Objective` built on ``self.model.cost_model``."""
+        return CostMetric(lambda _cost_model, removed: self.model.estimate(removed), self.measure,
+                          from_sizes=lambda _cost_model, sizes: self.model.estimate_sizes(sizes))
 
 
 def prepare_reference(model: nn.Module, inputs: tuple[Any, ...], target: RuntimeTarget) -> tuple[Call, float]:

@@ -240,7 +240,7 @@ class StructuredPruner:
             unpruned = True
         latency = LatencyObjective(graph, inputs, reference, reference_ms, target, step=cfg.resolved_round_to(),
                                    current_ms=reference_ms if unpruned else None)
-        return Objective(graph, inputs, latency.metric())
+        return Objective(graph, inputs, latency.metric(), cost_model=latency.model.cost_model)
 
 
 def _slower_warning(check: SpeedupCheck) -> str:

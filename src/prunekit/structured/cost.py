@@ -176,9 +176,23 @@ class CostModel:
         """The kept size of every factor after removing ``removed`` labels (index with :meth:`weight_size` ids)."""
         return self._values(removed)
 
+    def removal_deltas(self, ordered_labels: np.ndarray) -> np.ndarray:
+        """Row ``k``: how much every factor shrinks when the first ``k`` of ``ordered_labels`` are removed
+        (``k`` = 0 … len), so the kept sizes of any removal prefix are ``factor_values(none) - rows[k]``."""
+        n_factors = len(self._const)
+        pos = np.full(int(max(self.labels.max(), self._flat_lab.max(initial=0))) + 1, -1, np.int64)
+        pos[np.asarray(ordered_labels, np.int64)] = np.arange(len(ordered_labels))
+        hit = pos[self._flat_lab] >= 0 if self._flat_lab.size else np.zeros(0, bool)
+        per_label = np.zeros((len(ordered_labels), n_factors))
+        np.add.at(per_label, (pos[self._flat_lab[hit]], self._flat_fid[hit]), self._flat_cnt[hit])
+        return np.vstack([np.zeros((1, n_factors)), np.cumsum(per_label, axis=0)])
+
     def cost(self, removed: np.ndarray) -> dict[str, float]:
         """``{"macs": ..., "params": ...}`` of the model after removing ``removed`` labels."""
-        values = self._values(removed)
+        return self.cost_of_sizes(self._values(removed))
+
+    def cost_of_sizes(self, values: np.ndarray) -> dict[str, float]:
+        """``{"macs": ..., "params": ...}`` from the kept size of every factor (:meth:`factor_values`)."""
         out = {}
         for kind, (coeff, idx) in self._compiled.items():
             out[kind] = float((coeff * values[idx].prod(axis=1)).sum()) if coeff.size else 0.0
