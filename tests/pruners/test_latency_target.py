@@ -96,6 +96,12 @@ def test_slower_result_is_reported_loudly_with_the_fix(fake_runtime, monkeypatch
     assert "SLOWER" in caplog.text
 
 
+def test_a_speedup_bought_with_far_more_macs_is_explained(fake_runtime, monkeypatch) -> None:
+    monkeypatch.setattr(structured_mod, "measured_speedup", lambda *a, **k: SpeedupCheck("torch", 1, 1, 10.0, 8.0, 0.01, 20))
+    result = prune_structured(create_model("resnet20").eval(), torch.randn(1, 3, 32, 32), macs_reduction=4.0, runtime="torch", round_to=1)
+    assert any("per-layer overhead" in w and "prune_depth" in w for w in result.warnings)
+
+
 def test_macs_targets_measure_only_when_asked(fake_runtime) -> None:
     x = torch.randn(1, 3, 32, 32)
     assert prune_structured(create_model("resnet20").eval(), x, macs_reduction=1.5).speedup is None

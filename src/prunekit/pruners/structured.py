@@ -122,7 +122,7 @@ class StructuredPruner:
             params_after=costs_after["params"],
             groups_pruned=plan.groups_pruned,
             units_removed=plan.units_removed,
-            warnings=list(graph.warnings) + ([_slower_warning(speedup)] if speedup is not None and speedup.speedup < 1.0 else []),
+            warnings=list(graph.warnings) + _speedup_warnings(speedup, costs_before["macs"] / max(1, costs_after["macs"])),
             speedup=speedup,
         )
 
@@ -241,6 +241,25 @@ class StructuredPruner:
         latency = LatencyObjective(graph, inputs, reference, reference_ms, target, step=cfg.resolved_round_to(),
                                    current_ms=reference_ms if unpruned else None)
         return Objective(graph, inputs, latency.metric(), cost_model=latency.model.cost_model)
+
+
+#: A latency target that needed this many times more MACs reduction than speed-up hit the runtime's per-layer overhead.
+OVERHEAD_BOUND = 2.5
+
+
+def _speedup_warnings(check: SpeedupCheck | None, macs_ratio: float) -> list[str]:
+    """What a measured speed-up says the user should know: slower than dense, or bought with far more MACs than it saved time."""
+    if check is None:
+        return []
+    if check.speedup < 1.0:
+        return [_slower_warning(check)]
+    if macs_ratio > OVERHEAD_BOUND * check.speedup:
+        message = (f"{check.speedup:.2f}× faster on {check.runtime} took {macs_ratio:.1f}× fewer MACs: at batch {check.batch_size} this model's "
+                   f"time is mostly per-layer overhead, not arithmetic. Fewer layers (prunekit.prune_depth), a larger batch or another "
+                   f"runtime gains more than narrower layers")
+        log.warning(message)
+        return [message]
+    return []
 
 
 def _slower_warning(check: SpeedupCheck) -> str:
