@@ -35,7 +35,7 @@ from prunekit.deployment import measured_speedup
 from prunekit.deployment.runtimes import prepare_on
 from prunekit.metrics import count_macs
 from prunekit.pruners import prune_structured
-from prunekit.pruners.latency import batched
+from prunekit.metrics._inputs import batched
 from prunekit.report.tables import Table
 from prunekit.zoo import create_model
 

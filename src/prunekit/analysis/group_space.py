@@ -29,7 +29,7 @@ from prunekit.errors import ConfigError, StructureError
 from prunekit.importance.calibration import Calibration
 from prunekit.importance.group import ScoringContext, make_criterion
 from prunekit.pruners.allocation import Candidate, uniform_counts
-from prunekit.pruners.latency import LatencyObjective, prepare_reference
+from prunekit.pruners.latency import LatencyObjective, prepare_reference, time_alone
 from prunekit.pruners.objective import Objective, measure_model
 from prunekit.pruners.plan import Plan
 from prunekit.pruners.structured import check_layer_patterns
@@ -80,10 +80,11 @@ class GroupSpace:
         if metric not in self._objectives:
             if metric == "latency":
                 target = self.config.runtime_target
-                reference, ms = prepare_reference(self.model, self.inputs, target)
+                reference = prepare_reference(self.model, self.inputs, target)
+                ms = time_alone(reference, target)
                 self.costs["latency"] = ms
                 latency = LatencyObjective(self.graph, self.inputs, reference, ms, target, step=self.round_to, current_ms=ms)
-                self._objectives[metric] = Objective(self.graph, self.inputs, latency.metric())
+                self._objectives[metric] = Objective(self.graph, self.inputs, latency.metric(), cost_model=latency.model.cost_model)
             else:
                 self._objectives[metric] = Objective(self.graph, self.inputs, metric)
         return self._objectives[metric]

@@ -81,7 +81,8 @@ def probe_onnx(config: LayerConfig, c_in: int, c_out: int, batch: int) -> bytes:
     """The layer (with a ReLU after it) as a serialized one-node ONNX model of fixed input shape."""
     from onnx import TensorProto, helper, numpy_helper
 
-    module = probe_module(config, c_in, c_out)[0]
+    probe = probe_module(config, c_in, c_out)
+    module = probe[0]
     weight = module.weight.detach().numpy()
     bias = module.bias.detach().numpy()  # type: ignore[union-attr]
     x = probe_input(config, c_in, c_out, batch)
@@ -96,7 +97,7 @@ def probe_onnx(config: LayerConfig, c_in: int, c_out: int, batch: int) -> bytes:
         nodes = [helper.make_node("Conv", ["x", "w", "b"], ["a"], **attrs)]
     nodes.append(helper.make_node("Relu", ["a"], ["y"]))
     with torch.no_grad():
-        out_shape = list(probe_module(config, c_in, c_out)(x).shape)
+        out_shape = list(probe(x).shape)
     graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -10,6 +10,7 @@ result reports.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import io
 import platform
@@ -26,6 +27,7 @@ from prunekit._parametrize import plain_copy
 from prunekit.deployment.layer_probe import LayerConfig, probe_input, probe_module, probe_onnx
 from prunekit.errors import ConfigError
 from prunekit.metrics import Latency, compare_latency
+from prunekit.metrics._inputs import batch_size
 
 Call = Callable[[], Any]
 
@@ -160,6 +162,7 @@ def get_runtime(name: str | None) -> tuple[str, Runtime]:
     return name, runtime
 
 
+@functools.cache
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
     try:
@@ -221,5 +224,4 @@ def measured_speedup(dense: nn.Module | Call, pruned: nn.Module | Call, inputs: 
     name, _ = get_runtime(runtime)
     t = time_side_by_side({"dense": dense, "pruned": pruned}, inputs, name, threads, repeats, min_time_s)
     spread = max((x.p90_ms - x.p10_ms) / x.median_ms for x in t.values())
-    batch = int(inputs[0].shape[0]) if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else 1
-    return SpeedupCheck(name, batch, threads, t["dense"].median_ms, t["pruned"].median_ms, spread, t["dense"].repeats)
+    return SpeedupCheck(name, batch_size(inputs) if inputs else 1, threads, t["dense"].median_ms, t["pruned"].median_ms, spread, t["dense"].repeats)

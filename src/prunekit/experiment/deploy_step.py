@@ -13,6 +13,7 @@ from prunekit.deployment import DeployConfig, deploy
 from prunekit.experiment.context import RunContext
 from prunekit.experiment.recipe import DeploySection
 from prunekit.metrics import compare_latency
+from prunekit.metrics._inputs import batched
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def deploy_step(ctx: RunContext, pruned: nn.Module, section: DeploySection) -> d
     if saved is not None:
         return saved
     example = ctx.example_input().cpu()
-    batch = example.repeat(-(-section.batch_size // len(example)), *([1] * (example.dim() - 1)))[: section.batch_size]
+    (batch,) = batched((example,), section.batch_size)
     model = plain_copy(pruned).cpu()
     fast, report = deploy(model, batch, DeployConfig(**section.model_dump(exclude={"batch_size"})))
     log.info("deploy: %d of %d eligible layers run sparse", len(report.converted), len(report.layers))

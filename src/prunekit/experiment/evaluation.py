@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from prunekit._parametrize import plain_copy
 from prunekit.deployment.runtimes import time_side_by_side
+from prunekit.metrics._inputs import batched
 from prunekit.metrics import agreement, compare_latency, corruption_accuracy, count_macs, count_parameters, evaluate, size_on_disk
 
 COUNTING_NOTE = (
@@ -71,8 +72,7 @@ def compare(
     out["compression_ratio"] = out["dense"]["params"] / max(1, out["pruned"]["nonzero_params"])
     out["theoretical_speedup"] = out["dense"]["macs"] / max(1, out["pruned"]["effective_macs"])
     if latency_batch_size:
-        reps = max(1, -(-latency_batch_size // example_input.shape[0]))
-        batch = example_input.repeat(reps, *([1] * (example_input.dim() - 1)))[:latency_batch_size]
+        (batch,) = batched((example_input,), latency_batch_size)
         # time what a user would deploy: masks and other parametrizations made permanent
         models = {"dense": plain_copy(dense), "pruned": plain_copy(pruned)}
         if latency_runtime == "torch":

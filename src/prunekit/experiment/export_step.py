@@ -15,6 +15,7 @@ from prunekit.deployment.onnx_export import OnnxRunner
 from prunekit.experiment.context import RunContext
 from prunekit.experiment.recipe import ExportSection
 from prunekit.metrics import compare_latency
+from prunekit.metrics._inputs import batched
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def export_step(ctx: RunContext, pruned: nn.Module, section: ExportSection) -> d
         result["int8"] = {"path": "export/model.int8.onnx", "bytes": int8.int8_bytes, "float_bytes": int8.float_bytes,
                           "accuracy": evaluate_onnx(folder / "model.int8.onnx", ctx.data.test).accuracy, "mode": section.int8_mode}
         candidates["onnxruntime int8"] = OnnxRunner(folder / "model.int8.onnx")
-    batch = example.repeat(-(-section.latency_batch_size // len(example)), *([1] * (example.dim() - 1)))[: section.latency_batch_size]
+    (batch,) = batched((example,), section.latency_batch_size)
     with torch.inference_mode():
         timing = compare_latency(candidates, batch, warmup=3, repeats=ctx.recipe.evaluate.latency_repeats)
     result["latency_ms"] = {name: t.median_ms for name, t in timing.items()}

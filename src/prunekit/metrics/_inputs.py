@@ -15,6 +15,15 @@ def as_args(example_inputs: Inputs) -> tuple[Any, ...]:
     return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
 
 
+def batched(inputs: tuple[Any, ...], size: int) -> tuple[Any, ...]:
+    """``inputs`` with every batched tensor repeated (then cut) to ``size`` examples."""
+    def one(x: Any) -> Any:
+        if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[0] == size:
+            return x
+        return x.repeat(-(-size // x.shape[0]), *([1] * (x.dim() - 1)))[:size]
+    return tuple(one(x) for x in inputs)
+
+
 def batch_size(example_inputs: Inputs) -> int:
     """Leading dimension of the first tensor input."""
     first = as_args(example_inputs)[0]

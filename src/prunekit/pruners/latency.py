@@ -22,6 +22,7 @@ from torch import nn
 from prunekit.deployment.latency_tables import LayerTable, measure_staircase, measure_tables, sample_grid
 from prunekit.deployment.layer_probe import LayerConfig
 from prunekit.deployment.runtimes import Call, default_runtime, prepare_on, time_side_by_side
+from prunekit.metrics._inputs import batched
 from prunekit.pruners.objective import CostMetric
 from prunekit.structured.cost import CostModel
 from prunekit.structured.graph import DependencyGraph
@@ -46,16 +47,6 @@ class RuntimeTarget:
     def step(self, progress: bool = False) -> int:
         """The channel step of this runtime's measured staircase (cached per machine)."""
         return measure_staircase(self.name, self.batch_size, self.threads, progress=progress).step
-
-
-def batched(inputs: tuple[Any, ...], batch_size: int) -> tuple[Any, ...]:
-    """``inputs`` with every batched tensor repeated (or cut) to ``batch_size`` examples."""
-    def one(x: Any) -> Any:
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == batch_size:
-            return x
-        reps = -(-batch_size // x.shape[0])
-        return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size]
-    return tuple(one(x) for x in inputs)
 
 
 @dataclass(frozen=True)
@@ -142,7 +133,11 @@ class LatencyObjective:
                           from_sizes=lambda _cost_model, sizes: self.model.estimate_sizes(sizes))
 
 
-def prepare_reference(model: nn.Module, inputs: tuple[Any, ...], target: RuntimeTarget) -> tuple[Call, float]:
-    """``model`` prepared on the target runtime at its batch size, and its median latency (ms) alone."""
-    call = prepare_on(target.name, model, batched(inputs, target.batch_size), target.threads)
-    return call, time_side_by_side({"model": call}, (), target.name, target.threads, repeats=9, min_time_s=0.5)["model"].median_ms
+def prepare_reference(model: nn.Module, inputs: tuple[Any, ...], target: RuntimeTarget) -> Call:
+    """``model`` (a snapshot) prepared on the target runtime at its batch size."""
+    return prepare_on(target.name, model, batched(inputs, target.batch_size), target.threads)
+
+
+def time_alone(call: Call, target: RuntimeTarget) -> float:
+    """Median latency (ms) of a prepared ``call`` on the target runtime, timed alone."""
+    return time_side_by_side({"model": call}, (), target.name, target.threads, repeats=9, min_time_s=0.5)["model"].median_ms

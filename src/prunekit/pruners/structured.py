@@ -31,7 +31,8 @@ from prunekit.errors import ConfigError, StructureError
 from prunekit.importance.calibration import Calibration
 from prunekit.importance.group import GroupCriterion, ScoringContext, make_criterion
 from prunekit.pruners.allocation import Candidate, allocate_knapsack, allocate_to_goal, global_order, prefix_counts, uniform_counts
-from prunekit.pruners.latency import LatencyObjective, batched, prepare_reference
+from prunekit.metrics._inputs import batched
+from prunekit.pruners.latency import LatencyObjective, prepare_reference, time_alone
 from prunekit.pruners.lifecycle import check_fraction
 from prunekit.pruners.objective import Objective, measure_model
 from prunekit.pruners.plan import Plan
@@ -83,7 +84,9 @@ class StructuredPruner:
         costs: dict[str, float] = dict(_costs(model, inputs))
         reference = None
         if cfg.latency_target or cfg.resolved_measure_speedup:
-            reference, costs["latency"] = prepare_reference(model, inputs, cfg.runtime_target)
+            reference = prepare_reference(model, inputs, cfg.runtime_target)
+            if cfg.latency_target:
+                costs["latency"] = time_alone(reference, cfg.runtime_target)
         return _Origin({_key(g): g.size for g in graph.groups}, costs, reference)
 
     def schedule(self) -> list[float]:
@@ -107,7 +110,8 @@ class StructuredPruner:
         if self._origin is None:
             self._origin = self._make_origin(graph, model, inputs)
         ctx = ScoringContext(model, graph, seed=self.config.seed, calibration=calibration)
-        plan = self._plan(graph, self._candidates(graph, ctx, self.config.resolved_round_to()), fraction, inputs)
+        round_to = self.config.resolved_round_to()
+        plan = self._plan(graph, self._candidates(graph, ctx, round_to), fraction, inputs, round_to)
         plan.apply(graph)
         _check_outputs(model, inputs, reference)
         after = layer_channels(model)
@@ -185,14 +189,14 @@ class StructuredPruner:
             cands.append(Candidate.make(g.index, scores, cfg.max_layer_ratio, round_to, g.width(), original - g.size, original))
         return cands
 
-    def _plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...]) -> Plan:
+    def _plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...], round_to: int) -> Plan:
         """The units to remove now: ratio targets by uniform or global counts, resource targets by the objective."""
         cfg = self.config
         if not cands:
             return Plan()
         scores = {c.index: c.scores for c in cands}
         if cfg.resource_target:
-            return self._resource_plan(graph, cands, fraction, inputs)
+            return self._resource_plan(graph, cands, fraction, inputs, round_to)
         if cfg.resolved_allocation == "uniform" or cfg.layer_ratios:
             return Plan.from_counts(scores, uniform_counts(cands, lambda c: self._group_ratio(graph.groups[c.index], fraction)))
         order = global_order(cands)
@@ -207,7 +211,7 @@ class StructuredPruner:
         target_kept = self._original_size(group) * (1.0 - ratio * fraction)
         return max(0.0, (group.size - target_kept) / group.size)
 
-    def _resource_plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...]) -> Plan:
+    def _resource_plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...], round_to: int) -> Plan:
         """Meet ``fraction`` of the resource target (geometrically between the original and the final value)."""
         cfg = self.config
         assert self._origin is not None
@@ -215,7 +219,7 @@ class StructuredPruner:
         start = self._origin.costs[metric]
         goal = start * (cfg.final_cost(self._origin.costs) / start) ** fraction
         tolerance = max(cfg.tolerance, 0.05) if metric == "latency" else cfg.tolerance
-        objective = self._objective(graph, inputs, metric)
+        objective = self._objective(graph, inputs, metric, round_to)
         if cfg.resolved_allocation == "knapsack":
             plan, reached = allocate_knapsack(cands, objective, goal, tolerance=tolerance)
         else:
@@ -225,8 +229,7 @@ class StructuredPruner:
             log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", metric, goal, reached, _narrow_hint(graph, cands))
         return plan
 
-
-    def _objective(self, graph: DependencyGraph, inputs: tuple[Any, ...], metric: str) -> Objective:
+    def _objective(self, graph: DependencyGraph, inputs: tuple[Any, ...], metric: str, round_to: int) -> Objective:
         if metric != "latency":
             return Objective(graph, inputs, metric)
         cfg = self.config
@@ -236,9 +239,10 @@ class StructuredPruner:
         if self._origin.reference is not None:
             reference, reference_ms = self._origin.reference, self._origin.costs["latency"]
         else:  # resumed from a state_dict without prepare(): time against the model as it is now
-            reference, reference_ms = prepare_reference(graph.model, inputs, target)
+            reference = prepare_reference(graph.model, inputs, target)
+            reference_ms = time_alone(reference, target)
             unpruned = True
-        latency = LatencyObjective(graph, inputs, reference, reference_ms, target, step=cfg.resolved_round_to(),
+        latency = LatencyObjective(graph, inputs, reference, reference_ms, target, step=round_to,
                                    current_ms=reference_ms if unpruned else None)
         return Objective(graph, inputs, latency.metric(), cost_model=latency.model.cost_model)
 

@@ -59,7 +59,7 @@ def staircase_extra(config: StructuredConfig) -> dict[str, Any]:
     """The channel staircase the channel counts followed (runtime, step, timings), for the report; a pinned step has no timings."""
     pinned = pinned_channel_step()
     target = config.runtime_target
-    if pinned is not None and not config.latency_target:
+    if pinned is not None:
         return {"staircase": {"runtime": target.name, "step": pinned, "pinned": True}}
     measured = measure_staircase(target.name, target.batch_size, target.threads)
     return {"staircase": {"runtime": target.name, "batch_size": target.batch_size, "threads": target.threads, **asdict(measured)},
