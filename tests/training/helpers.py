@@ -35,3 +35,16 @@ def blobs(n: int = 512, classes: int = 4, features: int = 16, seed: int = 0) -> 
     y = torch.randint(0, classes, (n,), generator=g)
     x = centers[y] + torch.randn(n, features, generator=g)
     return x, y
+
+
+def mlp() -> torch.nn.Module:
+    """A seeded 16 → 32 → 32 → 4 MLP (two hidden ReLU layers), for prune → fine-tune loop tests."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+
+
+def blob_splits() -> tuple[Batches, Batches, torch.Tensor]:
+    """Training batches (192 blobs), validation batches (64, unshuffled) and 8 example inputs."""
+    x, y = blobs(256)
+    return Batches(x[:192], y[:192], 32), Batches(x[192:], y[192:], 64, shuffle=False), x[:8]

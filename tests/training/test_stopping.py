@@ -20,19 +20,9 @@ from prunekit.training import StopCondition, TrainConfig, prune_finetune_structu
 from prunekit.training.prune_finetune import load_round, prune_finetune
 from prunekit.training.stopping import Reference, StopMeasures, Stopper
 
-from tests.training.helpers import Batches, blobs
+from tests.training.helpers import blob_splits, mlp
 
 FINETUNE = TrainConfig(epochs=1, max_steps=2, optimizer={"name": "sgd", "lr": 0.05})
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
-
-
-def _data() -> tuple[Batches, Batches, torch.Tensor]:
-    x, y = blobs(256)
-    return Batches(x[:192], y[:192], 32), Batches(x[192:], y[192:], 64, shuffle=False), x[:8]
 
 
 def scripted(values: list[float]) -> tuple[list[nn.Module], object]:
@@ -48,10 +38,10 @@ def scripted(values: list[float]) -> tuple[list[nn.Module], object]:
 
 
 def _structured(stop: StopCondition | None, validate=None, tmp_path=None, steps: int = 4, ratio: float = 0.8):
-    train, val, example = _data()
+    train, val, example = blob_splits()
     pruner = StructuredPruner(StructuredConfig(ratio=ratio, steps=steps, importance="l2"))
     done: list = []
-    run = prune_finetune_structured(_model(), pruner, train, FINETUNE, example_inputs=example, val=val, checkpoint_dir=tmp_path,
+    run = prune_finetune_structured(mlp(), pruner, train, FINETUNE, example_inputs=example, val=val, checkpoint_dir=tmp_path,
                                     on_step_end=done.append, stop=stop, validate_fn=validate)
     return run, done
 
@@ -141,7 +131,7 @@ def test_structured_steps_stop_at_the_scripted_drop_and_return_the_last_good_mod
     assert run.stopped_at == 2 and run.last_good_step == 1
     assert "step 2 failed: validation accuracy 80.00% is 10.00 points below" in run.stop_reason
     assert [c.satisfied for c in run.stop_checks] == [True, True, False]
-    example = _data()[2]
+    example = blob_splits()[2]
     assert count_macs(run.model, example).dense == run.steps[1].macs > run.steps[2].macs
     assert count_parameters(run.model).params == run.steps[1].params
 
@@ -150,17 +140,17 @@ def test_no_good_step_returns_the_starting_model() -> None:
     _, validate = scripted([0.90, 0.50])
     run, _ = _structured(StopCondition(max_accuracy_drop=0.5), validate)
     assert run.stopped_at == 0 and run.last_good_step is None and len(run.steps) == 1
-    assert count_parameters(run.model).params == count_parameters(_model()).params
+    assert count_parameters(run.model).params == count_parameters(mlp()).params
     assert "no step satisfied the condition, so the model before step 0 is kept" in run.stop_reason
 
 
 def test_structured_macs_target_stops_at_the_first_step_below_it() -> None:
-    dense = count_macs(_model(), _data()[2]).dense
+    dense = count_macs(mlp(), blob_splits()[2]).dense
     run, _ = _structured(StopCondition(max_macs=int(0.6 * dense)), steps=5)
     below = [s.macs <= 0.6 * dense for s in run.steps]
     assert below[-1] and not any(below[:-1]) and len(run.steps) < 5
     assert run.stopped_at == run.last_good_step == len(run.steps) - 1
-    assert count_macs(run.model, _data()[2]).dense == run.steps[-1].macs
+    assert count_macs(run.model, blob_splits()[2]).dense == run.steps[-1].macs
     assert run.stop_reason.startswith(f"step {run.stopped_at} reached the target: MACs")
 
 
@@ -184,9 +174,9 @@ def test_a_rerun_after_a_stop_returns_the_same_answer_without_redoing_steps(tmp_
 
 
 def test_accuracy_limit_without_a_validation_split_says_what_to_pass() -> None:
-    train, _, example = _data()
+    train, _, example = blob_splits()
     with pytest.raises(ConfigError, match="stop.max_accuracy_drop is measured on a validation split, but none was given; pass val="):
-        prune_finetune_structured(_model(), StructuredPruner(StructuredConfig(ratio=0.5)), train, FINETUNE, example_inputs=example,
+        prune_finetune_structured(mlp(), StructuredPruner(StructuredConfig(ratio=0.5)), train, FINETUNE, example_inputs=example,
                                   stop=StopCondition(max_accuracy_drop=0.5))
 
 
@@ -206,8 +196,8 @@ SCHEDULE = Iterative(rate=0.5, final_sparsity=0.95)  # rounds at 0.5, 0.75, 0.87
 
 
 def _rounds(stop, validate=None, tmp_path=None, **options):
-    train, val, example = _data()
-    model = _model()
+    train, val, example = blob_splits()
+    model = mlp()
     records = prune_finetune(model, train, UnstructuredConfig(sparsity=0.95), SCHEDULE, FINETUNE, val=val, checkpoint_dir=tmp_path,
                              stop=stop, validate_fn=validate, example_inputs=example, **options)
     return model, records
@@ -218,7 +208,7 @@ def test_mask_rounds_stop_at_the_drop_and_leave_the_model_at_the_last_good_round
     model, records = _rounds(StopCondition(max_accuracy_drop=0.5), validate, tmp_path)
     assert [r.round for r in records] == [0, 1, 2] and records.stopped_at == 2 and records.last_good_step == 1
     assert MaskSet.from_model(model).layer_sparsity() == records[1].layer_sparsity
-    saved = load_round(_model(), tmp_path / "round_001")
+    saved = load_round(mlp(), tmp_path / "round_001")
     for (k, a), b in zip(model.state_dict().items(), saved.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     seen, validate = scripted([0.90])  # rerun: nothing pruned, trained or measured again
@@ -238,12 +228,12 @@ def test_mask_rounds_with_no_good_round_leave_the_model_as_given() -> None:
     _, validate = scripted([0.90, 0.10])
     model, records = _rounds(StopCondition(max_accuracy_drop=0.5), validate)
     assert records.last_good_step is None and len(MaskSet.from_model(model)) == 0
-    given, restored = _model().state_dict(), model.state_dict()
+    given, restored = mlp().state_dict(), model.state_dict()
     assert restored.keys() == given.keys() and all(torch.equal(restored[k], given[k]) for k in given)
 
 
 def test_mask_rounds_stop_at_a_non_zero_parameter_target() -> None:
-    total = count_parameters(_model()).params
+    total = count_parameters(mlp()).params
     model, records = _rounds(StopCondition(min_params_reduction=3.0))
     assert records.stopped_at == records.last_good_step == len(records) - 1 < 4
     assert total / count_parameters(model).nonzero_params >= 3.0
@@ -251,6 +241,6 @@ def test_mask_rounds_stop_at_a_non_zero_parameter_target() -> None:
 
 
 def test_mask_macs_condition_without_example_inputs_says_what_to_pass() -> None:
-    train, val, _ = _data()
+    train, val, _ = blob_splits()
     with pytest.raises(ConfigError, match="stop.max_macs / min_macs_reduction need the model's MACs; pass example_inputs="):
-        prune_finetune(_model(), train, UnstructuredConfig(sparsity=0.9), SCHEDULE, FINETUNE, val=val, stop=StopCondition(max_macs=10))
+        prune_finetune(mlp(), train, UnstructuredConfig(sparsity=0.9), SCHEDULE, FINETUNE, val=val, stop=StopCondition(max_macs=10))

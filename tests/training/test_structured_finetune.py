@@ -6,32 +6,21 @@ import json
 import logging
 
 import torch
-from torch import nn
 
 from prunekit.metrics import count_macs
 from prunekit.pruners.structured import StructuredConfig, StructuredPruner
 from prunekit.training import TrainConfig, calibration_data, prune_finetune_structured
 
-from tests.training.helpers import Batches, blobs
+from tests.training.helpers import blob_splits, mlp
 
 FINETUNE = TrainConfig(epochs=1, optimizer={"name": "sgd", "lr": 0.05})
 
 
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
-
-
-def _data() -> tuple[Batches, Batches, torch.Tensor]:
-    x, y = blobs(256)
-    return Batches(x[:192], y[:192], 32), Batches(x[192:], y[192:], 64, shuffle=False), x[:8]
-
-
 def _run(tmp_path=None, **options):
-    train, val, example = _data()
+    train, val, example = blob_splits()
     pruner = StructuredPruner(StructuredConfig(ratio=0.5, steps=2, importance="taylor"))
     done = []
-    run = prune_finetune_structured(_model(), pruner, train, FINETUNE, example_inputs=example, val=val, calibration_batches=2,
+    run = prune_finetune_structured(mlp(), pruner, train, FINETUNE, example_inputs=example, val=val, calibration_batches=2,
                                     checkpoint_dir=tmp_path, on_step_end=done.append, **options)
     return run, done
 
@@ -40,8 +29,8 @@ def test_two_taylor_steps_shrink_the_model(tmp_path) -> None:
     run, done = _run(tmp_path)
     assert [s.step for s in run.steps] == [0, 1] and done == run.steps
     assert [s.fraction_of_target for s in run.steps] == [0.5, 1.0]
-    dense = count_macs(_model(), _data()[2]).dense
-    assert dense > run.steps[0].macs > run.steps[1].macs == count_macs(run.model, _data()[2]).dense
+    dense = count_macs(mlp(), blob_splits()[2]).dense
+    assert dense > run.steps[0].macs > run.steps[1].macs == count_macs(run.model, blob_splits()[2]).dense
     assert run.model[0].out_features == run.model[2].out_features == 16
     assert all(s.accuracy is not None and 0 <= s.accuracy <= 1 for s in run.steps)
     record = json.loads((tmp_path / "step_01" / "record.json").read_text())
@@ -52,7 +41,7 @@ def test_two_taylor_steps_shrink_the_model(tmp_path) -> None:
 def test_resume_skips_finished_steps_and_ends_the_same(tmp_path) -> None:
     first, _ = _run(tmp_path)
     (tmp_path / "step_01" / "record.json").unlink()
-    second, done = _run(tmp_path, rebuild=_model)
+    second, done = _run(tmp_path, rebuild=mlp)
     assert [s.step for s in done] == [1]  # step 0 was loaded, not redone
     assert second.steps == first.steps
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
@@ -71,14 +60,14 @@ def test_damaged_record_is_redone_with_a_warning(tmp_path, caplog) -> None:
 
 
 def test_without_checkpoints_or_val_accuracy_is_none() -> None:
-    train, _, example = _data()
+    train, _, example = blob_splits()
     pruner = StructuredPruner(StructuredConfig(ratio=0.25, importance="l2"))
-    run = prune_finetune_structured(_model(), pruner, train, FINETUNE, example_inputs=example)
+    run = prune_finetune_structured(mlp(), pruner, train, FINETUNE, example_inputs=example)
     assert len(run.steps) == 1 and run.steps[0].accuracy is None and run.model[0].out_features == 24
 
 
 def test_calibration_batches_are_the_same_for_a_step() -> None:
-    train, _, _ = _data()
+    train, _, _ = blob_splits()
     a, b = calibration_data(train, 3, 2), calibration_data(train, 3, 2)
     assert len(a) == 2 and all(torch.equal(x, y) for (x, _), (y, _) in zip(a, b))
     assert train.epoch == 10_003
