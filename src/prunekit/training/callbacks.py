@@ -22,14 +22,18 @@ class Callback:
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
 
     def loss_penalty(self, trainer: Trainer) -> Tensor | None:
-        """A term added to the loss before ``backward`` (e.g. an L1 penalty)."""
+        """A term added to each micro-batch's loss before ``backward`` (e.g. an L1 penalty), computed outside autocast."""
         return None
 
     def after_backward(self, trainer: Trainer) -> None:
-        """Runs between ``backward`` and ``optimizer.step`` (edit or read gradients here)."""
+        """Runs between ``backward`` and ``optimizer.step`` (edit or read gradients here).
+
+        Once per optimizer step, on the gradients accumulated over ``grad_accumulation`` micro-batches
+        and already unscaled when fp16 uses a GradScaler; gradient clipping runs after it.
+        """
 
     def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
-        """Runs after ``optimizer.step``; ``step`` counts completed iterations (1-based)."""
+        """Runs after ``optimizer.step``; ``step`` counts completed optimizer steps (1-based), ``loss`` is their mean micro-batch loss."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
         """``record`` holds the epoch's metrics; callbacks may add keys to it."""

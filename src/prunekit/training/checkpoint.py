@@ -1,4 +1,4 @@
-"""Training checkpoints in safetensors: model, optimizer, LR scheduler, RNG and progress.
+"""Training checkpoints in safetensors: model, optimizer, LR scheduler, fp16 grad scaler, RNG and progress.
 
 Tensors go in the safetensors body; everything else (optimizer hyper-parameters, scheduler
 counters, progress) goes in its JSON metadata. Nothing is pickled, so loading is safe.
@@ -42,8 +42,9 @@ def _json_scalars(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: Optimizer | None, scheduler: LRScheduler | None, state: TrainState) -> None:
-    """Atomically write a resumable checkpoint."""
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: Optimizer | None, scheduler: LRScheduler | None, state: TrainState,
+                    scaler: torch.amp.GradScaler | None = None) -> None:
+    """Atomically write a resumable checkpoint (with the fp16 loss scaler's state when given)."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     tensors["rng/torch"] = torch.get_rng_state()
     optim_meta: dict[str, Any] = {}
@@ -62,12 +63,17 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
         "state": json.dumps({"epoch": state.epoch, "step": state.step, "extra": state.extra}),
         "optimizer": json.dumps(optim_meta),
         "scheduler": json.dumps(_json_scalars(scheduler.state_dict()) if scheduler is not None else {}),
+        "scaler": json.dumps(scaler.state_dict() if scaler is not None else {}),
     }
     save_safetensors(path, tensors, metadata=meta)
 
 
-def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: Optimizer | None = None, scheduler: LRScheduler | None = None) -> TrainState:
-    """Restore model (strictly), optimizer, scheduler and RNG from ``path``; return the progress."""
+def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: Optimizer | None = None, scheduler: LRScheduler | None = None,
+                    scaler: torch.amp.GradScaler | None = None) -> TrainState:
+    """Restore model (strictly), optimizer, scheduler, grad scaler and RNG from ``path``; return the progress.
+
+    A checkpoint saved without scaler state (fp32/bf16, or an older file) leaves ``scaler`` as it is.
+    """
     meta = safetensors_metadata(path)
     if meta.get("format") != FORMAT:
         raise DamagedFileError(f"{path} is not a training checkpoint this prunekit can resume (format {meta.get('format')!r}, expected {FORMAT!r})")
@@ -85,6 +91,10 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: O
         if "lr_lambdas" in scheduler.state_dict():
             sched["lr_lambdas"] = [None] * len(scheduler.state_dict()["lr_lambdas"])
         scheduler.load_state_dict(sched)
+    if scaler is not None:
+        scaler_state = _meta_json(meta, "scaler", path) if "scaler" in meta else {}
+        if scaler_state:
+            scaler.load_state_dict(scaler_state)
     torch.set_rng_state(tensors["rng/torch"])
     return _train_state(progress, path)
 

@@ -48,6 +48,13 @@ class TrainConfig(Settings):
     seed: Seed = 0
     eval_every_epochs: int = Field(1, ge=0, le=MAX_COUNT, description="0 = only at the end")
     checkpoint_every_epochs: int = Field(1, ge=1, le=MAX_COUNT)
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of the training step: bf16 on CPU/CUDA, fp16 (with a GradScaler) on CUDA only")
+    channels_last: bool = Field(False, description="train in channels-last memory format (model and 4-D inputs)")
+    compile: bool = Field(False, description="torch.compile the model's training forward (falls back to eager with a warning if it fails)")
+    grad_accumulation: int = Field(
+        1, ge=1, le=MAX_COUNT,
+        description="optimizer step every k micro-batches (loss scaled by 1/k); steps, epochs' step counts and schedules count optimizer steps")
 
     @model_validator(mode="after")
     def _milestones_in_range(self) -> TrainConfig:

@@ -22,6 +22,7 @@ from prunekit.progress import make_progress
 from prunekit.training.callbacks import Callback
 from prunekit.training.checkpoint import load_checkpoint, save_checkpoint
 from prunekit.training.config import TrainConfig
+from prunekit.training.precision import autocast, backward, optimizer_step, set_memory_format, to_memory_format, training_forward, unscale
 from prunekit.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -91,13 +92,19 @@ def fit(
     last completed epoch and ends with the same result as an uninterrupted run; a damaged one
     (unreadable, not a training checkpoint) is reported as a warning and training starts over.
     A non-finite loss or weights stop training with :class:`TrainingDivergedError`.
+    ``config.precision``/``channels_last``/``compile``/``grad_accumulation`` speed up the training
+    step (see :mod:`prunekit.training.precision`); steps and schedules count optimizer steps.
     """
     config = config or TrainConfig()
     device = torch.device(device)
     model.to(device)
-    steps_per_epoch = len(train)  # type: ignore[arg-type]
-    if steps_per_epoch == 0:
+    batches = len(train)  # type: ignore[arg-type]
+    if batches == 0:
         raise ValueError("the training data yields no batches; check the dataset and batch size")
+    steps_per_epoch = math.ceil(batches / config.grad_accumulation)
+    if config.channels_last:
+        set_memory_format(model, True)
+    forward = training_forward(model, config.compile)
     with _run_rng(device) as seed:  # the caller's global RNG comes back when training ends
         trainer = Trainer(model, config, steps_per_epoch, device)
         result = TrainResult()
@@ -108,7 +115,7 @@ def fit(
         with make_progress(progress) as bar:
             task = bar.add_task(description, total=trainer.total_steps, completed=trainer.state.step, status="")
             while trainer.state.step < trainer.total_steps:
-                record = _run_epoch(trainer, train, callbacks, bar, task, description, seed)
+                record = _run_epoch(trainer, train, callbacks, bar, task, description, seed, forward)
                 _check_finite_weights(trainer, description)
                 if val is not None and config.eval_every_epochs and (trainer.state.epoch % config.eval_every_epochs == 0 or trainer.state.step >= trainer.total_steps):
                     ev = evaluate(model, val, device=device)
@@ -120,9 +127,11 @@ def fit(
                 done = trainer.state.step >= trainer.total_steps
                 if checkpoint is not None and (done or trainer.state.epoch % config.checkpoint_every_epochs == 0):
                     trainer.state.extra = {"history": result.history, "callbacks": [cb.state_dict() for cb in callbacks]}
-                    save_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler, trainer.state)
+                    save_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler, trainer.state, trainer.scaler)
         for cb in callbacks:
             cb.on_train_end(trainer)
+    if config.channels_last:
+        set_memory_format(model, False)  # the caller gets the default layout back
     result.steps = trainer.state.step
     return result
 
@@ -132,7 +141,7 @@ def _resume(trainer: Trainer, checkpoint: Path, callbacks: Sequence[Callback], r
     model = trainer.model
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     try:
-        trainer.state = load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler)
+        trainer.state = load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler, trainer.scaler)
     except DamagedFileError as exc:
         log.warning("%s; %s starts over from its beginning", exc, description)
         model.load_state_dict(initial)
@@ -158,8 +167,9 @@ def _check_finite_weights(trainer: Trainer, description: str) -> None:
 
 
 def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], bar: Any, task: Any, description: str,
-               seed: Callable[[int], None]) -> dict[str, Any]:
+               seed: Callable[[int], None], forward: Callable[[Tensor], Tensor]) -> dict[str, Any]:
     model, cfg, epoch = trainer.model, trainer.config, trainer.state.epoch
+    k, batches = cfg.grad_accumulation, len(train)  # type: ignore[arg-type]
     seed(epoch_seed(cfg.seed, epoch))
     if hasattr(train, "set_epoch"):
         train.set_epoch(epoch)
@@ -167,49 +177,66 @@ def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], 
         cb.on_epoch_start(trainer, epoch)
     model.train()
     loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    for x, y in train:
+    loss_value = 0.0
+    for index, (x, y) in enumerate(train):
         if trainer.state.step >= trainer.total_steps:
             break
-        x, y = x.to(trainer.device), y.to(trainer.device)
+        x, y = to_memory_format(x.to(trainer.device), cfg.channels_last), y.to(trainer.device)
         trainer.last_batch = (x, y)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        if index % k == 0:
+            trainer.optimizer.zero_grad(set_to_none=True)
+            loss_value = 0.0
+        weight = 1 / max(1, min(k, batches - index + index % k))  # 1 / micro-batches in this group
+        with autocast(cfg.precision, trainer.device):
+            logits = forward(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         total = loss
         for cb in callbacks:
             penalty = cb.loss_penalty(trainer)
             if penalty is not None:
                 total = total + penalty
-        trainer.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for cb in callbacks:
-            cb.after_backward(trainer)
-        if cfg.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        trainer.optimizer.step()
-        trainer.scheduler.step()
-        trainer.state.step += 1
-        loss_value = float(loss.detach())
+        backward(total * weight if k > 1 else total, trainer.scaler)
+        micro_loss = float(loss.detach())
+        loss_value += micro_loss * weight  # the optimizer step's loss: the mean over its micro-batches
+        loss_sum += micro_loss * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+        if (index + 1) % k and index + 1 < batches:
+            continue  # gradients accumulate over the group's micro-batches
+        _optimizer_update(trainer, callbacks)
         if not math.isfinite(loss_value):
             raise _diverged(description, f"the training loss became {loss_value}", epoch, trainer.state.step)
         for cb in callbacks:
             cb.on_step_end(trainer, trainer.state.step, loss_value)
-        loss_sum += loss_value * len(y)
-        correct += int((logits.detach().argmax(1) == y).sum())
-        seen += len(y)
         bar.advance(task)
     trainer.state.epoch += 1
+    seconds = time.perf_counter() - start
     return {
         "epoch": epoch,
         "step": trainer.state.step,
         "train_loss": loss_sum / max(1, seen),
         "train_accuracy": correct / max(1, seen),
         "lr": trainer.optimizer.param_groups[0]["lr"],
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
+        "images_per_second": seen / seconds if seconds > 0 else 0.0,
     }
+
+
+def _optimizer_update(trainer: Trainer, callbacks: Sequence[Callback]) -> None:
+    """Unscale the accumulated gradients, run ``after_backward`` callbacks, clip, step optimizer and LR schedule."""
+    unscale(trainer.optimizer, trainer.scaler)
+    for cb in callbacks:
+        cb.after_backward(trainer)
+    if trainer.config.grad_clip is not None:
+        nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.config.grad_clip)
+    optimizer_step(trainer.optimizer, trainer.scaler)
+    trainer.scheduler.step()
+    trainer.state.step += 1
 
 
 def _status(record: dict[str, Any]) -> str:
     parts = [f"loss {record['train_loss']:.3f}"]
     if "val_accuracy" in record:
         parts.append(f"val {100 * record['val_accuracy']:.2f}%")
+    parts.append(f"{record['images_per_second']:.0f} img/s")
     return " ".join(parts)
