@@ -13,12 +13,14 @@ T = TypeVar("T")
 
 
 def make_progress(enabled: bool = True, console: Console | None = None) -> Progress:
-    """A Progress with description, bar, count, elapsed and remaining time; logs to stderr."""
+    """A Progress with description, bar, count, elapsed and remaining time; logs to stderr.
+
+    Descriptions and status are plain text (never rich markup), so names with brackets show as they are."""
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console or Console(stderr=True),

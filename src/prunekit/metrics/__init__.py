@@ -1,13 +1,14 @@
 """Evaluation beyond accuracy: size, MACs, size on disk, latency, agreement, per-class accuracy."""
 
 from prunekit.metrics.accuracy import Evaluation, agreement, evaluate, per_class_accuracy
+from prunekit.metrics.batches import FirstExamples, model_device
 from prunekit.metrics.corruptions import CORRUPTIONS, corruption_accuracy
 from prunekit.metrics.latency import Latency, compare_latency, measure_latency
 from prunekit.metrics.macs import WEIGHT_LAYERS, LayerMacs, MacsReport, count_macs
 from prunekit.metrics.size import DiskSize, SizeReport, count_parameters, effective_parameters, size_on_disk
 
 __all__ = [
-    "CORRUPTIONS", "WEIGHT_LAYERS", "DiskSize", "Evaluation", "LayerMacs", "Latency", "MacsReport", "SizeReport", "agreement",
+    "CORRUPTIONS", "WEIGHT_LAYERS", "DiskSize", "Evaluation", "FirstExamples", "LayerMacs", "Latency", "MacsReport", "SizeReport", "agreement",
     "compare_latency", "corruption_accuracy", "count_macs", "count_parameters", "effective_parameters", "evaluate", "measure_latency",
-    "per_class_accuracy", "size_on_disk",
+    "model_device", "per_class_accuracy", "size_on_disk",
 ]

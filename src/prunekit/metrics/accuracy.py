@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from prunekit.metrics._inputs import eval_mode
+from prunekit.metrics.batches import model_device
+from prunekit.progress import track
 
 
 @dataclass
@@ -27,35 +29,47 @@ class Evaluation:
         return {"accuracy": self.accuracy, "loss": self.loss, "count": self.count, "per_class_accuracy": self.per_class_accuracy}
 
 
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int | None = None, device: str | torch.device = "cpu") -> Evaluation:
-    """Top-1 accuracy, mean cross-entropy and per-class accuracy of ``model`` over ``batches``."""
-    preds, labels, loss_sum = [], [], 0.0
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    description: str = "evaluating",
+) -> Evaluation:
+    """Top-1 accuracy, mean cross-entropy and per-class accuracy of ``model`` over ``batches``.
+
+    Batches go to ``device`` (default: the model's); predictions, loss and counts stay there until
+    the end, so a GPU evaluation does not wait for the CPU per batch. ``progress`` shows a bar."""
+    device = model_device(model) if device is None else torch.device(device)
+    preds, labels = [], []
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     with eval_mode(model):
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
+        for x, y in track(batches, description, enabled=progress):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-            preds.append(logits.argmax(1).cpu())
-            labels.append(y.cpu())
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            preds.append(logits.argmax(1))
+            labels.append(y)
     if not preds:
         raise ValueError("evaluate() got no batches")
     p, t = torch.cat(preds), torch.cat(labels)
-    k = num_classes or int(max(p.max(), t.max())) + 1
+    k = num_classes or int(torch.maximum(p.max(), t.max())) + 1
     return Evaluation(
-        accuracy=float((p == t).float().mean()),
-        loss=loss_sum / len(t),
+        accuracy=float((p == t).double().mean()),
+        loss=float(loss_sum) / len(t),
         count=len(t),
         per_class_accuracy=per_class_accuracy(p, t, k),
-        predictions=p,
-        labels=t,
+        predictions=p.cpu(),
+        labels=t.cpu(),
     )
 
 
 def per_class_accuracy(predictions: Tensor, labels: Tensor, num_classes: int) -> list[float]:
     """Accuracy within each true class (NaN for a class absent from ``labels``)."""
-    correct = torch.bincount(labels[predictions == labels], minlength=num_classes).float()
-    total = torch.bincount(labels, minlength=num_classes).float()
-    return [float(c / n) if n > 0 else float("nan") for c, n in zip(correct, total)]
+    correct = torch.bincount(labels[predictions == labels], minlength=num_classes).double()
+    total = torch.bincount(labels, minlength=num_classes).double()
+    return (correct / total).tolist()  # 0/0 is NaN: a class absent from ``labels``
 
 
 def agreement(predictions_a: Tensor, predictions_b: Tensor) -> float:

@@ -3,7 +3,7 @@ keep test accuracy yet lose robustness. Corruptions act on normalised input batc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from prunekit._registry import Registry
 from prunekit.metrics.accuracy import evaluate
+from prunekit.metrics.batches import model_device
 
 Corruption = Callable[[Tensor, int, torch.Generator], Tensor]
 #: name → ``corrupt(batch, severity 1..5, generator) -> batch``.
@@ -41,22 +42,44 @@ def contrast(x: Tensor, severity: int, generator: torch.Generator) -> Tensor:
     return mean + (x - mean) * (1.0 - 0.15 * severity)
 
 
+class _Corrupted:
+    """``batches`` corrupted on ``device``, re-iterable: every pass draws the same noise (seeded)."""
+
+    def __init__(self, batches: Iterable[tuple[Tensor, Tensor]], corrupt: Corruption, severity: int, seed: int, device: torch.device) -> None:
+        self.batches, self.corrupt, self.severity, self.seed, self.device = batches, corrupt, severity, seed, device
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed)
+        for x, y in self.batches:
+            yield self.corrupt(x.to(self.device), self.severity, generator), y
+
+
 def corruption_accuracy(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
     corruptions: Iterable[str] = ("gaussian_noise", "blur", "contrast"),
     severity: int = 3,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    label: str = "",
 ) -> dict[str, float]:
-    """Test accuracy of ``model`` on every corrupted copy of ``batches`` (same noise for every model)."""
+    """Test accuracy of ``model`` on every corrupted copy of ``batches`` (same noise for every model).
+
+    Batches are corrupted one at a time on ``device`` (default: the model's); noise is drawn on the
+    CPU from one seeded generator, so it does not depend on the device. ``batches`` must be
+    re-iterable in a fixed order. ``progress`` shows one bar per corruption (described as
+    ``"<label> <corruption>"``)."""
     if not 1 <= severity <= 5:
         raise ValueError(f"severity must be 1..5, got {severity}")
-    batches = list(batches)
+    device = model_device(model) if device is None else torch.device(device)
+    if not hasattr(batches, "__len__"):
+        batches = list(batches)
     results = {}
     for name in corruptions:
-        corrupt = CORRUPTIONS.get(name)
-        generator = torch.Generator().manual_seed(seed)
-        corrupted = [(corrupt(x, severity, generator), y) for x, y in batches]
-        results[name] = evaluate(model, corrupted, device=device).accuracy
+        corrupted = _Corrupted(batches, CORRUPTIONS.get(name), severity, seed, device)
+        results[name] = evaluate(model, corrupted, device=device, progress=progress, description=f"{label} {name}".strip()).accuracy
     return results

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from prunekit.metrics._inputs import Inputs, as_args
+from prunekit.progress import make_progress
 
 
 @dataclass
@@ -65,11 +66,14 @@ def compare_latency(
     warmup: int = 5,
     repeats: int = 30,
     min_time_s: float = 0.0,
+    progress: bool = False,
+    description: str = "timing",
 ) -> dict[str, Latency]:
     """Time several models/callables on the same inputs, interleaved round-robin.
 
     Each round calls every target once, in an order rotated every round, so drifts in machine
     load hit all of them alike. Runs at least ``repeats`` rounds and until ``min_time_s`` has passed.
+    ``progress`` shows a bar over the rounds (updated between rounds, outside the timed calls).
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
@@ -80,11 +84,14 @@ def compare_latency(
             calls[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
     start, rounds = time.perf_counter(), 0
-    while rounds < repeats or time.perf_counter() - start < min_time_s:
-        order = names[rounds % len(names):] + names[: rounds % len(names)]
-        for name in order:
-            t0 = time.perf_counter()
-            calls[name]()
-            samples[name].append(time.perf_counter() - t0)
-        rounds += 1
+    with make_progress(progress) as bar:
+        task = bar.add_task(description, total=repeats, status="")
+        while rounds < repeats or time.perf_counter() - start < min_time_s:
+            order = names[rounds % len(names):] + names[: rounds % len(names)]
+            for name in order:
+                t0 = time.perf_counter()
+                calls[name]()
+                samples[name].append(time.perf_counter() - t0)
+            rounds += 1
+            bar.advance(task)
     return {name: _stats(values) for name, values in samples.items()}
