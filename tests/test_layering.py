@@ -16,7 +16,7 @@ ROOT = Path(prunekit.__file__).parent
 
 #: Floor of each room (a subpackage or top-level module); a room imports only rooms on lower floors.
 FLOORS: dict[str, int] = {
-    "errors": 0, "_version": 0, "_deprecation": 0, "progress": 1, "_registry": 1, "_io": 1, "_settings": 1, "_parametrize": 1, "layer_kinds": 1,
+    "errors": 0, "_version": 0, "_deprecation": 0, "progress": 1, "_registry": 1, "_io": 1, "_cache": 1, "_settings": 1, "_parametrize": 1, "layer_kinds": 1,
     "schedules": 2, "metrics": 2, "zoo": 2, "report": 2, "structured": 2, "masks": 2, "compression": 2,
     "importance": 3, "deployment": 3,
     "pruners": 4,

@@ -32,21 +32,13 @@ from prunekit.deployment.layer_probe import LayerConfig
 from prunekit.deployment.runtimes import cpu_model, get_runtime
 from prunekit.errors import CheckpointError
 from prunekit.metrics import compare_latency
+from prunekit._cache import CACHE_ENV, cache_root  # noqa: F401  (CACHE_ENV: re-exported)
 from prunekit.progress import track
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "PRUNEKIT_CACHE_DIR"
 #: Channel steps the staircase probe can find.
 STEPS = (1, 2, 4, 8, 16, 32)
-
-
-def cache_root() -> Path:
-    """``$PRUNEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/prunekit``, else ``~/.cache/prunekit``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "prunekit"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,13 +52,22 @@ def get_loaders(
     val_fraction: float = 0.1,
     seed: int = 0,
     augment: bool | Augment | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     subset: int | None = None,
     download: bool = True,
     mirrors: Sequence[str] | None = None,
     progress: bool = True,
+    path: PathLike | None = None,
+    **options: Any,
 ) -> DataBundle:
-    """Train, validation and test loaders for a registered dataset.
+    """Train, validation and test loaders for a registered dataset, or for your own data.
+
+    ``name`` ``"imagefolder"`` (with ``path`` a folder of class folders), ``"arrays"`` (``path`` a
+    ``.npz`` file or a folder of ``.npy`` files) or ``"package.module:function"`` (a dataset
+    factory) loads your own data: see :func:`~prunekit.zoo.data.image_folder_loaders`,
+    :func:`~prunekit.zoo.data.array_loaders` and :func:`~prunekit.zoo.data.factory_loaders`, which
+    take ``options`` (``image_size``, ``mean``, ``std``, ``test_fraction``, ``cache_mb``, ...);
+    ``root``, ``download`` and ``mirrors`` apply to registered datasets only.
 
     The validation split is carved out of the official training set with a ``seed``-ed
     permutation; ``val_fraction=0`` gives ``val=None``. ``subset=N`` keeps only the first ``N``
@@ -68,7 +78,22 @@ def get_loaders(
     ``num_workers`` is accepted for DataLoader compatibility but unused: batches are sliced from
     in-memory tensors in the calling process, which is faster than worker processes.
     """
+    from prunekit.zoo.data.user import user_data_kind, user_loaders
+
+    if user_data_kind(name) is not None:
+        if root is not None or mirrors is not None:
+            raise ConfigError(f"root and mirrors apply to registered datasets, not {name!r} (give path instead)")
+        if user_data_kind(name) == "imagefolder":
+            options["num_workers"] = num_workers
+        elif num_workers:
+            log.info("num_workers=%d ignored: %s batches come from in-memory tensors", num_workers, name)
+        return user_loaders(name, path, batch_size=batch_size, val_fraction=val_fraction, seed=seed, augment=augment,
+                            subset=subset, progress=progress, **options)
+    if path is not None or options:
+        raise ConfigError(f"dataset {name!r} is registered; path and {', '.join(sorted(options)) or 'other options'} apply to "
+                          "imagefolder, arrays and package.module:function data only")
     spec = dataset_info(name)
+    num_workers = num_workers or 0
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
     if num_workers:

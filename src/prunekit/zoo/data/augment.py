@@ -8,6 +8,7 @@ generator, and return a batch of the same shape and dtype.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,3 +63,83 @@ class CropFlip:
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         return random_hflip(random_crop(images, self.padding, generator), self.flip_p, generator)
+
+
+def random_resized_crop(
+    images: Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> Tensor:
+    """Crop a random box of each image and resize it back to the image's size (bilinear).
+
+    As torchvision's ``RandomResizedCrop``: the box covers a fraction of the area drawn uniformly
+    from ``scale`` with an aspect ratio drawn log-uniformly from ``ratio``; of ``attempts`` draws
+    per image the first that fits is used, else the centred box of the largest in-range ratio.
+    Runs on the fixed-size batch (not the original files) and keeps its dtype (uint8 rounded).
+    """
+    if not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(f"crop scale must satisfy 0 < min <= max <= 1, got {scale}")
+    if not 0.0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"crop ratio must satisfy 0 < min <= max, got {ratio}")
+    n, _, h, w = images.shape
+    area = torch.empty(n, attempts).uniform_(scale[0], scale[1], generator=generator) * (h * w)
+    log_ratio = torch.empty(n, attempts).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    aspect = log_ratio.exp()
+    box_w = (area * aspect).sqrt().round()
+    box_h = (area / aspect).sqrt().round()
+    fits = (box_w >= 1) & (box_h >= 1) & (box_w <= w) & (box_h <= h)
+    u_top, u_left = torch.rand(n, attempts, generator=generator), torch.rand(n, attempts, generator=generator)
+    first = fits.to(torch.int8).argmax(1, keepdim=True)
+    bh, bw = box_h.gather(1, first)[:, 0], box_w.gather(1, first)[:, 0]
+    top = (u_top.gather(1, first)[:, 0] * (h - bh + 1)).floor()
+    left = (u_left.gather(1, first)[:, 0] * (w - bw + 1)).floor()
+    fallback = ~fits.any(1)
+    if fallback.any():
+        ch, cw = _central_box(h, w, ratio)
+        bh, bw = bh.where(~fallback, torch.tensor(ch)), bw.where(~fallback, torch.tensor(cw))
+        top, left = top.where(~fallback, torch.tensor((h - ch) // 2)), left.where(~fallback, torch.tensor((w - cw) // 2))
+    return resample_boxes(images, top, left, bh, bw)
+
+
+def _central_box(h: int, w: int, ratio: tuple[float, float]) -> tuple[float, float]:
+    """Height and width of torchvision's fallback box: the whole image, clamped to ``ratio``."""
+    if w / h < ratio[0]:
+        return float(round(w / ratio[0])), float(w)
+    if w / h > ratio[1]:
+        return float(h), float(round(h * ratio[1]))
+    return float(h), float(w)
+
+
+def resample_boxes(images: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor) -> Tensor:
+    """Resize box ``i`` (pixel ``top``/``left``/``height``/``width``) of image ``i`` to the image's size.
+
+    Bilinear, equal to ``F.interpolate(crop, size, mode="bilinear", align_corners=False)`` of each crop.
+    """
+    n, _, h, w = images.shape
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = width / w, (2 * left + width) / w - 1
+    theta[:, 1, 1], theta[:, 1, 2] = height / h, (2 * top + height) / h - 1
+    theta = theta.to(images.device)
+    grid = torch.nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    # Clamp to the box's outer pixel centres: the box's edge pixels repeat, as when resizing a crop.
+    low = torch.stack([(2 * left + 1) / w - 1, (2 * top + 1) / h - 1], 1).to(grid)[:, None, None]
+    high = torch.stack([(2 * (left + width) - 1) / w - 1, (2 * (top + height) - 1) / h - 1], 1).to(grid)[:, None, None]
+    grid = torch.maximum(torch.minimum(grid, high), low)
+    out = torch.nn.functional.grid_sample(images.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if images.dtype == torch.uint8:
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.to(images.dtype)
+
+
+@dataclass(frozen=True)
+class ResizedCropFlip:
+    """Random resized crop, then horizontal flip: the standard ImageNet training augmentation."""
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        return random_hflip(random_resized_crop(images, generator, self.scale, self.ratio), self.flip_p, generator)

@@ -11,6 +11,12 @@ from torch.utils.data import Dataset
 from prunekit.errors import DataError
 
 
+def affine_normalization(mean: Sequence[float], std: Sequence[float], scale: float) -> tuple[Tensor, Tensor]:
+    """``(gain, bias)`` of shape (1, C, 1, 1) with ``v * gain + bias == (v * scale - mean) / std``."""
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return scale / std_t, -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
+
+
 class ArrayDataset(Dataset[tuple[Tensor, Tensor]]):
     """Images (N, C, H, W) as stored (uint8) plus int64 labels, normalised when read.
 
@@ -44,9 +50,7 @@ class ArrayDataset(Dataset[tuple[Tensor, Tensor]]):
         self.class_names = tuple(class_names)
         self.name = name
         self.split = split
-        std_t = torch.tensor(self.std, dtype=torch.float32).view(1, channels, 1, 1)
-        self._gain = self.scale / std_t
-        self._bias = -torch.tensor(self.mean, dtype=torch.float32).view(1, channels, 1, 1) / std_t
+        self._gain, self._bias = affine_normalization(self.mean, self.std, self.scale)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
