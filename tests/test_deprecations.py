@@ -21,6 +21,8 @@ RENAMED = [
     ("prunekit.training.lottery", "LotteryRecord", "prunekit.training.lottery", "LotteryRoundResult"),
     ("prunekit.structured", "GraphOptions", "prunekit.structured", "GraphConfig"),
     ("prunekit", "CompressionSpec", "prunekit", "CompressionConfig"),
+    *[("prunekit.keras_style", name, "prunekit.integrations.keras_style", name)
+      for name in ("PRUNING_ATTR", "ConstantSparsity", "PolynomialDecay", "UpdatePruningStep", "prune_low_magnitude", "strip_pruning")],
 ]
 
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from prunekit.errors import ConfigError
-from prunekit.keras_style import PRUNING_ATTR, ConstantSparsity, PolynomialDecay, UpdatePruningStep, prune_low_magnitude, strip_pruning
+from prunekit.integrations.keras_style import PRUNING_ATTR, ConstantSparsity, PolynomialDecay, UpdatePruningStep, prune_low_magnitude, strip_pruning
 from prunekit.masks import MaskSet
 from prunekit.schedules import SCHEDULES
 from prunekit.training import OptimizerConfig, TrainConfig, fit

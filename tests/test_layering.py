@@ -21,9 +21,9 @@ FLOORS: dict[str, int] = {
     "importance": 3, "deployment": 3,
     "pruners": 4,
     "training": 5, "analysis": 5,
-    "keras_style": 6, "experiment": 6,
-    "cli": 7,
-    "__init__": 8, "__main__": 8,
+    "experiment": 6,
+    "cli": 7, "integrations": 7,  # integrations reads recipes' prune sections (experiment) and drives training callbacks
+    "__init__": 8, "__main__": 8, "keras_style": 8,  # keras_style: deprecated shim of integrations.keras_style
 }
 
 

@@ -16,7 +16,7 @@ def _imported(module_name: str) -> set[str]:
 
 @pytest.mark.parametrize("name", [
     "prunekit.training.trainer", "prunekit.training.callbacks", "prunekit.training.pruning_callbacks",
-    "prunekit.training.dst", "prunekit.keras_style",
+    "prunekit.training.dst", "prunekit.integrations.keras_style",
 ])
 def test_callback_modules_do_not_import_the_loop(name: str) -> None:
     assert "prunekit.training.loop" not in _imported(name)

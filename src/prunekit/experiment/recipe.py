@@ -22,8 +22,9 @@ from prunekit._settings import MAX_BATCH, MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, shorten
 from prunekit.experiment.method_sections import METHODS
 from prunekit.experiment.overrides import apply_overrides
-from prunekit.experiment.recipe_base import ALLOW_CODE, DataSection, EvaluateSection, ModelSection
+from prunekit.experiment.recipe_base import ALLOW_CODE, CODE_FOLDERS, DataSection, EvaluateSection, ModelSection
 from prunekit.experiment.recipe_file import parse_yaml, read_recipe_text
+from prunekit.experiment.recipe_paths import resolve_paths
 from prunekit.training.config import TrainConfig
 
 
@@ -145,7 +146,13 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequ
     ``model.name`` that names user code instead of importing it (for run directories from
     elsewhere). Raises :class:`ConfigError` for unreadable files and pydantic's ``ValidationError``
     (with field paths) for invalid settings.
+
+    Relative paths in the file are relative to its folder, those of ``overrides`` (and of a dict)
+    to the working directory; all are made absolute (see :mod:`prunekit.experiment.recipe_paths`).
+    A ``package.module:factory`` model is imported from the recipe's folder, the working directory or
+    the import path.
     """
+    folders: tuple[Path, ...] = ()
     if isinstance(source, dict):
         raw = source
     else:
@@ -153,16 +160,21 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequ
         raw = parse_yaml(read_recipe_text(path), str(path))
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
-    return validate_recipe(apply_overrides(raw, overrides), allow_code=allow_code)
+        folders = (path.parent.absolute(),)
+        raw = resolve_paths(raw, folders[0])
+    raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())
+    return validate_recipe(raw, allow_code=allow_code, code_folders=folders)
 
 
-def validate_recipe(raw: dict[str, Any], *, allow_code: bool = True) -> Recipe:
-    """A :class:`Recipe` from plain data, validated strictly (as JSON types: no bool-for-int coercion)."""
+def validate_recipe(raw: dict[str, Any], *, allow_code: bool = True, code_folders: Sequence[str | os.PathLike[str]] = ()) -> Recipe:
+    """A :class:`Recipe` from plain data, validated strictly (as JSON types: no bool-for-int coercion).
+
+    A ``package.module:factory`` model is imported from ``code_folders``, the working directory or the import path."""
     try:
         text = json.dumps(raw, allow_nan=True)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"a recipe holds only text, numbers, booleans, null, lists and mappings ({exc})") from None
-    return Recipe.model_validate_json(text, strict=True, context={ALLOW_CODE: allow_code})
+    return Recipe.model_validate_json(text, strict=True, context={ALLOW_CODE: allow_code, CODE_FOLDERS: tuple(code_folders)})
 
 
 def _section(name: str) -> object:

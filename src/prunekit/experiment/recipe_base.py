@@ -10,15 +10,21 @@ from prunekit._settings import MAX_BATCH, MAX_COUNT, Settings
 
 #: The validation-context key that allows a recipe to name user code (``package.module:factory``).
 ALLOW_CODE = "allow_code"
+#: The validation-context key holding the folders a factory module is imported from first (the recipe's folder).
+CODE_FOLDERS = "code_folders"
 
 
 class ModelSection(Settings):
     """Which model to prune: a zoo name (``prunekit list models``), ``timm/<name>``, or your own
-    ``package.module:factory`` (called with ``num_classes``, ``input_shape`` and ``kwargs``)."""
+    ``package.module:factory`` / ``path/to/file.py:factory`` (called with ``num_classes``,
+    ``input_shape`` and ``kwargs``; the module is imported from the recipe's folder, the working
+    directory or the import path)."""
 
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=4096)
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments")
-    checkpoint: str | None = Field(None, min_length=1, max_length=4096, description="dense weights (safetensors) to start from instead of training")
+    checkpoint: str | None = Field(None, min_length=1, max_length=4096,
+                                   description="dense weights to start from instead of training: .safetensors, or .pt/.pth/.bin/.ckpt "
+                                   "(tensors only; relative to the recipe's folder)")
 
     @field_validator("name")
     @classmethod
@@ -32,9 +38,9 @@ class ModelSection(Settings):
             if not (info.context or {}).get(ALLOW_CODE, True):
                 raise ValueError(f"{name!r} is user code; it is imported only when you allow it (--trust-code), "
                                  "since a run directory's recipe.yaml may come from someone else")
-            import_factory(name)
+            import_factory(name, (info.context or {}).get(CODE_FOLDERS, ()))
         elif not name.startswith("timm/") and name not in MODELS:
-            raise ValueError(MODELS.unknown_message(name, also="timm/<name> or package.module:factory"))
+            raise ValueError(MODELS.unknown_message(name, also="timm/<name>, package.module:factory or path/to/file.py:factory"))
         return name
 
 
@@ -42,7 +48,8 @@ class DataSection(Settings):
     """Which dataset and how to batch it (``prunekit list datasets``)."""
 
     name: str
-    root: str | None = Field(None, min_length=1, max_length=4096, description="data directory (default: $PRUNEKIT_DATA, then the user cache)")
+    root: str | None = Field(None, min_length=1, max_length=4096, description="data directory (default: $PRUNEKIT_DATA, then the user cache; "
+                                "relative to the recipe's folder)")
     batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     subset: int | None = Field(None, ge=1, le=2**31, description="use only this many training examples (quick runs)")

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 import numpy as np
+import torch
 from torch import nn
 
+from prunekit.masks import MaskSet
 from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.surgery import remove_units
 
@@ -57,6 +59,27 @@ class Plan:
     def apply(self, graph: DependencyGraph) -> nn.Module:
         """Remove the planned units from ``graph.model`` in place (validated first) and return it."""
         return remove_units(graph, dict(self.removals))
+
+    def masks(self, graph: DependencyGraph) -> MaskSet:
+        """Keep-masks zeroing the planned units in every parameter of their groups, instead of removing them.
+
+        The masked model computes what :meth:`apply` would leave (as the structured property tests
+        check), except where a LayerNorm normalises over the group's channels. Buffers (batch-norm
+        statistics) are not masked: the zeroed scales and shifts already cut the units out.
+        """
+        keep: dict[str, torch.Tensor] = {}
+        for index, units in self.removals.items():
+            group = graph.groups[index]
+            chosen = np.zeros(group.size, dtype=bool)
+            chosen[list(units)] = True
+            for member in group.members:
+                tensor = member.tensor(graph.model)
+                if not isinstance(tensor, nn.Parameter):
+                    continue
+                positions = np.flatnonzero((member.units >= 0) & chosen[np.clip(member.units, 0, None)])
+                mask = keep.setdefault(member.fqn, torch.ones(tensor.shape, dtype=torch.bool))
+                mask.index_fill_(member.dim, torch.as_tensor(positions, dtype=torch.long), False)
+        return MaskSet(keep)
 
     def __bool__(self) -> bool:
         return bool(self.removals)

@@ -106,12 +106,7 @@ class StructuredPruner:
         check_layer_patterns(model, self.config)
         before, costs_before = layer_channels(model), _costs(model, inputs)
         reference = _reference_output(model, inputs)
-        graph = self._graph(model, inputs)
-        if self._origin is None:
-            self._origin = self._make_origin(graph, model, inputs)
-        ctx = ScoringContext(model, graph, seed=self.config.seed, calibration=calibration)
-        round_to = self.config.resolved_round_to()
-        plan = self._plan(graph, self._candidates(graph, ctx, round_to), fraction, inputs, round_to)
+        graph, plan = self.plan(model, inputs, fraction, calibration)
         plan.apply(graph)
         _check_outputs(model, inputs, reference)
         after = layer_channels(model)
@@ -129,6 +124,29 @@ class StructuredPruner:
             warnings=list(graph.warnings) + _speedup_warnings(speedup, costs_before["macs"] / max(1, costs_after["macs"])),
             speedup=speedup,
         )
+
+    def plan(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, calibration: Calibration | None = None, *,
+             removed: Mapping[int, Sequence[int]] | None = None) -> tuple[DependencyGraph, Plan]:
+        """What :meth:`step` would remove from ``model`` (left unchanged), with the graph the plan's group indices refer to.
+
+        ``removed`` (``{group index: units}`` of that graph) names units already zeroed but still
+        present (channel masks, as :mod:`prunekit.integrations` trains with): they rank below every
+        other unit, so the plan for a larger fraction removes them again.
+        """
+        check_fraction(fraction)
+        inputs = _as_tuple(example_inputs)
+        check_layer_patterns(model, self.config)
+        graph = self._graph(model, inputs)
+        if self._origin is None:
+            self._origin = self._make_origin(graph, model, inputs)
+        ctx = ScoringContext(model, graph, seed=self.config.seed, calibration=calibration)
+        round_to = self.config.resolved_round_to()
+        cands = _removed_first(self._candidates(graph, ctx, round_to), removed or {})
+        return graph, self._plan(graph, cands, fraction, inputs, round_to)
+
+    def graph(self, model: nn.Module, example_inputs: Any) -> DependencyGraph:
+        """The dependency graph this pruner plans on (its ``attention`` setting and ``ignored_layers`` applied)."""
+        return self._graph(model, _as_tuple(example_inputs))
 
     def _speedup(self, model: nn.Module, inputs: tuple[Any, ...]) -> SpeedupCheck | None:
         """Dense (the prepared model) and pruned timed side by side, when the config asks for it."""
@@ -249,6 +267,22 @@ class StructuredPruner:
 
 #: A latency target that needed this many times more MACs reduction than speed-up hit the runtime's per-layer overhead.
 OVERHEAD_BOUND = 2.5
+
+
+def _removed_first(cands: list[Candidate], removed: Mapping[int, Sequence[int]]) -> list[Candidate]:
+    """``cands`` with the ``removed`` units of each group scored below every unit of every group."""
+    if not any(removed.get(c.index) for c in cands):
+        return cands
+    floor = min(float(c.scores.min()) for c in cands if c.scores.size) - 1.0
+    out = []
+    for c in cands:
+        units = list(removed.get(c.index, ()))
+        if units:
+            scores = c.scores.copy()
+            scores[units] = floor
+            c = dataclasses.replace(c, scores=scores)
+        out.append(c)
+    return out
 
 
 def _speedup_warnings(check: SpeedupCheck | None, macs_ratio: float) -> list[str]:
