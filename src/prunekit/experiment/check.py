@@ -20,10 +20,6 @@ from prunekit.errors import CheckpointError, ConfigError, shorten
 from prunekit.experiment.recipe import Recipe
 from prunekit.zoo.data.registry import DatasetSpec
 
-#: Most mismatching tensors listed when a checkpoint does not fit the model.
-MAX_LISTED = 20
-
-
 def check_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> nn.Module:
     """Raise :class:`ConfigError` (settings) or :class:`CheckpointError`/``DataError`` (files) for
     any problem found without data or training; writes nothing. Returns the model built on the
@@ -35,6 +31,8 @@ def check_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> nn
     model = build_unloaded_model(recipe, dataset.num_classes, dataset.input_shape)
     if recipe.model.checkpoint:
         check_checkpoint(Path(recipe.model.checkpoint), model)
+    if recipe.model.name.startswith("timm/"):
+        _check_timm_weights(recipe.model.name, recipe.model.kwargs, model)
     for field, check in _pattern_checks(recipe).items():
         try:
             check(model)
@@ -48,12 +46,15 @@ def build_unloaded_model(recipe: Recipe, num_classes: int, input_shape: tuple[in
     """The recipe's model with untrained weights, on the meta device when its factory allows."""
     from prunekit.zoo import create_model
 
+    from prunekit.zoo.models.timm_adapter import WEIGHT_ARGS
+
     spec = recipe.model
+    kwargs = {k: v for k, v in spec.kwargs.items() if not (spec.name.startswith("timm/") and k in WEIGHT_ARGS)}
     failure: Exception | None = None
     for device in ("meta", "cpu"):
         try:
             with torch.device(device):
-                model = create_model(spec.name, num_classes, input_shape, **spec.kwargs)
+                model = create_model(spec.name, num_classes, input_shape, **kwargs)
         except ConfigError as exc:
             raise ConfigError(f"model: {exc}") from None
         except Exception as exc:  # the user's factory (or a zoo constructor) refused its arguments
@@ -66,26 +67,30 @@ def build_unloaded_model(recipe: Recipe, num_classes: int, input_shape: tuple[in
                       f"{type(failure).__name__}: {shorten(str(failure), 300)}")
 
 
-def check_checkpoint(path: Path, model: nn.Module) -> None:
-    """The safetensors file at ``path`` holds exactly the model's tensors, with the same shapes."""
-    from safetensors import safe_open
+def check_checkpoint(path: Path, model: nn.Module, field: str = "model.checkpoint") -> None:
+    """The checkpoint at ``path`` (safetensors or PyTorch, see :func:`prunekit.load_weights`) holds
+    exactly the model's tensors, with the same shapes; read on the meta device (shapes only)."""
+    from prunekit.zoo.checkpoints import load_weights
 
-    if not path.is_file():
-        raise CheckpointError(f"model.checkpoint: no such file: {shorten(str(path), 300)}")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
-        raise CheckpointError(f"model.checkpoint: {path} is not a readable safetensors file ({shorten(str(exc), 200)})") from None
-    expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
-    problems = [f"  {key}: missing from the checkpoint (model has shape {list(shape)})" for key, shape in expected.items() if key not in shapes]
-    problems += [f"  {key}: not in the model" for key in shapes if key not in expected]
-    problems += [f"  {key}: checkpoint shape {list(shapes[key])}, model shape {list(shape)}"
-                 for key, shape in expected.items() if key in shapes and shapes[key] != shape]
-    if problems:
-        more = f"\n  … and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise CheckpointError(f"model.checkpoint: {path} does not fit model {type(model).__name__} "
-                              f"({len(problems)} tensor(s)):\n" + "\n".join(problems[:MAX_LISTED]) + more)
+        load_weights(path, model, device="meta")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{field}: {exc}") from None
+
+
+def _check_timm_weights(name: str, kwargs: dict[str, object], model: nn.Module) -> None:
+    """The local files timm's weight arguments name exist (and ``checkpoint_path`` fits the model);
+    ``pretrained=True`` without a local file is only known to work when the hub answers at run time."""
+    from prunekit.zoo.models.timm_adapter import check_weight_files
+
+    try:
+        check_weight_files(name.removeprefix("timm/"), bool(kwargs.get("pretrained")), kwargs.get("pretrained_cfg_overlay"))
+    except ConfigError as exc:
+        raise ConfigError(f"model.kwargs: {exc}") from None
+    except CheckpointError as exc:
+        raise CheckpointError(f"model.kwargs: {exc}") from None
+    if kwargs.get("checkpoint_path"):
+        check_checkpoint(Path(str(kwargs["checkpoint_path"])), model, "model.kwargs.checkpoint_path")
 
 
 def _pattern_checks(recipe: Recipe) -> dict[str, Callable[[nn.Module], object]]:

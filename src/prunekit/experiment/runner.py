@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from prunekit._io import check_links, load_safetensors, write_json
+from prunekit._io import check_links, write_json
 from prunekit.errors import CheckpointError, DamagedFileError
 from prunekit.experiment.artifacts import load_model, save_model
 from prunekit.experiment.check import check_recipe
@@ -32,6 +32,7 @@ from prunekit.masks import MaskSet
 from prunekit.report import write_report
 from prunekit.training import fit
 from prunekit.zoo import get_loaders
+from prunekit.zoo.checkpoints import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,12 @@ def _dense_model(ctx: RunContext) -> nn.Module:
     if recipe.model.checkpoint:
         log.info("dense model: loading %s", recipe.model.checkpoint)
         model = ctx.new_model()
-        model.load_state_dict(load_safetensors(recipe.model.checkpoint))
+        try:
+            model.load_state_dict(load_weights(recipe.model.checkpoint, model))
+        except CheckpointError as exc:
+            raise CheckpointError(f"model.checkpoint: {exc}") from None
         return model
-    cache = run.path.parent / "dense-cache" / f"{recipe.model.name.replace('/', '_').replace(':', '_')}-{dense_key(recipe)}"
+    cache = run.path.parent / "dense-cache" / f"{_cache_label(recipe.model.name)}-{dense_key(recipe)}"
     check_links(cache.parent, within=run.path.parent, what="the output folder")
     cached = _cached_dense(cache / "dense")
     if cached is not None:
@@ -137,6 +141,14 @@ def _dense_model(ctx: RunContext) -> nn.Module:
         checkpoint=run.checkpoint("dense-train"), device=ctx.device, progress=ctx.progress, description="dense training")
     save_model(cache / "dense", model, ctx.description)
     return model
+
+
+def _cache_label(model_name: str) -> str:
+    """A short file-name part for ``model_name``: ``timm_resnet18``, ``pkg.models_build``, ``net_build`` for ``/abs/net.py:build``."""
+    source, sep, function = model_name.rpartition(":")
+    if sep and source.endswith(".py"):
+        model_name = f"{Path(source).stem}:{function}"
+    return model_name.replace("/", "_").replace(":", "_")[:100]
 
 
 def _cached_dense(path: Path) -> nn.Module | None:
