@@ -17,7 +17,8 @@ from rich.table import Table as RichTable
 from prunekit.cli.errors import user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prune computer-vision networks and measure what it really gains.")
-console = Console()
+#: Everything printed is plain text, never rich markup: paths and messages may hold brackets (``[/bold]``, ``prunekit[onnx]``).
+console = Console(markup=False)
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="parent folder of run directories")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a setting: KEY=VALUE (dotted key, YAML value); repeatable")]
@@ -25,10 +26,27 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress ba
 TrustOption = Annotated[bool, typer.Option("--trust-code", help="let the run's recipe import its model factory (package.module:function): only for run directories you trust")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import torch
+
+        from prunekit._version import __version__
+
+        console.print(f"prunekit {__version__}, torch {torch.__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the prunekit and torch versions and exit")] = False,
+) -> None:
+    """Prune computer-vision networks and measure what it really gains."""
+
+
 def _configure_logging(quiet: bool) -> None:
     """Warnings from everything; step-level progress messages from the experiment runner."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)], force=True)
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)], force=True)
     logging.getLogger("prunekit.experiment").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
@@ -41,7 +59,7 @@ def _print_summary(run_dir: Path) -> None:
     table = RichTable(title=f"{summary['run']['name']}: dense vs pruned")
     for col in ("", "dense", "pruned"):
         table.add_column(col, justify="right")
-    rows = [("test accuracy", f"{100 * dense['accuracy']:.2f}%", f"{100 * pruned['accuracy']:.2f}%"),
+    rows = [(_accuracy_label(summary), f"{100 * dense['accuracy']:.2f}%", f"{100 * pruned['accuracy']:.2f}%"),
             ("nonzero params", f"{dense['nonzero_params']:,}", f"{pruned['nonzero_params']:,}"),
             ("effective MACs", f"{dense['effective_macs']:,}", f"{pruned['effective_macs']:,}"),
             ("size on disk (xz)", f"{dense['disk_compressed_bytes']:,} B", f"{pruned['disk_compressed_bytes']:,} B")]
@@ -59,6 +77,12 @@ def _print_summary(run_dir: Path) -> None:
 def run(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file, or the name of a shipped recipe (prunekit list recipes)")],
     set_: SetOption = None,
+def _accuracy_label(summary: dict) -> str:
+    """``test accuracy``, or ``test accuracy (N of M examples)`` for an evaluation on part of the test set."""
+    used, total = (summary.get("evaluation") or {}).get("examples"), (summary.get("evaluation") or {}).get("total_examples")
+    return f"test accuracy ({used:,} of {total:,} examples)" if used and total and used < total else "test accuracy"
+
+
     out: OutOption = Path("runs"),
     quiet: QuietOption = False,
 ) -> None:
@@ -302,13 +326,15 @@ def export(
         if format != "onnx":
             raise ConfigError(f"unknown export format {format!r}; allowed values: onnx")
         ctx, pruned = open_run(run_dir, progress=not quiet, allow_code=trust_code)
-        section = (ctx.recipe.export or ExportSection()).model_copy(update={"int8": int8})
+        section = (ctx.recipe.export or ExportSection()).model_copy(update={"int8": int8, **({} if accuracy is None else {"accuracy": accuracy})})
         ctx.run.step_file("export").unlink(missing_ok=True)
         result = export_step(ctx, pruned.model, section)
     _update_summary(run_dir, "export", result)
     for name in ("onnx", "int8"):
         if name in result:
-            console.print(f"{run_dir / result[name]['path']}: {result[name]['bytes']:,} bytes, test accuracy {100 * result[name]['accuracy']:.2f}%")
+            accuracy = result[name]["accuracy"]
+            checked = "accuracy not checked (export.accuracy: false)" if accuracy is None else f"test accuracy {100 * accuracy:.2f}%"
+            console.print(f"{run_dir / result[name]['path']}: {result[name]['bytes']:,} bytes, {checked}")
     console.print("latency (ms, median, batch %d): %s" % (result["latency_batch_size"], ", ".join(f"{k} {v:.2f}" for k, v in result["latency_ms"].items())))
 
 
@@ -345,6 +371,7 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
             table.add_column("description")
             for row in rows:
                 table.add_row(*row)
+    accuracy: Annotated[Optional[bool], typer.Option("--accuracy/--no-accuracy", help="check the exported models' test accuracy (default: the recipe's export.accuracy, else yes)")] = None,
             console.print(table)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ from torch import Tensor
 from prunekit._io import write_bytes
 from prunekit.deployment.onnx_export import OnnxRunner, require_onnx
 from prunekit.errors import ConfigError
+from prunekit.progress import make_progress
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ def _calibration_feeds(batches: Iterable[Any], input_names: list[str], max_batch
     return feeds
 
 
-def _reader(feeds: list[dict[str, Any]]) -> Any:
-    """A ``CalibrationDataReader`` over prepared input dicts."""
+def _reader(feeds: list[dict[str, Any]], on_batch: Callable[[], None]) -> Any:
+    """A ``CalibrationDataReader`` over prepared input dicts (calling ``on_batch`` for each one handed out)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class _Reader(CalibrationDataReader):
@@ -67,7 +68,10 @@ def _reader(feeds: list[dict[str, Any]]) -> Any:
             self._iter: Iterator[dict[str, Any]] = iter(feeds)
 
         def get_next(self) -> dict[str, Any] | None:
-            return next(self._iter, None)
+            feed = next(self._iter, None)
+            if feed is not None:
+                on_batch()
+            return feed
 
         def rewind(self) -> None:
             self._iter = iter(feeds)
@@ -100,11 +104,12 @@ def quantize_int8(
     per_channel: bool = True,
     preprocess: bool = True,
     max_batches: int = 8,
+    progress: bool = False,
 ) -> Int8Export:
     """Quantize ``onnx_path`` to int8 and write ``output_path`` atomically.
 
     ``calibration`` (static mode only, required there) yields input tensors or ``(x, y)`` batches;
-    the first ``max_batches`` are used.
+    the first ``max_batches`` are used. ``progress`` shows a bar over the calibration batches.
     """
     require_onnx()
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
@@ -128,10 +133,12 @@ def quantize_int8(
         model_in = _drop_initializer_shapes(model_in, Path(tmp) / "clean.onnx")
         quantized = Path(tmp) / "int8.onnx"
         if mode == "static":
-            quantize_static(
-                str(model_in), str(quantized), _reader(feeds), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            )
+            with make_progress(progress) as bar:
+                task = bar.add_task("int8 calibration", total=len(feeds), status="")
+                quantize_static(
+                    str(model_in), str(quantized), _reader(feeds, lambda: bar.advance(task)), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                )
         else:
             quantize_dynamic(str(model_in), str(quantized), per_channel=per_channel, weight_type=QuantType.QInt8)
         data = quantized.read_bytes()

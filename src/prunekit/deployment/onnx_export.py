@@ -166,6 +166,8 @@ def evaluate_onnx(
     batches: Iterable[tuple[Tensor, Tensor]],
     num_classes: int | None = None,
     threads: int | None = None,
+    progress: bool = False,
+    description: str = "onnx accuracy",
 ) -> Evaluation:
     """Accuracy, loss and per-class accuracy of an ONNX classifier over ``(x, y)`` batches (like ``evaluate``)."""
-    return evaluate(_RunnerModule(OnnxRunner(path, threads)), batches, num_classes=num_classes)
+    return evaluate(_RunnerModule(OnnxRunner(path, threads)), batches, num_classes=num_classes, progress=progress, description=description)

@@ -12,7 +12,7 @@ from prunekit._io import append_jsonl
 from prunekit.experiment.artifacts import load_model, model_description
 from prunekit.experiment.recipe import Recipe
 from prunekit.experiment.rundir import RunDir
-from prunekit.metrics import Evaluation, evaluate
+from prunekit.metrics import Evaluation, FirstExamples, evaluate
 from prunekit.training import JsonlLogger
 from prunekit.zoo import DataBundle, create_model
 
@@ -61,8 +61,17 @@ class RunContext:
         x, _ = next(iter(self.data.test))
         return x[:8].to(self.device)
 
-    def test(self, model: nn.Module) -> Evaluation:
-        return evaluate(model, self.data.test, self.data.num_classes, device=self.device)
+    def test_batches(self) -> FirstExamples:
+        """The test batches every accuracy check of the run uses: ``evaluate.subset`` / ``evaluate.max_batches``
+        limit them (the first examples, in the test set's fixed order)."""
+        ev = self.recipe.evaluate
+        return FirstExamples(self.data.test, examples=ev.subset, max_batches=ev.max_batches)
+
+    def test(self, model: nn.Module, description: str | None = None) -> Evaluation:
+        """``model``'s accuracy on :meth:`test_batches`, on the run's device; with a ``description``, a
+        progress bar when the run shows progress."""
+        return evaluate(model, self.test_batches(), self.data.num_classes, device=self.device,
+                        progress=self.progress and description is not None, description=description or "")
 
     def logger(self, phase: str, **tags: Any) -> JsonlLogger:
         """A callback writing each epoch's record to ``metrics.jsonl``."""

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from prunekit._parametrize import plain_copy
 from prunekit.deployment.runtimes import time_side_by_side
 from prunekit.metrics._inputs import batched
-from prunekit.metrics import agreement, compare_latency, corruption_accuracy, count_macs, count_parameters, evaluate, size_on_disk
+from prunekit.metrics import FirstExamples, agreement, compare_latency, corruption_accuracy, count_macs, count_parameters, evaluate, size_on_disk
 
 COUNTING_NOTE = (
     "Parameters count every parameter (biases and norms included); nonzero parameters count the "
@@ -49,11 +49,17 @@ def compare(
     corruptions: tuple[str, ...] = (),
     corruption_severity: int = 3,
     latency_runtime: str = "torch",
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Everything ``summary.json`` reports about a dense/pruned pair (side-by-side latency on ``latency_runtime``)."""
-    ev_dense = evaluate(dense, test, num_classes)
-    ev_pruned = evaluate(pruned, test, num_classes)
+    """Everything ``summary.json`` reports about a dense/pruned pair (side-by-side latency on ``latency_runtime``).
+
+    ``test`` is re-iterated for each pass (pass a :class:`prunekit.metrics.FirstExamples` to evaluate on
+    fewer examples); ``out["evaluation"]`` says how many examples were used, of how many.
+    ``progress`` shows a bar per test pass, per corruption and for the latency timing."""
+    ev_dense = evaluate(dense, test, num_classes, progress=progress, description="test: dense")
+    ev_pruned = evaluate(pruned, test, num_classes, progress=progress, description="test: pruned")
     out: dict[str, Any] = {
+        "evaluation": {"examples": ev_dense.count, "total_examples": total_examples(test)},
         "dense": {"accuracy": ev_dense.accuracy, "loss": ev_dense.loss, **profile(dense, example_input)},
         "pruned": {
             "accuracy": ev_pruned.accuracy,
@@ -65,10 +71,10 @@ def compare(
         "counting_note": COUNTING_NOTE,
     }
     if corruptions:
-        test_batches = list(test)
         out["corruption_severity"] = corruption_severity
-        out["dense"]["corruption_accuracy"] = corruption_accuracy(dense, test_batches, corruptions, corruption_severity)
-        out["pruned"]["corruption_accuracy"] = corruption_accuracy(pruned, test_batches, corruptions, corruption_severity)
+        for name, model in (("dense", dense), ("pruned", pruned)):
+            out[name]["corruption_accuracy"] = corruption_accuracy(model, test, corruptions, corruption_severity,
+                                                                   progress=progress, label=f"corrupted: {name}")
     out["compression_ratio"] = out["dense"]["params"] / max(1, out["pruned"]["nonzero_params"])
     out["theoretical_speedup"] = out["dense"]["macs"] / max(1, out["pruned"]["effective_macs"])
     if latency_batch_size:
@@ -76,7 +82,7 @@ def compare(
         # time what a user would deploy: masks and other parametrizations made permanent
         models = {"dense": plain_copy(dense), "pruned": plain_copy(pruned)}
         if latency_runtime == "torch":
-            timing = compare_latency(models, batch, warmup=3, repeats=latency_repeats)
+            timing = compare_latency(models, batch, warmup=3, repeats=latency_repeats, progress=progress, description="latency")
         else:
             timing = time_side_by_side(models, (batch,), latency_runtime, threads=torch.get_num_threads(), repeats=latency_repeats)
         out["dense"]["latency_ms"] = timing["dense"].median_ms
@@ -85,6 +91,23 @@ def compare(
         out["latency_runtime"] = latency_runtime
         out["measured_speedup"] = timing["dense"].median_ms / timing["pruned"].median_ms
     return out
+
+
+def total_examples(batches: Iterable[Any]) -> int | None:
+    """Examples in the whole test set behind ``batches`` (a loader or :class:`FirstExamples`), if known."""
+    if isinstance(batches, FirstExamples):
+        return batches.total_examples
+    size = getattr(batches, "dataset_size", None)
+    return None if size is None else int(size)
+
+
+def evaluation_note(evaluation: dict[str, Any]) -> str | None:
+    """The summary note for an evaluation on part of the test set (``None`` for the whole of it)."""
+    used, total = evaluation.get("examples"), evaluation.get("total_examples")
+    if used is None or total is None or used >= total:
+        return None
+    return (f"evaluation used {used:,} of {total:,} test examples (evaluate.subset / evaluate.max_batches): "
+            "accuracies are estimates on that part, not full test-set accuracy")
 
 
 def layer_sparsity_rows(model: nn.Module, names: Iterable[str]) -> list[dict[str, Any]]:

@@ -51,6 +51,8 @@ class ExportSection(Settings):
     int8_mode: Literal["static", "dynamic"] = "static"
     calibration_batches: int = Field(8, ge=1, le=MAX_COUNT)
     latency_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    accuracy: bool = Field(True, description="check the ONNX (and int8) models' test accuracy on the evaluation's test examples "
+                           "(evaluate.subset / evaluate.max_batches); false to skip it")
 
 
 class DeploySection(DeployConfig):

@@ -88,3 +88,6 @@ class EvaluateSection(Settings):
         from prunekit.metrics import CORRUPTIONS
 
         return tuple(CORRUPTIONS.check(n) for n in names)
+    subset: int | None = Field(None, ge=1, le=2**31, description="evaluate on the first N test examples only (quick runs; "
+                               "the summary says N of M); also used by the compress, export and deploy accuracy checks")
+    max_batches: int | None = Field(None, ge=1, le=MAX_COUNT, description="evaluate on at most this many test batches (as subset)")

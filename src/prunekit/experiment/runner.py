@@ -23,7 +23,7 @@ from prunekit.experiment.compress_step import compress_step
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.deploy_step import deploy_step
 from prunekit.experiment.env import environment
-from prunekit.experiment.evaluation import compare
+from prunekit.experiment.evaluation import compare, evaluation_note
 from prunekit.experiment.export_step import export_step
 from prunekit.experiment.method_sections import METHODS
 from prunekit.experiment.recipe import Recipe
@@ -209,7 +209,7 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
     result = run.reuse("evaluate", dict)
     if result is None:
         ev = recipe.evaluate
-        measured = compare(ctx.dense_model(), pruned.model, ctx.data.test, ctx.example_input(), ctx.data.num_classes,
+        measured = compare(ctx.dense_model(), pruned.model, ctx.test_batches(), ctx.example_input(), ctx.data.num_classes,
                            latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats,
                            corruptions=ev.corruptions, corruption_severity=ev.corruption_severity,
                            latency_runtime=ev.latency_runtime or getattr(recipe.prune, "runtime", None) or "torch")
@@ -235,3 +235,6 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         **{key: pruned.extra[key] for key in ("stop", "staircase") if key in pruned.extra},
     }
 
+    partial = evaluation_note(result.get("evaluation", {}))
+    if partial:
+        notes.append(partial)
