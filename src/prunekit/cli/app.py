@@ -73,16 +73,16 @@ def _print_summary(run_dir: Path) -> None:
     console.print(f"report: {run_dir / 'report.html'}  (also report.md)")
 
 
-@app.command()
-def run(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML file, or the name of a shipped recipe (prunekit list recipes)")],
-    set_: SetOption = None,
 def _accuracy_label(summary: dict) -> str:
     """``test accuracy``, or ``test accuracy (N of M examples)`` for an evaluation on part of the test set."""
     used, total = (summary.get("evaluation") or {}).get("examples"), (summary.get("evaluation") or {}).get("total_examples")
     return f"test accuracy ({used:,} of {total:,} examples)" if used and total and used < total else "test accuracy"
 
 
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file, or the name of a shipped recipe (prunekit list recipes)")],
+    set_: SetOption = None,
     out: OutOption = Path("runs"),
     quiet: QuietOption = False,
 ) -> None:
@@ -312,6 +312,7 @@ def export(
     run_dir: RunDirArgument,
     format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
     int8: Annotated[bool, typer.Option("--int8", help="also quantize to int8 with onnxruntime (static, calibrated)")] = False,
+    accuracy: Annotated[Optional[bool], typer.Option("--accuracy/--no-accuracy", help="check the exported models' test accuracy (default: the recipe's export.accuracy, else yes)")] = None,
     trust_code: TrustOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -371,7 +372,6 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
             table.add_column("description")
             for row in rows:
                 table.add_row(*row)
-    accuracy: Annotated[Optional[bool], typer.Option("--accuracy/--no-accuracy", help="check the exported models' test accuracy (default: the recipe's export.accuracy, else yes)")] = None,
             console.print(table)
 
 

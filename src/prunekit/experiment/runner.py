@@ -212,11 +212,15 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         measured = compare(ctx.dense_model(), pruned.model, ctx.test_batches(), ctx.example_input(), ctx.data.num_classes,
                            latency_batch_size=ev.latency_batch_size if ev.latency else None, latency_repeats=ev.latency_repeats,
                            corruptions=ev.corruptions, corruption_severity=ev.corruption_severity,
-                           latency_runtime=ev.latency_runtime or getattr(recipe.prune, "runtime", None) or "torch")
+                           latency_runtime=ev.latency_runtime or getattr(recipe.prune, "runtime", None) or "torch",
+                           progress=ctx.progress)
         run.mark_done("evaluate", measured)
         result = run.result("evaluate")  # as JSON, like a reused result
     result["per_class"]["classes"] = list(ctx.data.class_names)
     notes = [f"data: {ctx.data.source}"]
+    partial = evaluation_note(result.get("evaluation", {}))
+    if partial:
+        notes.append(partial)
     if len(MaskSet.from_model(pruned.model)):
         notes.append("unstructured sparsity keeps dense tensors: the measured speed-up stays ≈1× unless the model is "
                      "deployed with sparse kernels (prunekit.deploy)")
@@ -235,6 +239,3 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         **{key: pruned.extra[key] for key in ("stop", "staircase") if key in pruned.extra},
     }
 
-    partial = evaluation_note(result.get("evaluation", {}))
-    if partial:
-        notes.append(partial)
