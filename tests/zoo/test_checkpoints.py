@@ -3,7 +3,6 @@ dicts; one line per mismatching tensor; timm's pretrained weights offline and fr
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from pathlib import Path
@@ -17,28 +16,11 @@ from prunekit.errors import CheckpointError, ConfigError
 from prunekit.zoo import create_model
 
 from tests.structured.conftest import timm  # noqa: F401  (the fixture: timm through the torchvision stand-in)
-
-
-class Payload:
-    """Unpickling this runs ``touch marker``: a checkpoint that carries code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
+from tests.zoo.payloads import write_payload
 
 
 def _model() -> torch.nn.Module:
     return create_model("lenet_300_100", 10, (1, 8, 8)).eval()
-
-
-def _write_payload(path: Path, marker: Path, container: str) -> None:
-    obj = {"fc1.weight": torch.zeros(1), "evil": Payload(marker)}
-    if container == "torch.save":
-        torch.save(obj, path)  # a zip holding the pickle
-    else:
-        path.write_bytes(pickle.dumps(obj))
 
 
 @pytest.mark.parametrize("container", ["torch.save", "pickle"])
@@ -46,7 +28,7 @@ def _write_payload(path: Path, marker: Path, container: str) -> None:
 def test_a_pickle_holding_code_is_refused_never_run(tmp_path, suffix, container):
     marker = tmp_path / "marker"
     path = tmp_path / f"evil{suffix}"
-    _write_payload(path, marker, container)
+    write_payload(path, marker, container)
     with pytest.raises(CheckpointError) as info:
         load_weights(path, _model())
     message = str(info.value)
@@ -54,6 +36,13 @@ def test_a_pickle_holding_code_is_refused_never_run(tmp_path, suffix, container)
     assert "prunekit never unpickles code" in message and "torch.save(model.state_dict(), 'weights.pt')" in message
     assert "weights_only=False" not in message and "delete" not in message.lower()
     assert not marker.exists()
+
+
+def test_the_payload_is_real(tmp_path):
+    """Unpickling it the unsafe way does create the marker (so the refusals above prove something)."""
+    write_payload(tmp_path / "evil.pt", tmp_path / "marker", "pickle")
+    pickle.loads((tmp_path / "evil.pt").read_bytes())
+    assert (tmp_path / "marker").exists()
 
 
 def test_a_whole_pickled_model_is_refused_with_how_to_resave(tmp_path):

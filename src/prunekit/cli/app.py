@@ -85,15 +85,19 @@ def run(
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     quiet: QuietOption = False,
+    force: Annotated[bool, typer.Option("--force", help="redo every step (other runs and the dense cache's other models stay)")] = False,
+    from_step: Annotated[Optional[str], typer.Option("--from-step", metavar="STEP",
+                         help="redo STEP and the steps after it: dense, prune, evaluate, compress, export, deploy, report")] = None,
 ) -> None:
-    """Run a recipe (re-running skips finished steps and resumes interrupted training)."""
+    """Run a recipe (re-running skips finished steps and resumes interrupted training; a changed
+    checkpoint, data, model code or prunekit version starts a new run directory)."""
     from prunekit.experiment.recipe import load_recipe
     from prunekit.experiment.runner import run_recipe
 
     _configure_logging(quiet)
     with user_errors(str(recipe)):
         parsed = load_recipe(recipe, set_ or [])
-        run_dir = run_recipe(parsed, out, progress=not quiet)
+        run_dir = run_recipe(parsed, out, progress=not quiet, force=force, from_step=from_step)
     _print_summary(run_dir)
 
 

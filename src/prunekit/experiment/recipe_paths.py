@@ -1,7 +1,7 @@
 """Paths in a recipe: relative to the recipe file's folder, made absolute before validation.
 
 A recipe names files (``model.checkpoint``, ``data.root``, ``data.path``, a ``path/to/file.py:factory``
-model, timm's ``model.kwargs.checkpoint_path`` and ``model.kwargs.pretrained_cfg_overlay.file``).
+model or dataset, timm's ``model.kwargs.checkpoint_path`` and ``model.kwargs.pretrained_cfg_overlay.file``).
 A relative path written in the recipe file is relative to the folder that holds the file, wherever
 prunekit is started from; a relative path given with ``--set`` (or in a recipe given as a dict) is
 relative to the working directory. ``~`` is expanded. The resolved recipe, written into the run
@@ -28,12 +28,11 @@ def resolve_paths(raw: Mapping[str, Any], base: str | os.PathLike[str]) -> dict[
     Values that are not text are left for validation to report."""
     result: dict[str, Any] = copy.deepcopy(dict(raw))
     folder = Path(base).absolute()
+    for section in ("model", "data"):
+        if isinstance(result.get(section), dict) and isinstance(result[section].get("name"), str):
+            result[section]["name"] = _factory_file(result[section]["name"], folder)
     model = result.get("model")
-    keys = PATH_KEYS
-    if isinstance(model, dict) and isinstance(model.get("name"), str):
-        model["name"] = _factory_file(model["name"], folder)
-        if model["name"].startswith("timm/"):
-            keys += TIMM_PATH_KEYS
+    keys = PATH_KEYS + (TIMM_PATH_KEYS if isinstance(model, dict) and str(model.get("name")).startswith("timm/") else ())
     for key in keys:
         *parents, leaf = key.split(".")
         node: Any = result

@@ -6,14 +6,15 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from prunekit._io import check_links, read_json, read_jsonl, remove_temp_files, write_json, write_text
-from prunekit.errors import CheckpointError, DamagedFileError
+from prunekit.errors import CheckpointError, ConfigError, DamagedFileError, shorten
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,29 @@ T = TypeVar("T")
 
 #: What ``summary.json`` must hold for the report and the CLI's summary table.
 SUMMARY_KEYS = ("run", "dense", "pruned")
+
+#: A run's steps in order; ``report`` keeps no record (``summary.json`` and the report are rewritten every run).
+STEPS = ("dense", "prune", "evaluate", "compress", "export", "deploy", "report")
+
+#: What a step resumes from (shell patterns relative to the run directory): its partial training
+#: checkpoints and the pruning methods' round folders, removed when the step is redone.
+RESUMABLE = {
+    "dense": ("checkpoints/dense-train.safetensors",),
+    "prune": ("rounds", "structured", "lottery", "search", "checkpoints/gradual-train.safetensors", "checkpoints/dst-train.safetensors",
+              "checkpoints/nm-*-train.safetensors", "checkpoints/depth-*-train.safetensors"),
+    "compress": ("checkpoints/compress-finetune.safetensors",),
+}
+
+
+def steps_to_redo(force: bool = False, from_step: str | None = None) -> tuple[str, ...]:
+    """The steps a run does again: every step with ``force``, ``from_step`` and the steps after it, else none."""
+    if force and from_step is not None:
+        raise ConfigError(f"give either force (redo every step) or from_step={from_step!r}, not both")
+    if from_step is not None and from_step not in STEPS:
+        raise ConfigError(f"unknown step {shorten(from_step)} to redo from; allowed values: {', '.join(STEPS)}")
+    if force:
+        return STEPS
+    return STEPS[STEPS.index(from_step):] if from_step is not None else ()
 
 
 def settings_hash(settings: dict[str, Any], length: int = 10) -> str:
@@ -32,7 +56,7 @@ def settings_hash(settings: dict[str, Any], length: int = 10) -> str:
 class RunDir:
     """Paths and step bookkeeping of one run.
 
-    Layout: ``recipe.yaml``, ``environment.json``, ``metrics.jsonl``, ``checkpoints/``, ``masks/``,
+    Layout: ``recipe.yaml``, ``environment.json``, ``inputs.json`` (see :mod:`prunekit.experiment.inputs`), ``metrics.jsonl``, ``checkpoints/``, ``masks/``,
     ``steps/<step>.json`` (a step's result, written last, so its presence means "done"),
     ``summary.json``, ``report.md``, ``report.html``, ``plots/``.
     """
@@ -83,6 +107,22 @@ class RunDir:
 
     def mark_done(self, step: str, result: dict[str, Any]) -> None:
         write_json(self.step_file(step), result)
+
+    def redo(self, steps: Iterable[str]) -> None:
+        """Make ``steps`` run again from their start: remove what they would resume from
+        (:data:`RESUMABLE`), then their records. Nothing outside this run directory is touched."""
+        steps = list(steps)
+        for step in steps:
+            for pattern in RESUMABLE.get(step, ()):
+                for path in sorted(self.path.glob(pattern)):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+        for step in steps:
+            if self.done(step):
+                log.info("%s: redoing (removed %s)", step, self.step_file(step))
+                self.step_file(step).unlink()
 
     def records(self) -> list[dict[str, Any]]:
         """metrics.jsonl records, keeping the last of any duplicates left by a killed-and-resumed run."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ from prunekit.experiment.deploy_step import deploy_step
 from prunekit.experiment.env import environment
 from prunekit.experiment.evaluation import compare, evaluation_note
 from prunekit.experiment.export_step import export_step
+from prunekit.experiment.inputs import VERSION_KEY, input_fingerprints, record_inputs
 from prunekit.experiment.method_sections import METHODS
 from prunekit.experiment.recipe import Recipe
-from prunekit.experiment.rundir import RunDir, settings_hash
+from prunekit.experiment.rundir import RunDir, settings_hash, steps_to_redo
 from prunekit.masks import MaskSet
 from prunekit.report import write_report
 from prunekit.training import fit
@@ -37,9 +39,11 @@ from prunekit.zoo.checkpoints import load_weights
 log = logging.getLogger(__name__)
 
 
-def run_dir_for(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> RunDir:
-    """``<out_dir>/<name>-<hash of the non-default settings>`` (see :meth:`Recipe.identity`)."""
-    return RunDir(Path(out_dir) / f"{recipe.name}-{settings_hash(recipe.identity())}")
+def run_dir_for(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", inputs: dict[str, str] | None = None) -> RunDir:
+    """``<out_dir>/<name>-<hash>`` of the non-default settings (see :meth:`Recipe.identity`) and the
+    fingerprints of the files and code the recipe names (``inputs``, else :func:`input_fingerprints`)."""
+    inputs = input_fingerprints(recipe) if inputs is None else inputs
+    return RunDir(Path(out_dir) / f"{recipe.name}-{settings_hash({**recipe.identity(), 'inputs': inputs})}")
 
 
 def _loaders(recipe: Recipe, progress: bool):
@@ -48,22 +52,30 @@ def _loaders(recipe: Recipe, progress: bool):
                        augment=d.augment, subset=d.subset, download=d.download, progress=progress)
 
 
-def prepare_run(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> RunContext:
+def prepare_run(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True, *,
+                redo: Collection[str] = ()) -> RunContext:
     """Check the recipe (nothing is written if it fails), load the data, create (or reopen) the run
-    directory and make sure the dense model exists."""
+    directory and make sure the dense model exists. The steps in ``redo`` run again from their start."""
     check_recipe(recipe, out_dir)
     data = _loaders(recipe, progress)
-    run = run_dir_for(recipe, out_dir)
+    inputs = input_fingerprints(recipe)
+    run = run_dir_for(recipe, out_dir, inputs)
     run.initialise(recipe.resolved(), environment())
+    record_inputs(run, recipe, inputs)
+    run.redo(redo)
     ctx = RunContext(recipe, run, data, progress)
     log.info("run directory: %s", run.path)
-    dense_step(ctx)
+    dense_step(ctx, fresh="dense" in redo)
     return ctx
 
 
-def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True) -> Path:
-    """Run (or resume) ``recipe`` under ``out_dir``; returns the run directory."""
-    ctx = prepare_run(recipe, out_dir, progress)
+def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True, *,
+               force: bool = False, from_step: str | None = None) -> Path:
+    """Run (or resume) ``recipe`` under ``out_dir``; returns the run directory.
+
+    Finished steps are skipped unless ``force`` (redo every step) or ``from_step`` (redo that step
+    and the ones after it, in :data:`~prunekit.experiment.rundir.STEPS` order)."""
+    ctx = prepare_run(recipe, out_dir, progress, redo=steps_to_redo(force, from_step))
     run = ctx.run
     pruned = prune_step(ctx)
     summary = evaluate_step(ctx, pruned)
@@ -95,16 +107,20 @@ def open_run(run_dir: str | os.PathLike[str], progress: bool = True, *, allow_co
 
 
 def dense_key(recipe: Recipe) -> str:
-    """Hash of everything the dense model depends on (runs that share it share one training)."""
-    settings = recipe.identity()
-    return settings_hash({k: settings.get(k) for k in ("seed", "device", "model", "data", "train")})
+    """Hash of everything the dense model depends on (runs that share it share one training): the
+    settings and input fingerprints of the seed, device, model, data and train sections, and the prunekit version."""
+    settings, inputs = recipe.identity(), input_fingerprints(recipe)
+    sections = ("seed", "device", "model", "data", "train")
+    return settings_hash({**{k: settings.get(k) for k in sections},
+                          "inputs": {k: v for k, v in inputs.items() if k == VERSION_KEY or k.partition(".")[0] in sections}})
 
 
-def dense_step(ctx: RunContext) -> None:
+def dense_step(ctx: RunContext, *, fresh: bool = False) -> None:
     """Train the dense model (or load ``model.checkpoint``) and save it as ``checkpoints/dense``.
 
     Trained dense models are also kept in ``<out>/dense-cache/``: another run with the same model,
-    data, training settings and seed reuses it instead of training again.
+    data, training settings and seed reuses it instead of training again (unless ``fresh``: the
+    model is trained again and replaces the cached one).
     A damaged ``checkpoints/dense.*`` or ``steps/dense.json`` is reported and the step redone.
     """
     run = ctx.run
@@ -113,13 +129,13 @@ def dense_step(ctx: RunContext) -> None:
         log.info("dense model: already trained (%s)", target.with_suffix(".safetensors"))
         return
     start = time.perf_counter()
-    model = _dense_model(ctx)
+    model = _dense_model(ctx, fresh)
     save_model(target, model, ctx.description)
     run.mark_done("dense", {"test_accuracy": ctx.test(model).accuracy, "seconds": time.perf_counter() - start})
 
 
-def _dense_model(ctx: RunContext) -> nn.Module:
-    """The recipe's ``model.checkpoint``, else the dense cache's model, else a newly trained (and cached) one."""
+def _dense_model(ctx: RunContext, fresh: bool = False) -> nn.Module:
+    """The recipe's ``model.checkpoint``, else the dense cache's model (unless ``fresh``), else a newly trained (and cached) one."""
     run, recipe = ctx.run, ctx.recipe
     if recipe.model.checkpoint:
         log.info("dense model: loading %s", recipe.model.checkpoint)
@@ -131,7 +147,7 @@ def _dense_model(ctx: RunContext) -> nn.Module:
         return model
     cache = run.path.parent / "dense-cache" / f"{_cache_label(recipe.model.name)}-{dense_key(recipe)}"
     check_links(cache.parent, within=run.path.parent, what="the output folder")
-    cached = _cached_dense(cache / "dense")
+    cached = None if fresh else _cached_dense(cache / "dense")
     if cached is not None:
         log.info("dense model: reusing %s (same model, data, training and seed)", cache)
         return cached.to(ctx.device)
