@@ -113,7 +113,7 @@ def test_a_cache_of_another_model_data_or_settings_is_refused(tmp_path, change, 
     if change == "model":
         with torch.no_grad():
             model[0].weight.mul_(2)
-    with pytest.raises(ConfigError, match=f"written for another {what} .*delete the file"):
+    with pytest.raises(ConfigError, match=f"written for another {what} .*choose another cache path, or move this file aside"):
         structured_sensitivity(model, x, batches, ratios, cache=cache, progress=False)
 
 

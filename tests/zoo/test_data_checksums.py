@@ -70,7 +70,7 @@ def test_damaged_real_file_raises_checksum_error(data_root, tmp_path, damage):
     assert str(victim) in message
     assert f"expected {MNIST_TEST_LABELS_MD5}" in message
     assert checksums.md5_file(victim) in message
-    assert "delete it" in message and "download=True" in message
+    assert "move it aside (rename it)" in message and "download=True" in message and "delete" not in message
     assert victim.is_file() and not victim.with_name(victim.name + ".corrupt").exists()  # never touched
 
 

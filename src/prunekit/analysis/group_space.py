@@ -287,7 +287,7 @@ class RecordCache:
         records = read_jsonl(self.path)
         raw = self.path.read_bytes() if self.path.exists() else b""
         if records and records[0].get("kind") != "header":
-            raise ConfigError(f"{self.path} is not a prunekit {self.header['what']} cache (no header line); delete it or choose another path")
+            raise ConfigError(f"{self.path} is not a prunekit {self.header['what']} cache (no header line); choose another cache path (prunekit leaves this file as it is)")
         if records:
             self.check(records[0])
         if not records:
@@ -301,7 +301,7 @@ class RecordCache:
         if changed:
             raise ConfigError(f"{self.path} was written for another {' and '.join(changed)} than this run "
                               f"({'; '.join(f'{k}: {header.get(k)} in the file, {self.header.get(k)} now' for k in changed)}); "
-                              "delete the file to measure again, or choose another cache path")
+                              "choose another cache path, or move this file aside to measure again")
 
     def append(self, row: Mapping[str, Any]) -> None:
         append_jsonl(self.path, row)

@@ -35,7 +35,7 @@ def md5_file(path: str | os.PathLike[str]) -> str:
 def checksum_error(path: Path, expected: str, actual: str, fix: str | None = None) -> ChecksumError:
     """A :class:`ChecksumError` naming the file, both checksums and how to fix it."""
     fix = fix or (
-        "delete it (or move it aside) and load again with download=True to fetch a fresh copy, "
+        "move it aside (rename it) and load again with download=True to fetch a fresh copy, "
         "or replace it with a good copy of the file"
     )
     return ChecksumError(f"{path} is corrupted or incomplete: md5 is {actual}, expected {expected}; {fix}")

@@ -72,7 +72,7 @@ def safe_unpickle(data: bytes, source: str) -> dict[str, Any]:
     try:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except Exception as exc:  # pickle raises many types on bad input
-        raise DataError(f"{source} is not a valid CIFAR batch ({type(exc).__name__}: {exc}); delete the archive and download it again") from exc
+        raise DataError(f"{source} is not a valid CIFAR batch ({type(exc).__name__}: {exc}); move the archive aside (rename it) and download it again") from exc
     if not isinstance(obj, dict):
         raise DataError(f"{source} is not a valid CIFAR batch: expected a dict, got {type(obj).__name__}")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
@@ -104,10 +104,10 @@ def read_cifar_tarball(folder: Path | None, splits: Sequence[str]) -> dict[str, 
                     assert handle is not None
                     found[wanted[member.name]] = safe_unpickle(handle.read(), f"{path}:{member.name}")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable tar.gz archive ({exc}); delete it and download it again") from exc
+        raise DataError(f"{path} is not a readable tar.gz archive ({exc}); move it aside (rename it) and download it again") from exc
     missing = sorted(set(wanted.values()) - set(found))
     if missing:
-        raise DataError(f"{path} lacks {', '.join(missing)} under {_BATCH_DIR}/; delete it and download it again")
+        raise DataError(f"{path} lacks {', '.join(missing)} under {_BATCH_DIR}/; move it aside (rename it) and download it again")
     names = [n.decode("latin1") if isinstance(n, bytes) else n for n in found["batches.meta"].get("label_names", [])]
     if tuple(names) != CLASS_NAMES:
         raise DataError(f"{path}: batches.meta lists classes {names}, expected {list(CLASS_NAMES)}")

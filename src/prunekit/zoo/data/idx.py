@@ -68,4 +68,4 @@ def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.nda
 
 
 def _malformed(source: str | os.PathLike[str], what: str) -> DataError:
-    return DataError(f"malformed IDX file {source}: {what}; delete it and download it again")
+    return DataError(f"malformed IDX file {source}: {what}; move it aside (rename it) and download it again")
