@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from prunekit.errors import UnknownNameError, shorten
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` (up to three close matches of ``name`` among ``choices``), or ``""``."""
+    if not isinstance(name, str) or len(name) > 200:
+        return ""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -54,9 +63,9 @@ class Registry(Generic[T]):
         return name
 
     def unknown_message(self, name: str, also: str = "") -> str:
-        """``unknown <kind> '<name>'; allowed values: ...`` (``also`` names further accepted forms)."""
+        """``unknown <kind> '<name>'; allowed values: ...; did you mean ...?`` (``also`` names further accepted forms)."""
         allowed = ", ".join(self.names()) or "(none registered)"
-        return f"unknown {self.kind} {shorten(name)}; allowed values: {allowed}{' or ' + also if also else ''}"
+        return f"unknown {self.kind} {shorten(name)}; allowed values: {allowed}{' or ' + also if also else ''}{did_you_mean(name, self.names())}"
 
     def meta(self, name: str) -> dict[str, Any]:
         """Metadata given at registration (e.g. description, default input size)."""

@@ -368,7 +368,9 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
         if what != "all" and what not in tables:
             from prunekit.errors import ConfigError
 
-            raise ConfigError(f"unknown listing {what!r}; allowed values: {', '.join(tables)}, all")
+            from prunekit._registry import did_you_mean
+
+            raise ConfigError(f"unknown listing {what!r}; allowed values: {', '.join(tables)}, all{did_you_mean(what, [*tables, 'all'])}")
     for name, rows in tables.items():
         if what in ("all", name):
             table = RichTable(title=name, show_header=False)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from prunekit._registry import did_you_mean
 from prunekit.errors import CheckpointError, ConfigError, DataError, PrunekitError, shorten
 
 _stderr = Console(stderr=True, soft_wrap=True)
@@ -36,9 +37,11 @@ def format_validation_error(exc: ValidationError, source: str = "recipe") -> str
         loc = ".".join(parts) or "(top level)"
         kind, msg = err["type"], err["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
-            msg = "unknown key (remove it or check its spelling)"
+            key = str(err["loc"][-1]) if err["loc"] else ""
+            msg = f"unknown key (remove it or check its spelling){did_you_mean(key, known_keys(exc.title, err['loc'][:-1]))}"
         elif kind == "union_tag_invalid":
-            msg = f"unknown method {shorten(err['input'].get('method'))}; allowed values: {', '.join(sorted(tags))}"
+            method = err["input"].get("method")
+            msg = f"unknown method {shorten(method)}; allowed values: {', '.join(sorted(tags))}{did_you_mean(method, tags)}"
         elif kind == "missing":
             msg = "required setting is missing"
         elif kind not in ("value_error", "assertion_error"):
@@ -47,6 +50,40 @@ def format_validation_error(exc: ValidationError, source: str = "recipe") -> str
     if len(lines) > MAX_PROBLEMS:
         lines = [*lines[:MAX_PROBLEMS], f"… and {len(lines) - MAX_PROBLEMS} more problems"]
     return "\n".join(lines)
+
+
+def known_keys(title: str, loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed at ``loc`` inside the settings model named ``title`` (a recipe or one of its
+    sections), following nested sections and ``prune``'s method tag; ``[]`` where that is unknown."""
+    from pydantic import BaseModel
+
+    from prunekit.experiment import recipe as recipes
+    from prunekit.experiment.method_sections import METHODS
+
+    model = getattr(recipes, title, None)
+    parts = list(loc)
+    while isinstance(model, type) and issubclass(model, BaseModel) and parts:
+        part = parts.pop(0)
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        if model is recipes.Recipe and part == "prune":
+            tag = parts.pop(0) if parts else None
+            model = METHODS.get(tag).section if tag in METHODS else None
+        else:
+            model = _settings_model(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) and not parts else []
+
+
+def _settings_model(annotation: object) -> type | None:
+    """The pydantic model inside ``annotation`` (itself, or an argument of ``X | None``)."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_settings_model, get_args(annotation)) if m is not None), None)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from prunekit.compression import CompressionConfig
 from prunekit.deployment.sparse import DeployConfig
 from prunekit._deprecation import renamed
+from prunekit._registry import did_you_mean
 from prunekit._settings import MAX_BATCH, MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, shorten
 from prunekit.experiment.method_sections import METHODS
@@ -137,7 +138,8 @@ def resolve_recipe_path(source: str | os.PathLike[str]) -> Path:
     shipped = shipped_recipes()
     if str(source) in shipped:
         return shipped[str(source)]
-    raise ConfigError(f"recipe file not found: {shorten(str(path))}; shipped recipes: {', '.join(sorted(shipped))}")
+    raise ConfigError(f"recipe file not found: {shorten(str(path))}; shipped recipes: {', '.join(sorted(shipped))}"
+                      f"{did_you_mean(path.name.removesuffix('.yaml'), shipped)}")
 
 
 def load_recipe(source: str | os.PathLike[str] | dict[str, Any], overrides: Sequence[str] = (), *, allow_code: bool = True) -> Recipe:
