@@ -18,6 +18,7 @@ from torch import nn
 
 from prunekit.errors import CheckpointError, ConfigError, shorten
 from prunekit.experiment.recipe import Recipe
+from prunekit.experiment.recipe_base import DataSection
 from prunekit.zoo.data.registry import DatasetSpec
 
 def check_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> nn.Module:
@@ -27,8 +28,7 @@ def check_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> nn
     from prunekit.zoo.data import DATASETS
 
     _check_out_dir(Path(out_dir))
-    dataset = DATASETS.get(recipe.data.name)
-    model = build_unloaded_model(recipe, dataset.num_classes, dataset.input_shape)
+    model = build_unloaded_model(recipe, *data_shape(recipe.data))
     if recipe.model.checkpoint:
         check_checkpoint(Path(recipe.model.checkpoint), model)
     if recipe.model.name.startswith("timm/"):
@@ -38,8 +38,21 @@ def check_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs") -> nn
             check(model)
         except ConfigError as exc:
             raise ConfigError(f"{field}: {exc}") from None
-    _check_data_files(recipe, dataset)
+    if recipe.data.kind == "registered":
+        _check_data_files(recipe, DATASETS.get(recipe.data.name))
     return model
+
+
+def data_shape(data: DataSection) -> tuple[int, tuple[int, int, int]]:
+    """Number of classes and input shape of a recipe's data: from the registry, or from user data
+    cheaply (an image folder is listed, arrays' headers and labels read, a factory called)."""
+    from prunekit.zoo.data import DATASETS, user_data_info
+
+    if data.kind == "registered":
+        spec = DATASETS.get(data.name)
+        return spec.num_classes, spec.input_shape
+    info = user_data_info(data.name, data.path, image_size=data.image_size, channels=data.channels or 3, layout=data.layout, kwargs=data.kwargs)
+    return info.num_classes, info.input_shape
 
 
 def build_unloaded_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:

@@ -48,8 +48,9 @@ def run_dir_for(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", inputs
 
 def _loaders(recipe: Recipe, progress: bool):
     d = recipe.data
-    return get_loaders(d.name, d.root, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=recipe.seed,
-                       augment=d.augment, subset=d.subset, download=d.download, progress=progress)
+    registered = {"root": d.root, "download": d.download} if d.kind == "registered" else {}
+    return get_loaders(d.name, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=recipe.seed, augment=d.augment,
+                       subset=d.subset, num_workers=d.num_workers, progress=progress, **registered, **d.user_options())
 
 
 def prepare_run(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True, *,
