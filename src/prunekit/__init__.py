@@ -31,7 +31,7 @@ from prunekit.importance import Calibration, collect_calibration
 from prunekit.training import (
     SparsityLearningConfig, StopCondition, StructuredFinetuneResult, StructuredStepResult, TrainConfig, fit, prune_finetune_structured,
 )
-from prunekit.zoo import create_model, get_loaders, list_datasets, list_models, load_weights
+from prunekit.zoo import create_model, get_loaders, image_folder_loaders, list_datasets, list_models, load_weights
 
 __all__ = [
     "CompressionConfig", "ConfigError", "DataError", "MaskSet", "NMPruner", "Objective", "Plan", "Pruner", "PrunekitError", "Recipe",
@@ -41,7 +41,7 @@ __all__ = [
     "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
     "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "share_weights", "size_on_disk", "strip", "to_torch_prune",
-    "DepthConfig", "find_blocks", "prune_depth", "measured_speedup", "load_weights",
+    "DepthConfig", "find_blocks", "prune_depth", "measured_speedup", "load_weights", "image_folder_loaders",
 ]
 
 
