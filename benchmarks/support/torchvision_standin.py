@@ -5,7 +5,8 @@ timm imports ``torchvision`` at import time but its model code needs only ``Froz
 :func:`install` puts fake modules providing just those into ``sys.modules`` before timm is imported.
 ``timm.data`` also names transform and dataset classes at import time (it subclasses a few), so
 any other name in ``torchvision.transforms``/``torchvision.datasets`` resolves to a placeholder
-class that raises when instantiated. This is test/benchmark support only: ``src/prunekit`` never
+class that raises when instantiated (torchmetrics, which Lightning imports, names some of
+``torchvision.models``, ``torchvision.ops`` and ``torchvision.transforms`` at import time). This is test/benchmark support only: ``src/prunekit`` never
 imports it; data transforms, datasets and ``torchvision.models`` do not work with it.
 """
 
@@ -93,7 +94,8 @@ def install() -> bool:
     misc = _module("torchvision.ops.misc", FrozenBatchNorm2d=FrozenBatchNorm2d)
     ops = _module("torchvision.ops", misc=misc)
     datasets = _module("torchvision.datasets")
-    root = _module("torchvision", ops=ops, transforms=transforms, datasets=datasets, __version__="0.0.0+prunekit-standin")
+    models = _module("torchvision.models")
+    root = _module("torchvision", ops=ops, transforms=transforms, datasets=datasets, models=models, __version__="0.0.0+prunekit-standin")
     sys.modules.update({
         "torchvision": root,
         "torchvision.ops": ops,
@@ -101,5 +103,6 @@ def install() -> bool:
         "torchvision.transforms": transforms,
         "torchvision.transforms.functional": functional,
         "torchvision.datasets": datasets,
+        "torchvision.models": models,
     })
     return True
