@@ -121,6 +121,11 @@ class DynamicSparseTraining(Callback):
         self.end_step = self.config.end_step or max(1, math.floor(self.config.end_fraction * trainer.total_steps))
         self._arm(trainer.model, trainer.state.step + 1)
 
+    def after_backward(self, trainer: Trainer) -> None:
+        if trainer.scaler is not None and self._grads:  # fp16: the captured gradients carry the loss scale
+            inverse = 1.0 / trainer.scaler.get_scale()
+            self._grads = {name: grad * inverse for name, grad in self._grads.items()}
+
     def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
         if self._is_update(step):
             self.update(trainer.model, trainer.optimizer, step)
