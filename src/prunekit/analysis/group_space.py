@@ -17,7 +17,6 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from prunekit.structured.graph import DependencyGraph, GraphConfig
 from prunekit.structured.groups import Group
 from prunekit.structured.shapes import Invalid
 from prunekit.structured.surgery import apply_plan
+from prunekit.training.distributed import Shard, resolve_shard, shard_path
 
 log = logging.getLogger(__name__)
 
@@ -226,45 +226,6 @@ def data_fingerprint(*splits: Sequence[Batch]) -> str:
 def settings_fingerprint(settings: Mapping[str, Any]) -> str:
     """A hash of JSON-able settings."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Shard:
-    """The share of a list of measurements one process does: every ``world_size``-th, starting at ``rank``."""
-
-    rank: int = 0
-    world_size: int = 1
-    source: str = "single"  # single | explicit | distributed | environment
-
-    def mine(self, index: int) -> bool:
-        return index % self.world_size == self.rank
-
-    def path(self, cache: Path) -> Path:
-        """This shard's JSONL file beside ``cache`` (``cache`` itself when unsharded)."""
-        return cache if self.world_size == 1 else shard_path(cache, self.rank, self.world_size)
-
-
-def shard_path(cache: Path, rank: int, world_size: int) -> Path:
-    return cache.with_name(f"{cache.stem}.shard{rank}-of-{world_size}{cache.suffix}")
-
-
-def resolve_shard(rank: int | None = None, world_size: int | None = None) -> Shard:
-    """Explicit ``rank``/``world_size``, else an initialised ``torch.distributed`` group, else ``$RANK``/``$WORLD_SIZE``, else one process."""
-    if rank is not None or world_size is not None:
-        if rank is None or world_size is None:
-            raise ConfigError("give both rank= and world_size= (or neither: torch.distributed or $RANK/$WORLD_SIZE decide)")
-        if not 0 <= rank < world_size:
-            raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-        return Shard(rank, world_size, "explicit")
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return Shard(dist.get_rank(), dist.get_world_size(), "distributed")
-    env_rank, env_world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
-    if env_rank is not None and env_world is not None:
-        if not (env_rank.isdigit() and env_world.isdigit() and int(env_rank) < int(env_world)):
-            raise ConfigError(f"$RANK={env_rank!r} and $WORLD_SIZE={env_world!r} are not a rank below a world size; unset them or fix them")
-        return Shard(int(env_rank), int(env_world), "environment")
-    return Shard()
 
 
 class RecordCache:

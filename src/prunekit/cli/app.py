@@ -90,15 +90,20 @@ def run(
                          help="redo STEP and the steps after it: dense, prune, evaluate, compress, export, deploy, report")] = None,
 ) -> None:
     """Run a recipe (re-running skips finished steps and resumes interrupted training; a changed
-    checkpoint, data, model code or prunekit version starts a new run directory)."""
+    checkpoint, data, model code or prunekit version starts a new run directory). Under
+    `torchrun --nproc_per_node=N -m prunekit run` the N processes train together (rank 0 writes)."""
     from prunekit.experiment.recipe import load_recipe
     from prunekit.experiment.runner import run_recipe
+    from prunekit.training import distributed
 
-    _configure_logging(quiet)
+    _configure_logging(quiet or not distributed.is_main_process())
     with user_errors(str(recipe)):
         parsed = load_recipe(recipe, set_ or [])
+        distributed.init_from_env(parsed.device)
         run_dir = run_recipe(parsed, out, progress=not quiet, force=force, from_step=from_step)
-    _print_summary(run_dir)
+    distributed.shutdown()
+    if distributed.is_main_process():
+        _print_summary(run_dir)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from prunekit.experiment.artifacts import build_model
 from prunekit.experiment.context import RunContext
 from prunekit.experiment.recipe import CompressSection
 from prunekit.metrics.size import effective_parameters
-from prunekit.training import fit
+from prunekit.training import distributed, fit
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
         quantization = handle.strip()
     else:
         quantization = share_weights(model, spec, apply=True)
+    if not distributed.is_main_process():
+        return {}  # under torchrun the other ranks only help fine-tune; rank 0 writes and checks the file
     quantized_eval = ctx.test(model)
     path = run.path / f"{name}.pkdc"
     report = compress_model(model, path, spec, quantization, metadata={"run": run.id})

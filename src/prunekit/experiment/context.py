@@ -14,6 +14,7 @@ from prunekit.experiment.recipe import Recipe
 from prunekit.experiment.rundir import RunDir
 from prunekit.metrics import Evaluation, FirstExamples, evaluate
 from prunekit.training import JsonlLogger
+from prunekit.training.distributed import is_main_process
 from prunekit.zoo import DataBundle, create_model
 
 
@@ -78,4 +79,5 @@ class RunContext:
         return JsonlLogger(self.run.metrics, {"kind": "epoch", "phase": phase, **tags})
 
     def log(self, **record: Any) -> None:
-        append_jsonl(self.run.metrics, record)
+        if is_main_process():
+            append_jsonl(self.run.metrics, record)

@@ -15,6 +15,7 @@ import yaml
 
 from prunekit._io import check_links, read_json, read_jsonl, remove_temp_files, write_json, write_text
 from prunekit.errors import CheckpointError, ConfigError, DamagedFileError, shorten
+from prunekit.training.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,9 @@ class RunDir:
             return None
 
     def mark_done(self, step: str, result: dict[str, Any]) -> None:
-        write_json(self.step_file(step), result)
+        """Record ``step``'s result (rank 0 only under torchrun; the others wait at the step's barrier)."""
+        if is_main_process():
+            write_json(self.step_file(step), result)
 
     def redo(self, steps: Iterable[str]) -> None:
         """Make ``steps`` run again from their start: remove what they would resume from

@@ -32,7 +32,7 @@ from prunekit.experiment.recipe import Recipe
 from prunekit.experiment.rundir import RunDir, settings_hash, steps_to_redo
 from prunekit.masks import MaskSet
 from prunekit.report import write_report
-from prunekit.training import fit
+from prunekit.training import distributed, fit
 from prunekit.zoo import get_loaders
 from prunekit.zoo.checkpoints import load_weights
 
@@ -56,14 +56,24 @@ def _loaders(recipe: Recipe, progress: bool):
 def prepare_run(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progress: bool = True, *,
                 redo: Collection[str] = ()) -> RunContext:
     """Check the recipe (nothing is written if it fails), load the data, create (or reopen) the run
-    directory and make sure the dense model exists. The steps in ``redo`` run again from their start."""
+    directory and make sure the dense model exists. The steps in ``redo`` run again from their start.
+
+    Under torchrun (:mod:`prunekit.training.distributed`) every rank runs the steps that train,
+    rank 0 alone writes the run directory and shows progress, and the others wait for it at a
+    barrier wherever they would read what it wrote."""
     check_recipe(recipe, out_dir)
-    data = _loaders(recipe, progress)
+    main = distributed.is_main_process()
+    progress = progress and main
+    data = _loaders(recipe, progress) if main else None  # rank 0 downloads first
+    distributed.barrier()
+    data = data or _loaders(recipe, progress)
     inputs = input_fingerprints(recipe)
     run = run_dir_for(recipe, out_dir, inputs)
-    run.initialise(recipe.resolved(), environment())
-    record_inputs(run, recipe, inputs)
-    run.redo(redo)
+    if main:
+        run.initialise(recipe.resolved(), environment())
+        record_inputs(run, recipe, inputs)
+        run.redo(redo)
+    distributed.barrier()
     ctx = RunContext(recipe, run, data, progress)
     log.info("run directory: %s", run.path)
     dense_step(ctx, fresh="dense" in redo)
@@ -79,9 +89,12 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progres
     ctx = prepare_run(recipe, out_dir, progress, redo=steps_to_redo(force, from_step))
     run = ctx.run
     pruned = prune_step(ctx)
-    summary = evaluate_step(ctx, pruned)
+    main = distributed.is_main_process()
+    summary = evaluate_step(ctx, pruned) if main else {}
     if recipe.compress is not None:
         summary["compression"] = compress_step(ctx, pruned.model, recipe.compress)
+    if not main:  # under torchrun rank 0 alone evaluates, exports, deploys and reports
+        return run.path
     if recipe.export is not None:
         summary["export"] = export_step(ctx, pruned.model, recipe.export)
     if recipe.deploy is not None:
@@ -131,8 +144,11 @@ def dense_step(ctx: RunContext, *, fresh: bool = False) -> None:
         return
     start = time.perf_counter()
     model = _dense_model(ctx, fresh)
-    save_model(target, model, ctx.description)
-    run.mark_done("dense", {"test_accuracy": ctx.test(model).accuracy, "seconds": time.perf_counter() - start})
+    accuracy = ctx.test(model).accuracy
+    if distributed.is_main_process():
+        save_model(target, model, ctx.description)
+    run.mark_done("dense", {"test_accuracy": accuracy, "seconds": time.perf_counter() - start})
+    distributed.barrier()  # the other ranks read checkpoints/dense after this
 
 
 def _dense_model(ctx: RunContext, fresh: bool = False) -> nn.Module:
@@ -156,7 +172,8 @@ def _dense_model(ctx: RunContext, fresh: bool = False) -> nn.Module:
     model = ctx.new_model()
     fit(model, ctx.data.train, recipe.train, val=ctx.data.val, callbacks=[ctx.logger("dense")],
         checkpoint=run.checkpoint("dense-train"), device=ctx.device, progress=ctx.progress, description="dense training")
-    save_model(cache / "dense", model, ctx.description)
+    if distributed.is_main_process():
+        save_model(cache / "dense", model, ctx.description)
     return model
 
 
@@ -196,8 +213,10 @@ def prune_step(ctx: RunContext) -> MethodResult:
     description = ctx.description
     if result.architecture is not None:
         description["architecture"] = result.architecture
-    save_model(run.path / "checkpoints" / "pruned", result.model, description)
+    if distributed.is_main_process():
+        save_model(run.path / "checkpoints" / "pruned", result.model, description)
     run.mark_done("prune", {"curve": result.curve, "layers": result.layers, "extra": result.extra, "seconds": time.perf_counter() - start})
+    distributed.barrier()
     return result
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from prunekit._io import append_jsonl
+from prunekit.training.distributed import is_main_process
 from prunekit.training.trainer import Trainer
 
 
@@ -47,11 +48,12 @@ class Callback:
 
 
 class JsonlLogger(Callback):
-    """Appends each epoch's record (plus fixed ``tags``) to a JSON-lines file."""
+    """Appends each epoch's record (plus fixed ``tags``) to a JSON-lines file (rank 0 only under torchrun)."""
 
     def __init__(self, path: str | os.PathLike[str], tags: dict[str, Any] | None = None) -> None:
         self.path = path
         self.tags = dict(tags or {})
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
-        append_jsonl(self.path, {**self.tags, **record})
+        if is_main_process():
+            append_jsonl(self.path, {**self.tags, **record})

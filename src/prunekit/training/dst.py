@@ -32,6 +32,7 @@ from prunekit.errors import ConfigError
 from prunekit.masks import MaskSet, WeightMask, prunable_parameters, raw_parameter
 from prunekit.masks.targets import owner
 from prunekit.pruners.allocation import DENSITY_DISTRIBUTIONS, kept_counts, prune_count
+from prunekit.training import distributed
 from prunekit.training.callbacks import Callback
 from prunekit.training.pruning_callbacks import require_masks
 from prunekit.training.trainer import Trainer
@@ -144,6 +145,7 @@ class DynamicSparseTraining(Callback):
     def update(self, model: nn.Module, optimizer: Optimizer | None, step: int) -> MaskSet:
         """Drop and grow in every layer at ``step``; return the new masks (already attached)."""
         fraction = update_fraction(self.config.alpha, step, self.end_step)
+        distributed.all_reduce_mean(self._grads[name] for name in sorted(self._grads))  # the dense gradient of all ranks' batches
         current = MaskSet.from_model(model)
         new_masks = {}
         for name in self.names:
@@ -153,6 +155,7 @@ class DynamicSparseTraining(Callback):
         self.updates += 1
         masks = MaskSet(new_masks)
         masks.attach(model)
+        distributed.sync_masks(model)  # identical already (same weights and gradients); rank 0's make it certain
         log.debug("step %d: drop/grow fraction %.4f, sparsity %.4f", step, fraction, masks.sparsity())
         return masks
 

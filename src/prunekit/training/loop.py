@@ -20,6 +20,7 @@ from prunekit.errors import DamagedFileError, TrainingDivergedError
 from prunekit.metrics.accuracy import evaluate
 from prunekit.progress import make_progress
 from prunekit.training.callbacks import Callback
+from prunekit.training import distributed
 from prunekit.training.checkpoint import load_checkpoint, save_checkpoint
 from prunekit.training.config import TrainConfig
 from prunekit.training.precision import autocast, backward, optimizer_step, set_memory_format, to_memory_format, training_forward, unscale
@@ -94,10 +95,18 @@ def fit(
     A non-finite loss or weights stop training with :class:`TrainingDivergedError`.
     ``config.precision``/``channels_last``/``compile``/``grad_accumulation`` speed up the training
     step (see :mod:`prunekit.training.precision`); steps and schedules count optimizer steps.
+
+    Under torchrun (a process group initialised, :mod:`prunekit.training.distributed`) every rank
+    starts from rank 0's weights, trains on its shard of ``train`` (when it has ``shard()``),
+    averages gradients before each optimizer step and BatchNorm statistics after each epoch;
+    records hold all ranks' training metrics, validation runs on the whole of ``val`` on every
+    rank, and only rank 0 shows progress and writes ``checkpoint``.
     """
     config = config or TrainConfig()
-    device = torch.device(device)
+    device = distributed.local_device(device)
     model.to(device)
+    train = distributed.shard_batches(train)
+    progress = progress and distributed.is_main_process()
     batches = len(train)  # type: ignore[arg-type]
     if batches == 0:
         raise ValueError("the training data yields no batches; check the dataset and batch size")
@@ -110,6 +119,7 @@ def fit(
         result = TrainResult()
         if checkpoint is not None and Path(checkpoint).exists():
             trainer = _resume(trainer, Path(checkpoint), callbacks, result, description)
+        distributed.broadcast_state(model)  # every rank starts from rank 0's weights
         for cb in callbacks:
             cb.on_train_start(trainer)
         with make_progress(progress) as bar:
@@ -125,7 +135,7 @@ def fit(
                 result.history.append(record)
                 bar.update(task, status=_status(record))
                 done = trainer.state.step >= trainer.total_steps
-                if checkpoint is not None and (done or trainer.state.epoch % config.checkpoint_every_epochs == 0):
+                if checkpoint is not None and distributed.is_main_process() and (done or trainer.state.epoch % config.checkpoint_every_epochs == 0):
                     trainer.state.extra = {"history": result.history, "callbacks": [cb.state_dict() for cb in callbacks]}
                     save_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler, trainer.state, trainer.scaler)
         for cb in callbacks:
@@ -170,7 +180,7 @@ def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], 
                seed: Callable[[int], None], forward: Callable[[Tensor], Tensor]) -> dict[str, Any]:
     model, cfg, epoch = trainer.model, trainer.config, trainer.state.epoch
     k, batches = cfg.grad_accumulation, len(train)  # type: ignore[arg-type]
-    seed(epoch_seed(cfg.seed, epoch))
+    seed(epoch_seed(cfg.seed, epoch) + distributed.rank())  # under torchrun dropout differs between ranks, as their batches do
     if hasattr(train, "set_epoch"):
         train.set_epoch(epoch)
     for cb in callbacks:
@@ -210,6 +220,8 @@ def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], 
             cb.on_step_end(trainer, trainer.state.step, loss_value)
         bar.advance(task)
     trainer.state.epoch += 1
+    distributed.average_buffers(model)
+    loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen])
     seconds = time.perf_counter() - start
     return {
         "epoch": epoch,
@@ -223,7 +235,9 @@ def _run_epoch(trainer: Trainer, train: Batches, callbacks: Sequence[Callback], 
 
 
 def _optimizer_update(trainer: Trainer, callbacks: Sequence[Callback]) -> None:
-    """Unscale the accumulated gradients, run ``after_backward`` callbacks, clip, step optimizer and LR schedule."""
+    """Average gradients across ranks (before unscaling, so an overflow on one rank skips the step on
+    all), unscale them, run ``after_backward`` callbacks, clip, step optimizer and LR schedule."""
+    distributed.all_reduce_gradients(trainer.model)
     unscale(trainer.optimizer, trainer.scaler)
     for cb in callbacks:
         cb.after_backward(trainer)

@@ -38,6 +38,7 @@ from prunekit.masks import MaskSet, prunable_parameters
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
 from prunekit.schedules.iterative import cumulative_sparsity
+from prunekit.training import distributed
 from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import fit
@@ -139,11 +140,13 @@ class _Run:
     def round_zero(self) -> LotteryRoundResult:
         round_dir = self.out / "round_00"
         model = self.build(self.config.seed)
-        if _load_if_intact(round_dir / "masks.safetensors", MaskSet.load) is None:
+        main = distributed.is_main_process()  # under torchrun rank 0 writes; the others read after a barrier
+        if main and _load_if_intact(round_dir / "masks.safetensors", MaskSet.load) is None:
             MaskSet.from_model(model).save(round_dir / "masks.safetensors")
         rewind_path = self.out / "rewind.safetensors"
-        if self.config.rewind_step == 0 and _load_if_intact(rewind_path, load_safetensors) is None:
+        if main and self.config.rewind_step == 0 and _load_if_intact(rewind_path, load_safetensors) is None:
             save_safetensors(rewind_path, model.state_dict())
+        distributed.barrier()
         extra = [RewindPoint(self.config.rewind_step, rewind_path)] if self.config.rewind_step else []
         return self.train_and_record(model, 0, "ticket", extra)
 
@@ -155,8 +158,9 @@ class _Run:
             previous = self.out / f"round_{r - 1:02d}"
             trained = self.build(self.config.seed, MaskSet.load(previous / "masks.safetensors"))
             trained.load_state_dict(load_safetensors(previous / "ticket.safetensors"))
-            masks = prune_unstructured(trained, self.config.pruning_config(r))
-            masks.save(masks_path)
+            masks = MaskSet(distributed.broadcast_masks(prune_unstructured(trained, self.config.pruning_config(r))))
+            if distributed.is_main_process():
+                masks.save(masks_path)
         rewind_path = self.out / "rewind.safetensors"
         if not rewind_path.exists():
             raise ConfigError(f"rewind_step={self.config.rewind_step} was never reached in round 0 (no {rewind_path}); lower it")
@@ -198,9 +202,11 @@ class _Run:
             early_stop_step=tracker.best_step if tracker.best_step is not None else -1,
             layer_remaining={n: 1.0 - s for n, s in used.layer_sparsity().items()},
         )
-        if kind == "ticket":
-            save_safetensors(round_dir / "ticket.safetensors", model.state_dict())
-        write_json(record_path, asdict(record))
+        if distributed.is_main_process():
+            if kind == "ticket":
+                save_safetensors(round_dir / "ticket.safetensors", model.state_dict())
+            write_json(record_path, asdict(record))
+        distributed.barrier()  # the next round reads the ticket rank 0 wrote
         log.info("lottery round %d %s: %.2f%% weights remaining, test accuracy %.4f (early stop %.4f)",
                  r, kind, 100 * record.weights_remaining, final, record.early_stop_test_accuracy)
         return record
@@ -249,7 +255,7 @@ class RewindPoint(Callback):
         self.path = path
 
     def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
-        if step == self.step and not self.path.exists():
+        if step == self.step and distributed.is_main_process() and not self.path.exists():
             save_safetensors(self.path, trainer.model.state_dict())
 
 

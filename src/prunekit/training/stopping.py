@@ -35,6 +35,7 @@ from torch import nn
 from prunekit._io import read_json, write_json
 from prunekit._settings import MAX_COUNT, Settings
 from prunekit.errors import CheckpointError, ConfigError, shorten
+from prunekit.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ def measure(stopper: Stopper, folder: Path | None, load: Callable[[], nn.Module]
         metric=float(c.metric(model)) if c.metric is not None else None,
         metric_name=c.metric_name if c.metric is not None else None,
     )
-    if path is not None:
+    if path is not None and distributed.is_main_process():
         write_json(path, asdict(measures))
     return measures
 

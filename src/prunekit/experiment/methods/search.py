@@ -17,7 +17,7 @@ from prunekit.errors import ConfigError
 from prunekit.experiment.context import RunContext
 from prunekit.importance import collect_calibration, make_criterion
 from prunekit.pruners.structured_config import StructuredConfig
-from prunekit.training import calibration_data
+from prunekit.training import calibration_data, distributed
 
 
 def searched_config(ctx: RunContext, search: SearchConfig, config: StructuredConfig, calibration_batches: int) -> tuple[StructuredConfig, dict[str, Any]]:
@@ -26,16 +26,20 @@ def searched_config(ctx: RunContext, search: SearchConfig, config: StructuredCon
         raise ConfigError("prune.search scores candidates on the validation split, and this recipe has none: set data.val_fraction > 0 (e.g. 0.1)")
     train = ctx.data.train
     epoch = train.epoch
+    result = None
     try:
-        bn = calibration_data(train, 0, search.bn_batches, ctx.device) if search.bn_batches else []
-        model = ctx.dense_model()
-        needs = make_criterion(config.importance).needs
-        calibration = collect_calibration(model, calibration_data(train, 0, calibration_batches, ctx.device), needs) if needs else None
-        result = search_ratios(model, ctx.example_input(), config, search, val=ctx.data.val, train=bn, cache_dir=ctx.run.path / "search" / search.strategy,
-                               calibration=calibration, device=ctx.device, progress=ctx.progress)
+        if distributed.is_main_process():  # under torchrun rank 0 searches (one cache file) and the others get its result
+            bn = calibration_data(train, 0, search.bn_batches, ctx.device) if search.bn_batches else []
+            model = ctx.dense_model()
+            needs = make_criterion(config.importance).needs
+            calibration = collect_calibration(model, calibration_data(train, 0, calibration_batches, ctx.device), needs) if needs else None
+            result = search_ratios(model, ctx.example_input(), config, search, val=ctx.data.val, train=bn, cache_dir=ctx.run.path / "search" / search.strategy,
+                                   calibration=calibration, device=ctx.device, progress=ctx.progress)
+            write_json(ctx.run.path / "search" / f"{search.strategy}.json", result.to_dict())
     finally:
         train.set_epoch(epoch)
-    write_json(ctx.run.path / "search" / f"{search.strategy}.json", result.to_dict())
+    result = distributed.broadcast_object(result)
+    assert result is not None
     if result.config is None:
         raise ConfigError(f"the searched ratios of {ctx.recipe.model.name} cannot be written as layer_ratios (a group has no module of its own); "
                           "use the Python API's SearchResult.plan instead")

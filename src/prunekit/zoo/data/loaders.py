@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class BatchLoader:
     ``shuffle``, each epoch's order comes from a generator seeded by ``(seed, epoch)``; ``augment``
     gets its own generator seeded the same way, so any epoch is reproducible on its own. Each
     ``iter()`` uses the current epoch and then advances it; :meth:`set_epoch` picks the epoch of
-    the next iteration (to resume a run).
+    the next iteration (to resume a run). :meth:`shard` gives one process's share under torchrun.
     """
 
     def __init__(
@@ -72,12 +73,32 @@ class BatchLoader:
         self.augment = augment
         self.seed = seed
         self.drop_last = drop_last
+        self.rank, self.world_size = 0, 1
         self._epoch = 0
+
+    def shard(self, rank: int, world_size: int) -> BatchLoader:
+        """Process ``rank``'s share of ``world_size`` (``DistributedSampler`` semantics): each epoch's
+        order is the same seeded permutation on every rank, padded by repeating its start to a
+        multiple of ``world_size``; this rank takes every ``world_size``-th example from ``rank`` on,
+        so every rank runs the same number of batches. ``batch_size`` stays per process."""
+        if self.world_size != 1:
+            raise ConfigError(f"{self!r} is already shard {self.rank} of {self.world_size}; shard the unsharded loader")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        if world_size > self._total_size:
+            raise ConfigError(f"cannot split {self._total_size} examples between {world_size} processes")
+        out = copy.copy(self)
+        out.rank, out.world_size = rank, world_size
+        return out
+
+    @property
+    def _total_size(self) -> int:
+        return len(self.dataset) if self.indices is None else int(self.indices.numel())
 
     @property
     def dataset_size(self) -> int:
-        """Number of examples this loader iterates over (per epoch)."""
-        return len(self.dataset) if self.indices is None else int(self.indices.numel())
+        """Number of examples this loader iterates over (per epoch; this rank's share when sharded)."""
+        return math.ceil(self._total_size / self.world_size)
 
     @property
     def epoch(self) -> int:
@@ -98,9 +119,14 @@ class BatchLoader:
         epoch, self._epoch = self._epoch, self._epoch + 1
         order = self.indices
         if self.shuffle:
-            perm = torch.randperm(self.dataset_size, generator=seeded_generator(self.seed, _SHUFFLE, epoch))
+            perm = torch.randperm(self._total_size, generator=seeded_generator(self.seed, _SHUFFLE, epoch))
             order = perm if order is None else order[perm]
-        generator = seeded_generator(self.seed, _AUGMENT, epoch) if self.augment is not None else None
+        shard: tuple[int, ...] = ()
+        if self.world_size > 1:
+            order = torch.arange(self._total_size) if order is None else order
+            padded = order.repeat(math.ceil(self.dataset_size * self.world_size / order.numel()))[: self.dataset_size * self.world_size]
+            order, shard = padded[self.rank :: self.world_size], (self.rank, self.world_size)
+        generator = seeded_generator(self.seed, _AUGMENT, epoch, *shard) if self.augment is not None else None
         return self._batches(order, generator)
 
     def _batches(self, order: Tensor | None, generator: torch.Generator | None) -> Iterator[tuple[Tensor, Tensor]]:
@@ -117,7 +143,8 @@ class BatchLoader:
     def __repr__(self) -> str:
         return (
             f"BatchLoader({self.dataset.name}/{self.dataset.split}, n={self.dataset_size}, batch_size={self.batch_size}, "
-            f"shuffle={self.shuffle}, augment={self.augment is not None})"
+            f"shuffle={self.shuffle}, augment={self.augment is not None}"
+            + (f", shard={self.rank}/{self.world_size})" if self.world_size > 1 else ")")
         )
 
 
