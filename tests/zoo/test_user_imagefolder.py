@@ -204,3 +204,12 @@ def test_folder_errors_name_the_problem(tmp_path):
         load(root, tmp_path, channels=2)
     with pytest.raises(ConfigError, match="class 0 has 2 example\\(s\\)"):
         load(make_class_folders(tmp_path / "tiny", 2), tmp_path, image_size=4, val_fraction=0.3, test_fraction=0.3)
+
+
+def test_a_corrupt_image_met_while_streaming_is_named(tmp_path):
+    root = make_class_folders(tmp_path / "data", per_class=3)
+    (root / "cat" / "2.png").write_bytes(b"truncated")
+    bundle = load(root, tmp_path, image_size=4, cache_mb=0, num_workers=2, mean=[0.5] * 3, std=[0.5] * 3, val_fraction=0.0, test_fraction=0.34)
+    with pytest.raises(DataError, match=r"cannot decode image .*cat/2.png"):
+        for loader in (bundle.train, bundle.test):
+            list(loader)

@@ -25,7 +25,7 @@ SPLIT_KEYS = {"train": ("x_train", "y_train"), "val": ("x_val", "y_val"), "test"
 CLASS_NAMES_KEY = "class_names"
 LAYOUTS = ("nchw", "nhwc")
 #: Channel counts that tell the layout apart.
-_CHANNELS = (1, 3, 4)
+_CHANNELS = (1, 3)
 
 Pairs = Mapping[str, tuple[Any, Any]]
 
@@ -123,8 +123,8 @@ def tensor_loaders(
     ``test`` (``val`` optional: else carved from ``train`` by ``val_fraction``, stratified) or ``all``
     (divided by ``val_fraction`` and ``test_fraction``, default 0.2, stratified per class).
 
-    Images are (N, C, H, W), (N, H, W, C) or (N, H, W): the layout is told by which axis has 1, 3 or
-    4 entries, or by ``layout`` ("nchw"/"nhwc") when both or neither do. uint8 images are read as
+    Images are (N, C, H, W), (N, H, W, C) or (N, H, W): the layout is told by which of axes 1 and 3
+    has 1 or 3 entries (channels), or by ``layout`` ("nchw"/"nhwc") when both or neither do. uint8 images are read as
     0-255 pixels; float images are used as they are (scale 1), so ``mean``/``std`` are in their units.
     Labels are integers 0..K-1. ``augment`` (default off) is the random resized crop and flip.
     """
@@ -149,7 +149,7 @@ def tensor_loaders(
         return ArrayDataset(images[split], labels[split], mean=mean, std=std, scale=scale, class_names=names, name=name, split=split)
 
     def stats(split: str, indices: torch.Tensor | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        return channel_stats(images[split] if indices is None else images[split][indices], scale)
+        return channel_stats(images[split], scale, indices)
 
     return assemble(name, plan, make, stats, mean=mean, std=std, class_names=names, batch_size=batch_size, seed=seed,
                     augment=resolve_augment(augment, crop_scale, default=False), num_workers=0, source=source)

@@ -14,33 +14,36 @@ from prunekit.zoo.data.loaders import BatchLoader, DataBundle
 from prunekit.zoo.data.user.splits import SplitPlan
 from prunekit.zoo.data.user.streaming import FileDataset, StreamingLoader
 
-#: Images summed per step when computing statistics.
-STATS_CHUNK = 4096
+#: Pixel values summed per step when computing statistics (bounds the int64 temporary to 128 MiB).
+STATS_CHUNK = 2**24
 
 Dataset = ArrayDataset | FileDataset
 
 
-def channel_stats(images: Tensor, scale: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) standard deviation of ``images * scale`` (N, C, H, W).
+def channel_stats(images: Tensor, scale: float, indices: Tensor | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) standard deviation of ``images[indices] * scale`` (N, C, H, W;
+    ``indices`` None: all), gathered a chunk at a time.
 
     uint8 images are summed exactly in int64, so the result does not depend on chunking or order.
     """
-    if images.shape[0] == 0:
+    rows = torch.arange(images.shape[0]) if indices is None else indices
+    if rows.numel() == 0:
         raise ConfigError("cannot compute mean/std of an empty training split")
     exact = images.dtype == torch.uint8
     acc = torch.int64 if exact else torch.float64
     total = torch.zeros(images.shape[1], dtype=acc)
     squares = torch.zeros(images.shape[1], dtype=acc)
-    for start in range(0, images.shape[0], STATS_CHUNK):
-        chunk = images[start : start + STATS_CHUNK].to(acc)
+    step = max(1, STATS_CHUNK // images[0].numel())
+    for start in range(0, rows.numel(), step):
+        chunk = images[rows[start : start + step]].to(acc)
         total += chunk.sum((0, 2, 3))
         squares += chunk.square().sum((0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
+    count = rows.numel() * images.shape[2] * images.shape[3]
     mean = total.to(torch.float64) / count
     var = (squares.to(torch.float64) / count - mean.square()).clamp_min(0)
     std = var.sqrt() * scale
     if (std == 0).any():
-        raise ConfigError(f"a channel of the training images is constant (std {std.tolist()}); give data.mean and data.std")
+        raise ConfigError(f"a channel of the training images is constant (std {std.tolist()}); give mean and std (data.mean, data.std in recipes)")
     return tuple((mean * scale).tolist()), tuple(std.tolist())
 
 

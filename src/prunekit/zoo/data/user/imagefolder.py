@@ -120,8 +120,7 @@ def image_folder_loaders(
 
     def stats(split: str, indices: Tensor | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
         if in_memory:
-            pixels = raw(split)
-            return channel_stats(pixels if indices is None else pixels[indices], 1 / 255)
+            return channel_stats(raw(split), 1 / 255, indices)
         pool = torch.arange(len(listing.splits[split])) if indices is None else indices
         sample = pool[torch.linspace(0, pool.numel() - 1, min(STATS_SAMPLE, pool.numel())).round().long().unique()]
         paths = listing.paths(split)
