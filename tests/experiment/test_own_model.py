@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from prunekit.cli.app import app
@@ -20,6 +21,7 @@ from prunekit.experiment.runner import prepare_run
 from prunekit.zoo import create_model
 
 from tests.experiment.recipes import tiny_recipe
+from tests.structured.conftest import timm  # noqa: F401  (the fixture: timm through the torchvision stand-in)
 from tests.zoo.payloads import write_payload
 
 cli = CliRunner()
@@ -185,3 +187,30 @@ def test_create_model_with_a_file_factory(tmp_path, elsewhere):
         create_model("gone.py:build", 4, (1, 2, 2))
     with pytest.raises(ConfigError, match=r"cannot import model factory 'net.py:nope'"):
         create_model("net.py:nope", 4, (1, 2, 2))
+
+
+def test_timm_weight_files_in_a_recipe_are_relative_to_it_and_checked(timm, tmp_path, elsewhere):
+    project = tmp_path / "project"
+    project.mkdir()
+    imagenet = timm.create_model("resnet18", num_classes=1000)
+    save_file(imagenet.state_dict(), project / "r18.safetensors")
+    kwargs = {"in_chans": 1, "pretrained": True, "pretrained_cfg_overlay": {"file": "r18.safetensors"}}
+    recipe = _recipe(project, name="timm/resnet18", kwargs=kwargs)
+    result = _invoke("check", recipe, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    spec = load_recipe(recipe).model
+    assert spec.kwargs["pretrained_cfg_overlay"]["file"] == str(project / "r18.safetensors")
+    model = create_model(spec.name, 10, (1, 8, 8), **spec.kwargs)  # as the run builds it (the start of dense training)
+    assert torch.equal(model.layer1[0].conv1.weight, imagenet.layer1[0].conv1.weight) and model.fc.out_features == 10
+
+    result = _invoke("check", recipe, tmp_path / "runs", "model.kwargs.pretrained_cfg_overlay.file=missing.safetensors")
+    assert result.exit_code == 3
+    assert _message(result) == [f"model.kwargs: timm model 'resnet18': pretrained_cfg_overlay file '{elsewhere / 'missing.safetensors'}' does not exist"]
+
+    torch.save(imagenet.state_dict(), project / "r18-1000.pt")
+    result = _invoke("check", _recipe(project, name="timm/resnet18", kwargs={"in_chans": 1, "checkpoint_path": "r18-1000.pt"}), tmp_path / "runs")
+    assert result.exit_code == 3
+    assert _message(result) == [f"model.kwargs.checkpoint_path: {project / 'r18-1000.pt'} does not fit model ResNet (3 tensor(s)):",
+                                "  conv1.weight: checkpoint shape [64, 3, 7, 7], model shape [64, 1, 7, 7]",
+                                "  fc.weight: checkpoint shape [1000, 512], model shape [10, 512]",
+                                "  fc.bias: checkpoint shape [1000], model shape [10]"]
