@@ -36,6 +36,18 @@ def test_gradual_reaches_exact_layer_sparsity_and_finish_folds_the_masks() -> No
     assert {n: int((w == 0).sum()) for n, w in _weights(model).items()} == {n: int((~masks[n]).sum()) for n in masks}
 
 
+def test_unstructured_rounds_prune_at_evenly_spread_steps() -> None:
+    model = convnet()
+    section = {"method": "unstructured", "scope": "layer", "schedule": {"name": "iterative", "rate": 0.5, "final_sparsity": 0.75}}
+    manager = RecipeManager.from_recipe(section, model, steps_per_epoch=2, epochs=2)  # rounds at steps 0 and 2 of 4
+    masks = MaskSet.from_model(model)
+    assert {n: int((~m).sum()) for n, m in masks.items()} == {n: math.floor(0.5 * m.numel() + 0.5) for n, m in masks.items()}
+    train(model, manager, batches(2))
+    assert manager.state_dict()["pruning"] == {"done": 2}
+    masks = MaskSet.from_model(model)
+    assert {n: int((~m).sum()) for n, m in masks.items()} == {n: math.floor(0.75 * m.numel() + 0.5) for n, m in masks.items()}
+
+
 def test_nm_pattern_holds_through_training() -> None:
     model = convnet()
     manager = RecipeManager.from_recipe({"method": "nm", "n": 2, "m": 4, "permute": False, "include": ["3.weight", "8.weight"]}, model)
@@ -109,7 +121,7 @@ def test_from_recipe_reads_the_prune_section_of_a_recipe_file(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("source", "message"), [
-    ({"method": "lottery"}, "prune.method 'lottery' cannot run in your own loop; supported: gradual, nm, dst, structured"),
+    ({"method": "lottery"}, "prune.method 'lottery' cannot run in your own loop; supported: unstructured, gradual, nm, dst, structured"),
     ({"method": "nm", "n": 4, "m": 4}, "invalid prune section: prune.: n must be smaller than m"),
     ({"method": "gradual", "frequncy": 3}, "prune.frequncy: Extra inputs are not permitted"),
     ({"name": "x"}, "has no prune section"),

@@ -9,11 +9,13 @@
             manager.step(optimizer)                                  # after every optimizer step
     model = manager.finish()                                         # masks folded in / channels removed
 
-Supported methods: ``gradual`` (masks follow the section's schedule, whose steps are optimizer
-steps), ``nm`` (N:M masks from the start, fixed), ``dst`` (RigL/SET drop-and-grow at constant
+Supported methods: ``unstructured`` (one-shot at the start, or the rounds of its ``schedule``
+spread evenly over training: prune → fine-tune within one run), ``gradual`` (masks follow the
+section's schedule, whose steps are optimizer steps), ``nm`` (N:M masks from the start, fixed), ``dst`` (RigL/SET drop-and-grow at constant
 sparsity) and ``structured`` (its ``steps`` spread evenly over training: channels are masked during
 training and removed by :meth:`RecipeManager.finish`). Each reuses the callback prunekit's own
 loop runs (:class:`~prunekit.training.pruning_callbacks.GradualPruning`,
+:class:`~prunekit.integrations.rounds.UnstructuredRounds`,
 :class:`~prunekit.training.dst.RigL`/:class:`~prunekit.training.dst.SET`,
 :class:`~prunekit.integrations.structured.StructuredMasking`), driven through a small stand-in
 for the loop's :class:`~prunekit.training.Trainer`. The section's ``train``/``finetune`` settings
@@ -40,11 +42,12 @@ from torch.optim import Optimizer
 
 from prunekit._settings import Settings
 from prunekit.errors import ConfigError, shorten
-from prunekit.experiment.method_sections import METHODS, DSTSection, GradualSection, NMSection, StructuredSection
+from prunekit.experiment.method_sections import METHODS, DSTSection, GradualSection, NMSection, StructuredSection, UnstructuredSection
 from prunekit.experiment.recipe import Recipe, resolve_recipe_path
 from prunekit.experiment.recipe_file import parse_yaml, read_recipe_text
 from prunekit.importance import make_criterion
-from prunekit.integrations.structured import StructuredMasking, event_steps
+from prunekit.integrations.rounds import UnstructuredRounds, event_steps
+from prunekit.integrations.structured import StructuredMasking
 from prunekit.masks import MaskSet, strip
 from prunekit.pruners.nm import NMPruner
 from prunekit.pruners.structured import StructuredConfig, StructuredPruner
@@ -57,10 +60,10 @@ from prunekit.training.pruning_callbacks import GradualPruning
 from prunekit.training.trainer import Trainer
 
 #: ``prune.method`` values a :class:`RecipeManager` runs.
-SUPPORTED = ("gradual", "nm", "dst", "structured")
+SUPPORTED = ("unstructured", "gradual", "nm", "dst", "structured")
 
 Batches = Iterable[tuple[Tensor, Tensor]]
-Section = GradualSection | NMSection | DSTSection | StructuredSection
+Section = UnstructuredSection | GradualSection | NMSection | DSTSection | StructuredSection
 RecipeSource = str | os.PathLike[str] | Mapping[str, Any] | Recipe | Settings
 
 
@@ -195,7 +198,7 @@ def prune_section(source: RecipeSource) -> Section:
 
 
 def _supported(section: Any) -> Section:
-    if not isinstance(section, (GradualSection, NMSection, DSTSection, StructuredSection)):
+    if not isinstance(section, (UnstructuredSection, GradualSection, NMSection, DSTSection, StructuredSection)):
         raise ConfigError(f"{type(section).__name__} cannot run in your own loop; give a prune section of one of: {', '.join(SUPPORTED)}")
     return section
 
@@ -209,6 +212,8 @@ def _total_steps(section: Section, steps_per_epoch: int | None, epochs: float | 
     if epochs is None:
         if isinstance(section, StructuredSection):
             epochs = section.finetune.epochs * section.steps
+        elif isinstance(section, UnstructuredSection):
+            epochs = section.finetune.epochs * (len(build_schedule(section.schedule).event_steps()) if section.schedule else 1)
         else:
             epochs = (section.finetune if isinstance(section, NMSection) else section.train).epochs
     return math.ceil(steps_per_epoch * epochs)
@@ -222,6 +227,8 @@ def _needs_length(what: str) -> ConfigError:
 def _build(section: Section, total: int | None, example_inputs: Any,
            calibration: Batches | Callable[[], Batches] | None) -> tuple[Callback, Callable[[nn.Module], nn.Module]]:
     """The callback running ``section`` and the function making its pruning permanent."""
+    if isinstance(section, UnstructuredSection):
+        return _rounds(section, total, calibration), strip
     if isinstance(section, GradualSection):
         config = UnstructuredConfig(**section.model_dump(include=set(UnstructuredConfig.model_fields)))
         batches = calibration() if callable(calibration) else calibration
@@ -238,6 +245,19 @@ def _build(section: Section, total: int | None, example_inputs: Any,
             raise _needs_length("dst (end_fraction of training)")
         return (RigL if section.algorithm == "rigl" else SET)(config), strip
     return _structured(section, total, example_inputs, calibration)
+
+
+def _rounds(section: UnstructuredSection, total: int | None, calibration: Batches | Callable[[], Batches] | None) -> UnstructuredRounds:
+    if section.stop is not None:
+        raise ConfigError("prune.stop needs the recipe runner (validation between rounds); remove it for your own loop, "
+                          "or run the recipe with `prunekit run`")
+    config = UnstructuredConfig(**section.model_dump(include=set(UnstructuredConfig.model_fields)))
+    schedule = build_schedule(section.schedule) if section.schedule is not None else None
+    count = len(schedule.event_steps()) if schedule is not None else 1
+    if count > 1 and total is None:
+        raise _needs_length(f"unstructured pruning in {count} rounds")
+    batches = calibration() if callable(calibration) else calibration
+    return UnstructuredRounds(config, schedule, event_steps(count, total or 0), batches=batches)
 
 
 def _structured(section: StructuredSection, total: int | None, example_inputs: Any,

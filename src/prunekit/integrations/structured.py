@@ -35,11 +35,6 @@ FINISH_TOLERANCE = 1e-4
 Batches = Iterable[tuple[Tensor, Tensor]]
 
 
-def event_steps(count: int, total_steps: int) -> list[int]:
-    """Training steps of ``count`` pruning steps spread evenly over ``total_steps`` (the first at step 0)."""
-    return [round(k * total_steps / count) for k in range(count)]
-
-
 class StructuredMasking(Callback):
     """Run ``pruner``'s schedule as channel masks at ``at_steps`` (completed iterations); remove the channels in :meth:`finish`.
 
