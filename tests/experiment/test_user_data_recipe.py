@@ -24,14 +24,14 @@ def folder_recipe(root, **data):
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"name": "digits", "image_size": 8}, "data.image_size applies to imagefolder only, not to the registered dataset 'digits'"),
-    ({"name": "digits", "path": "x"}, "data.path applies to imagefolder, arrays only"),
-    ({"name": "imagefolder", "path": "x", "download": False}, "data.download applies to registered datasets only, not to imagefolder data"),
-    ({"name": "imagefolder", "path": "x", "layout": "nhwc"}, "data.layout applies to arrays, factory only, not to imagefolder data"),
-    ({"name": "arrays", "path": "x", "cache_mb": 10}, "data.cache_mb applies to imagefolder only, not to arrays data"),
-    ({"name": "imagefolder"}, "data.name 'imagefolder' needs data.path"),
+    ({"name": "digits", "image_size": 8}, "image_size applies to imagefolder only, not to the registered dataset 'digits'"),
+    ({"name": "digits", "path": "x"}, "path applies to imagefolder, arrays only"),
+    ({"name": "imagefolder", "path": "x", "download": False}, "download applies to registered datasets only, not to imagefolder data"),
+    ({"name": "imagefolder", "path": "x", "layout": "nhwc"}, "layout applies to arrays, factory only, not to imagefolder data"),
+    ({"name": "arrays", "path": "x", "cache_mb": 10}, "cache_mb applies to imagefolder only, not to arrays data"),
+    ({"name": "imagefolder"}, "name 'imagefolder' needs path"),
     ({"name": "imagefolder:photos"}, "write name: imagefolder and path: photos"),
-    ({"name": "imagefolder", "path": "x", "mean": [0.5]}, "give both data.mean and data.std"),
+    ({"name": "imagefolder", "path": "x", "mean": [0.5]}, "give both mean and std"),
     ({"name": "imagefolder", "path": "x", "channels": 2}, "Input should be 1 or 3"),
     ({"name": "tests.zoo.user_factories:nothing"}, "cannot import dataset factory"),
 ])

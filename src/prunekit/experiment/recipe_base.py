@@ -127,11 +127,11 @@ class DataSection(Settings):
             if given and kind not in kinds:
                 what = f"the registered dataset {self.name!r}" if kind == "registered" else f"{kind} data"
                 applies = ", ".join("registered datasets" if k == "registered" else k for k in kinds)
-                raise ValueError(f"data.{field} applies to {applies} only, not to {what}")
+                raise ValueError(f"{field} applies to {applies} only, not to {what}")
         if kind in ("imagefolder", "arrays") and self.path is None:
-            raise ValueError(f"data.name {kind!r} needs data.path: the {'folder' if kind == 'imagefolder' else '.npz file or folder of .npy files'} to read")
+            raise ValueError(f"name {kind!r} needs path: the {'folder' if kind == 'imagefolder' else '.npz file or folder of .npy files'} to read")
         if (self.mean is None) != (self.std is None):
-            raise ValueError("give both data.mean and data.std, or neither (then they are computed from the training split)")
+            raise ValueError("give both mean and std, or neither (then they are computed from the training split)")
         return self
 
     def user_options(self) -> dict[str, Any]:
