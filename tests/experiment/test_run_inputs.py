@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from prunekit._io import save_safetensors
 from prunekit.cli.app import app
 from prunekit.errors import ConfigError
-from prunekit.experiment import inputs
+from prunekit.experiment import inputs, runner
 from prunekit.experiment.artifacts import load_model
 from prunekit.experiment.recipe import load_recipe
 from prunekit.experiment.rundir import STEPS, RunDir
@@ -29,6 +29,15 @@ from prunekit.zoo import create_model
 from tests.experiment.recipes import tiny_recipe
 
 STEP_FILES = ("dense", "prune", "evaluate", "compress")
+
+
+def _no_report(*args, **kwargs):
+    """Stands in for the report (its plots took two thirds of a run's time; no test here reads them)."""
+
+
+@pytest.fixture(autouse=True)
+def _fast_runs(monkeypatch):
+    monkeypatch.setattr(runner, "write_report", _no_report)
 
 
 def _raw(data=None, **model):
@@ -67,7 +76,9 @@ def _changed(key, since, old, new):
 def finished(tmp_path_factory):
     """The output folder of a finished run of :func:`_raw` (copy it with :func:`_copy` before running again)."""
     out = tmp_path_factory.mktemp("finished")
-    run_recipe(load_recipe(_raw()), out, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "write_report", _no_report)
+        run_recipe(load_recipe(_raw()), out, progress=False)
     return out
 
 
@@ -256,3 +267,38 @@ def test_file_digest_is_computed_once_per_version_of_a_file(tmp_path):
     assert inputs._digest.cache_info().misses == misses + 1
     path.write_bytes(b"b" * 3_000_000)
     assert inputs.file_digest(path) != first
+
+
+@pytest.mark.parametrize("kind", ["dataset factory", "model factory file"])
+def test_factory_fingerprint_follows_the_source_file(tmp_path, kind):
+    """A dataset factory (``package.module:function``) and a ``path/to/file.py:function`` model are
+    fingerprinted by the source file that defines them (checked without running)."""
+    source = tmp_path / "user_code.py"
+    body = textwrap.dedent("""\
+        import math
+        import torch
+        from torch import nn
+
+        def data():
+            def split(n):
+                return torch.rand(n, 1, 8, 8), torch.arange(n) % 4
+            return split(32), None, split(8)
+
+        def build(num_classes, input_shape):
+            return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+        """)
+    source.write_text(body)
+    recipe = tmp_path / "recipe.yaml"
+    raw = _raw(data={"name": "user_code:data", "batch_size": 32}) if kind == "dataset factory" else _raw(name="user_code.py:build")
+    recipe.write_text(yaml.safe_dump(raw))
+    key = "data.name" if kind == "dataset factory" else "model.name"
+    try:
+        before = inputs.input_fingerprints(load_recipe(recipe))  # imported from the recipe's folder
+        assert before[key] == inputs.file_digest(source)
+        source.write_text(body + "\n# edited\n")
+        after = inputs.input_fingerprints(load_recipe(recipe))
+        assert after[key] == inputs.file_digest(source) != before[key]
+        assert {k: v for k, v in after.items() if k != key} == {k: v for k, v in before.items() if k != key}
+    finally:
+        for name in [m for m in sys.modules if m == "user_code" or m.startswith("prunekit_user_user_code_")]:
+            del sys.modules[name]

@@ -25,6 +25,7 @@ from prunekit._version import __version__
 from prunekit.errors import CheckpointError, DataError
 from prunekit.experiment.recipe import Recipe
 from prunekit.experiment.rundir import RunDir, settings_hash
+from prunekit.zoo.models.registry import import_factory
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ INPUTS_FILE = "inputs.json"
 
 #: The input fingerprints' key for the prunekit version.
 VERSION_KEY = "prunekit"
-
 
 #: Recipe settings naming a file or folder the run reads (``data.root`` is not one: registered
 #: datasets are MD5-verified when loaded); the ``model.kwargs`` ones only for ``timm/<name>`` models.
@@ -48,8 +48,6 @@ def input_fingerprints(recipe: Recipe) -> dict[str, str]:
     (the version); each of :data:`FILE_SETTINGS` that is set (a file's sha256, a folder's listing,
     see :func:`path_fingerprint`); each of :data:`CODE_SETTINGS` naming user code (the sha256 of the
     source file of the module defining the factory, see :func:`factory_fingerprint`)."""
-    from prunekit.zoo.models.registry import import_factory
-
     settings = recipe.resolved()
     inputs = {VERSION_KEY: __version__}
     for key in FILE_SETTINGS:
