@@ -141,3 +141,25 @@ def test_only_rank_0_writes_the_run_directory(launched):
     assert (run / "summary.json").exists() and (run / "steps" / "prune.json").exists()
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in line]
     assert [e["phase"] for e in epochs] == ["dense", "gradual"]  # one record per epoch, not one per rank
+
+
+@pytest.mark.slow
+def test_torchrun_runs_a_recipe_from_the_command_line(tmp_path):
+    """`torchrun --nproc_per_node=2 -m prunekit run` (RigL on digits): one run directory, one record per epoch."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    recipe = _tiny_gradual_recipe()
+    recipe["prune"] = {"method": "dst", "algorithm": "rigl", "sparsity": 0.8, "delta_t": 5, "train": {"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.05}}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--master-port={ddp_workers.free_port()}", "--nproc_per_node=2",
+                           "-m", "prunekit", "run", "recipe.yaml", "--out", "runs", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = (tmp_path / "runs").glob("tiny-*")
+    summary = json.loads((run / "summary.json").read_text())
+    assert 1 - summary["pruned"]["nonzero_prunable_params"] / summary["pruned"]["prunable_params"] == pytest.approx(0.8, abs=2e-3)
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in line]
+    assert [e["phase"] for e in epochs] == ["dense", "dst"]
+    assert done.stdout.count("dense vs pruned") == 1  # the summary table is printed by rank 0 only

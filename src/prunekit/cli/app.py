@@ -96,13 +96,14 @@ def run(
     from prunekit.experiment.runner import run_recipe
     from prunekit.training import distributed
 
-    _configure_logging(quiet or not distributed.is_main_process())
+    _configure_logging(quiet or distributed.resolve_shard().rank != 0)  # rank 1.. log warnings only
     with user_errors(str(recipe)):
         parsed = load_recipe(recipe, set_ or [])
         distributed.init_from_env(parsed.device)
         run_dir = run_recipe(parsed, out, progress=not quiet, force=force, from_step=from_step)
+    main = distributed.is_main_process()
     distributed.shutdown()
-    if distributed.is_main_process():
+    if main:
         _print_summary(run_dir)
 
 

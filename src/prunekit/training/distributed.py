@@ -3,10 +3,12 @@
 ``torchrun --nproc_per_node=N`` starts N processes with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT`` set; :func:`init_from_env` joins them into one process group
 (gloo on CPU, nccl on CUDA, each process on ``cuda:LOCAL_RANK``). Everything here is a no-op in a
-single process (no group initialised), so library code calls it unconditionally.
+single process (no group initialised), so library code calls it unconditionally. :class:`Shard`
+and :func:`resolve_shard` are the analyses' share of a list of measurements (they also accept
+``$RANK``/``$WORLD_SIZE`` without a group).
 
-Gradients are averaged with an explicit all-reduce after ``backward`` (:func:`all_reduce_gradients`)
-rather than by wrapping the model in ``DistributedDataParallel``: callbacks keep seeing the
+Gradients are averaged with an explicit all-reduce before each optimizer step
+(:func:`all_reduce_gradients`) rather than by wrapping the model in ``DistributedDataParallel``: callbacks keep seeing the
 model itself (``trainer.model``, not ``.module``), and masks re-attached as parametrizations
 mid-training (gradual pruning, RigL/SET) would invalidate the parameter list DDP's reducer is built on.
 """
@@ -114,13 +116,17 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    """This process's rank (the process group's, else ``$RANK``, else 0)."""
-    return resolve_shard().rank
+    """This process's rank in the initialised process group (0 without one).
+
+    Only a process group counts (not ``$RANK`` alone, as :func:`resolve_shard` allows): the
+    processes that leave writing to rank 0 must be able to wait for it at a :func:`barrier`.
+    """
+    return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
-    """Number of processes (the process group's, else ``$WORLD_SIZE``, else 1)."""
-    return resolve_shard().world_size
+    """Number of processes in the initialised process group (1 without one)."""
+    return dist.get_world_size() if is_distributed() else 1
 
 
 def is_main_process() -> bool:
@@ -191,10 +197,10 @@ def broadcast_tensors(tensors: Iterable[Tensor], src: int = 0) -> None:
     if not is_distributed():
         return
     for t in tensors:
-        if t.dtype == torch.bool:
-            carrier = t.to(torch.uint8)
+        if t.dtype == torch.bool or not t.is_contiguous():  # channels-last weights travel as a contiguous copy
+            carrier = t.to(torch.uint8 if t.dtype == torch.bool else t.dtype).contiguous()
             dist.broadcast(carrier, src)
-            t.copy_(carrier.bool())
+            t.copy_(carrier)
         else:
             dist.broadcast(t, src)
 
@@ -257,13 +263,6 @@ def sync_architecture(model: nn.Module, src: int = 0) -> nn.Module:
         rebuild(model, spec)
     broadcast_state(model, src)
     return model
-
-
-def check_same(value: Any, what: str) -> None:
-    """Raise :class:`ConfigError` unless ``value`` (picklable, comparable) is equal on every rank."""
-    if is_distributed() and broadcast_object(value) != value:
-        raise ConfigError(f"{what} differs between rank 0 and rank {rank()}; every rank must run the same recipe "
-                          "with the same data and settings")
 
 
 def shard_batches(batches: T) -> T:
