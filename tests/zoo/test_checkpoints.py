@@ -35,6 +35,7 @@ def test_a_pickle_holding_code_is_refused_never_run(tmp_path, suffix, container)
     assert message.startswith(f"{path} holds pickled code or objects other than tensors")
     assert "prunekit never unpickles code" in message and "torch.save(model.state_dict(), 'weights.pt')" in message
     assert "weights_only=False" not in message and "delete" not in message.lower()
+    assert ("MyLitModule.load_from_checkpoint(path).state_dict()" in message) == (suffix == ".ckpt")
     assert not marker.exists()
 
 

@@ -119,8 +119,10 @@ def _torch_load(path: Path, device: str) -> object:
     except pickle.UnpicklingError as exc:
         named = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (it names {named.group(1)})" if named else ""
+        lightning = (" (a Lightning .ckpt holds what save_hyperparameters() kept: there, "
+                     "torch.save(MyLitModule.load_from_checkpoint(path).state_dict(), 'weights.pt') does it)") if path.suffix == ".ckpt" else ""
         raise CheckpointError(f"{path} holds pickled code or objects other than tensors{what}, and prunekit never unpickles code; "
-                              f"{_RESAVE}") from None
+                              f"{_RESAVE}{lightning}") from None
     except Exception as exc:  # truncated zip, not a torch file at all, ...
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {shorten(str(exc), 200)}); "
                               f"{_RESAVE}") from None
