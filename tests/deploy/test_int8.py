@@ -65,3 +65,15 @@ def test_static_int8_of_a_conv_net(tmp_path):
 def test_static_needs_calibration(trained, tmp_path):
     with pytest.raises(ConfigError, match="needs calibration batches"):
         quantize_int8(trained[1], tmp_path / "x.onnx")
+
+
+def test_calibration_and_onnx_accuracy_show_progress_only_when_asked(trained, tmp_path, capsys):
+    _, path, train, test = trained
+    quantize_int8(path, tmp_path / "quiet.onnx", calibration=train, max_batches=3)
+    evaluate_onnx(path, test)
+    assert capsys.readouterr().err == ""
+    quantize_int8(path, tmp_path / "shown.onnx", calibration=train, max_batches=3, progress=True)
+    evaluate_onnx(path, test, progress=True)
+    err = capsys.readouterr().err
+    assert "int8 calibration" in err and "3/3" in err
+    assert "onnx accuracy" in err and "4/4" in err
