@@ -40,7 +40,8 @@ def create_timm_model(name: str, num_classes: int, pretrained: bool = False,
         if local is not None:
             raise CheckpointError(f"timm model {name!r}: cannot read pretrained_cfg_overlay file {local}: {shorten(str(exc), 300)}") from None
         raise CheckpointError(f"timm model {name!r}: pretrained=True could not fetch the weights from the Hugging Face hub "
-                              f"(is this machine offline? {type(exc).__name__}: {shorten(str(exc), 200)}); {_LOCAL}") from None
+                              f"(is this machine offline? {type(exc).__name__}: {shorten(str(exc), 200)}); {_LOCAL}; "
+                              "HF_HUB_OFFLINE=1 makes timm fail at once instead of retrying") from None
     except RuntimeError as exc:  # load_state_dict of a file made for another model
         if not pretrained:
             raise
