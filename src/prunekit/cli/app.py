@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.logging import RichHandler
 from rich.table import Table as RichTable
 
 from prunekit.cli.errors import user_errors
+
+if TYPE_CHECKING:
+    from prunekit.experiment.recipe import Recipe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prune computer-vision networks and measure what it really gains.")
 #: Everything printed is plain text, never rich markup: paths and messages may hold brackets (``[/bold]``, ``prunekit[onnx]``).
@@ -70,6 +74,10 @@ def _print_summary(run_dir: Path) -> None:
     console.print(table)
     console.print(f"compression ratio {summary['compression_ratio']:.1f}×, theoretical speed-up {summary['theoretical_speedup']:.1f}×, "
                   f"agreement with dense {100 * pruned['agreement']:.1f}%")
+    if "measured_speedup" in summary:
+        console.print(f"measured speed-up {summary['measured_speedup']:.2f}× on {summary.get('latency_runtime', 'torch')} "
+                      f"(batch {summary['latency_batch_size']}: {dense['latency_ms']:.2f} ms → {pruned['latency_ms']:.2f} ms)",
+                      markup=False, highlight=False)
     console.print(f"report: {run_dir / 'report.html'}  (also report.md)")
 
 
@@ -79,32 +87,89 @@ def _accuracy_label(summary: dict) -> str:
     return f"test accuracy ({used:,} of {total:,} examples)" if used and total and used < total else "test accuracy"
 
 
+ForceOption = Annotated[bool, typer.Option("--force", help="redo every step (other runs and the dense cache's other models stay)")]
+FromStepOption = Annotated[Optional[str], typer.Option("--from-step", metavar="STEP",
+                           help="redo STEP and the steps after it: dense, prune, evaluate, compress, export, deploy, report")]
+
+
 @app.command()
 def run(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file, or the name of a shipped recipe (prunekit list recipes)")],
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     quiet: QuietOption = False,
-    force: Annotated[bool, typer.Option("--force", help="redo every step (other runs and the dense cache's other models stay)")] = False,
-    from_step: Annotated[Optional[str], typer.Option("--from-step", metavar="STEP",
-                         help="redo STEP and the steps after it: dense, prune, evaluate, compress, export, deploy, report")] = None,
+    force: ForceOption = False,
+    from_step: FromStepOption = None,
 ) -> None:
     """Run a recipe (re-running skips finished steps and resumes interrupted training; a changed
     checkpoint, data, model code or prunekit version starts a new run directory). Under
     `torchrun --nproc_per_node=N -m prunekit run` the N processes train together (rank 0 writes)."""
     from prunekit.experiment.recipe import load_recipe
+
+    _run_recipe(lambda: load_recipe(recipe, set_ or []), str(recipe), out, quiet, force, from_step)
+
+
+def _run_recipe(load: Callable[[], Recipe], source: str, out: Path, quiet: bool, force: bool, from_step: str | None) -> None:
+    """Load a recipe, run it (every process of a torchrun launch takes part) and print its summary (rank 0)."""
     from prunekit.experiment.runner import run_recipe
     from prunekit.training import distributed
 
     _configure_logging(quiet or distributed.resolve_shard().rank != 0)  # rank 1.. log warnings only
-    with user_errors(str(recipe)):
-        parsed = load_recipe(recipe, set_ or [])
+    with user_errors(source):
+        parsed = load()
         distributed.init_from_env(parsed.device)
         run_dir = run_recipe(parsed, out, progress=not quiet, force=force, from_step=from_step)
     main = distributed.is_main_process()
     distributed.shutdown()
     if main:
         _print_summary(run_dir)
+
+
+@app.command()
+def prune(
+    model: Annotated[str, typer.Argument(help="zoo name, timm/<name>, path/to/file.py:function or package.module:function")],
+    data: Annotated[str, typer.Option("--data", "-d", help="imagefolder:PATH, arrays:FILE.npz, a registered dataset (prunekit list datasets) or package.module:function")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="trained weights (.safetensors, .pt/.pth state dict, Lightning .ckpt); without it the dense model is trained first")] = None,
+    macs_reduction: Annotated[Optional[float], typer.Option(help="structured: remove channels until MACs shrink by this factor (default 2)")] = None,
+    latency_reduction: Annotated[Optional[float], typer.Option(help="structured: remove channels until the model runs this many times faster on --runtime")] = None,
+    ratio: Annotated[Optional[float], typer.Option(help="structured: remove this fraction of every layer's channels")] = None,
+    sparsity: Annotated[Optional[float], typer.Option(help="unstructured instead: zero this fraction of weights (global magnitude)")] = None,
+    finetune_epochs: Annotated[float, typer.Option(help="fine-tuning epochs after pruning")] = 2.0,
+    epochs: Annotated[float, typer.Option(help="dense training epochs (only without --checkpoint)")] = 10.0,
+    batch_size: Annotated[Optional[int], typer.Option(help="training and evaluation batch size")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="runtime that latency targets and the report's timing use: torch, torch_compile, onnxruntime")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+    name: Annotated[Optional[str], typer.Option(help="run name (default: from the model and data)")] = None,
+    save_recipe: Annotated[Optional[Path], typer.Option(help="also write the equivalent recipe YAML here (to rerun or edit it)")] = None,
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+    quiet: QuietOption = False,
+    force: ForceOption = False,
+    from_step: FromStepOption = None,
+) -> None:
+    """Prune your model on your data in one command, without writing a recipe: fine-tune, evaluate
+    (accuracy, MACs, measured speed-up) and report; writes the same run directory a recipe would
+    (torchrun works as for `run`)."""
+    from prunekit.experiment.quick import quick_recipe
+    from prunekit.experiment.recipe import load_recipe
+
+    def load() -> Recipe:
+        raw = quick_recipe(model, data, checkpoint=None if checkpoint is None else str(checkpoint), macs_reduction=macs_reduction,
+                           latency_reduction=latency_reduction, ratio=ratio, sparsity=sparsity, finetune_epochs=finetune_epochs,
+                           epochs=epochs, batch_size=batch_size, runtime=runtime, device=device, name=name)
+        parsed = load_recipe(raw, set_ or [])
+        if save_recipe is not None:
+            import yaml
+
+            from prunekit._io import write_text
+
+            write_text(save_recipe, yaml.safe_dump(parsed.identity(), sort_keys=False))
+            console.print(f"wrote the recipe to {save_recipe} (prunekit run {save_recipe} repeats this run)", markup=False, highlight=False)
+        if checkpoint is None:
+            logging.getLogger(__name__).warning("no --checkpoint: the dense model is trained first (%g epochs)", parsed.train.epochs)
+        return parsed
+
+    _run_recipe(load, model, out, quiet, force, from_step)
 
 
 @app.command()
