@@ -117,7 +117,7 @@ def test_overwritten_checkpoint_starts_a_new_run(tmp_path, caplog):
     weights = write(2)
     second, messages = _run(raw, tmp_path / "runs", caplog)
     assert second != first and second.parent == first.parent
-    assert _changed("model.checkpoint", first, f"sha256 {old}…", f"sha256 {_digest(checkpoint)}…") in messages
+    assert _changed("model.checkpoint", first, f"sha256 {old}…", f"{_digest(checkpoint)}…") in messages
     assert f"dense model: loading {checkpoint}" in messages
     dense, _ = load_model(second / "checkpoints" / "dense")
     assert torch.equal(dense.state_dict()["fc1.weight"], weights["fc1.weight"])
@@ -152,7 +152,7 @@ def test_edited_model_factory_starts_a_new_run_and_trains_again(tmp_path, caplog
     write(24)
     second, messages = _run(_raw(name=spec), out, caplog)
     assert second != first
-    assert _changed("model.name", first, f"sha256 {old}…", f"sha256 {_digest(path)}…") in messages
+    assert _changed("model.name", first, f"sha256 {old}…", f"{_digest(path)}…") in messages
     assert "dense model: training" in messages  # the dense cache of the old code is not reused
 
 
@@ -194,7 +194,7 @@ def test_changed_data_starts_a_new_run_and_trains_again(tmp_path, caplog, layout
     new = inputs.path_fingerprint(path)
     kind = "sha256" if layout == "npz file" else "listing"
     assert second != first and new.startswith(f"{kind}:")
-    assert _changed("data.path", first, f"{kind} {old[len(kind) + 1:][:8]}…", f"{kind} {new[len(kind) + 1:][:8]}…") in messages
+    assert _changed("data.path", first, f"{kind} {old[len(kind) + 1:][:8]}…", f"{new[len(kind) + 1:][:8]}…") in messages
     assert "dense model: training" in messages
 
 

@@ -136,8 +136,7 @@ def record_inputs(run: RunDir, recipe: Recipe, inputs: dict[str, str]) -> None:
         old = sibling[1]["inputs"]
         for key in sorted(old.keys() | inputs.keys()):
             if old.get(key) != inputs.get(key):
-                log.info("%s changed since %s (%s → %s): starting a new run directory",
-                         _label(key), sibling[0], _short(old.get(key)), _short(inputs.get(key)))
+                log.info("%s changed since %s (%s): starting a new run directory", _label(key), sibling[0], _change(old.get(key), inputs.get(key)))
     write_json(target, record)
 
 
@@ -161,6 +160,15 @@ def _latest_sibling(run: RunDir, record: dict[str, Any]) -> tuple[Path, dict[str
 
 def _label(key: str) -> str:
     return "the prunekit version" if key == VERSION_KEY else key
+
+
+def _change(old: str | None, new: str | None) -> str:
+    """``sha256 3f2a1b2c… → 9c1e5d77…`` (a kind both share named once), ``0.1.0 → 0.2.0``, ``none → …``."""
+    before, after = _short(old), _short(new)
+    kind, sep, _ = before.partition(" ")
+    if sep and after.startswith(f"{kind} "):
+        after = after[len(kind) + 1:]
+    return f"{before} → {after}"
 
 
 def _short(value: str | None) -> str:
