@@ -81,3 +81,14 @@ def test_version_prints_prunekit_and_torch():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"prunekit {__version__}, torch {torch.__version__}"
+
+
+def test_install_hints_in_errors_keep_their_extras(capsys):
+    import typer
+
+    from prunekit.cli.errors import user_errors
+    from prunekit.errors import ConfigError
+
+    with pytest.raises(typer.Exit), user_errors("x[/bold].yaml"):
+        raise ConfigError("ONNX export needs onnx: pip install 'prunekit[onnx]' [/bold]")
+    assert "invalid settings: ONNX export needs onnx: pip install 'prunekit[onnx]' [/bold]" in capsys.readouterr().err
