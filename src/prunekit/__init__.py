@@ -28,6 +28,7 @@ from prunekit.pruners import (
 )
 from prunekit.schedules import build_schedule
 from prunekit.importance import Calibration, collect_calibration
+from prunekit.integrations import RecipeManager
 from prunekit.training import (
     SparsityLearningConfig, StopCondition, StructuredFinetuneResult, StructuredStepResult, TrainConfig, fit, prune_finetune_structured,
 )
@@ -41,7 +42,7 @@ __all__ = [
     "decompress_file", "deploy", "evaluate", "export_onnx", "fit", "from_torch_prune", "get_loaders", "list_datasets",
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
     "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "share_weights", "size_on_disk", "strip", "to_torch_prune",
-    "DepthConfig", "find_blocks", "prune_depth", "measured_speedup", "load_weights", "image_folder_loaders",
+    "DepthConfig", "find_blocks", "prune_depth", "measured_speedup", "load_weights", "image_folder_loaders", "RecipeManager",
 ]
 
 

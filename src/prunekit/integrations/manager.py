@@ -79,6 +79,15 @@ class LoopState:
     last_batch: tuple[Tensor, Tensor] | None = None
 
 
+@dataclass(frozen=True)
+class _Method:
+    """How a manager drives one method: the training callback, what attaches its masks, what makes them permanent."""
+
+    callback: Callback
+    prepare: Callable[[nn.Module], nn.Module]
+    finish: Callable[[nn.Module], nn.Module] = strip
+
+
 class _NMMasks(Callback):
     """N:M masks attached once, before training; nothing changes them afterwards."""
 
@@ -112,8 +121,9 @@ class RecipeManager:
         self.model = model
         total = _total_steps(section, steps_per_epoch, epochs, total_steps)
         self._loop = LoopState(model, total or 0, steps_per_epoch or max(1, total or 1))
-        self._callback, self._finish = _build(section, total, example_inputs, calibration)
-        self._callback.prepare(model)  # type: ignore[attr-defined]
+        method = _build(section, total, example_inputs, calibration)
+        self._callback, self._finish = method.callback, method.finish
+        method.prepare(model)
         self._callback.on_train_start(cast(Trainer, self._loop))
         self.finished = False
 
@@ -176,7 +186,7 @@ def prune_section(source: RecipeSource) -> Section:
         return _supported(source)
     if isinstance(source, Mapping):
         raw: Any = source
-        where = "recipe"
+        where = "the given recipe"
     else:
         path = resolve_recipe_path(source)
         raw = parse_yaml(read_recipe_text(path), str(path))
@@ -185,16 +195,16 @@ def prune_section(source: RecipeSource) -> Section:
             raise ConfigError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
     section = raw.get("prune", raw) if "method" not in raw else raw
     if not isinstance(section, Mapping) or "method" not in section:
-        raise ConfigError(f"{shorten(where)} has no prune section: give a recipe with `prune: {{method: ...}}` or the section itself "
+        raise ConfigError(f"{where} has no prune section: give a recipe with `prune: {{method: ...}}` or the section itself "
                           f"(methods here: {', '.join(SUPPORTED)})")
     method = section["method"]
     if method not in SUPPORTED:
-        raise ConfigError(f"{shorten(where)}: prune.method {shorten(method)} cannot run in your own loop; supported: {', '.join(SUPPORTED)}")
+        raise ConfigError(f"{where}: prune.method {shorten(method)} cannot run in your own loop; supported: {', '.join(SUPPORTED)}")
     try:
         return cast(Section, METHODS.get(method).section.model_validate_json(json.dumps(dict(section)), strict=True))
     except ValidationError as exc:
         problems = "; ".join(f"prune.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
-        raise ConfigError(f"{shorten(where)}: invalid prune section: {problems}") from None
+        raise ConfigError(f"{where}: invalid prune section: {problems}") from None
 
 
 def _supported(section: Any) -> Section:
@@ -225,26 +235,31 @@ def _needs_length(what: str) -> ConfigError:
 
 
 def _build(section: Section, total: int | None, example_inputs: Any,
-           calibration: Batches | Callable[[], Batches] | None) -> tuple[Callback, Callable[[nn.Module], nn.Module]]:
-    """The callback running ``section`` and the function making its pruning permanent."""
+           calibration: Batches | Callable[[], Batches] | None) -> _Method:
+    """How to run ``section``."""
     if isinstance(section, UnstructuredSection):
-        return _rounds(section, total, calibration), strip
+        rounds = _rounds(section, total, calibration)
+        return _Method(rounds, rounds.prepare)
     if isinstance(section, GradualSection):
         config = UnstructuredConfig(**section.model_dump(include=set(UnstructuredConfig.model_fields)))
         batches = calibration() if callable(calibration) else calibration
-        return GradualPruning(config, build_schedule(section.schedule), batches=batches), strip
+        gradual = GradualPruning(config, build_schedule(section.schedule), batches=batches)
+        return _Method(gradual, gradual.prepare)
     if isinstance(section, NMSection):
         if section.permute and example_inputs is None:
             raise ConfigError("prune.permute searches channel permutations on a traced model: pass example_inputs= "
                               "(e.g. one input batch), or set permute: false")
         pruner = NMPruner(section.n, section.m, permute=section.permute, include=section.include, exclude=section.exclude)
-        return _NMMasks(pruner, example_inputs if section.permute else None), strip
+        nm = _NMMasks(pruner, example_inputs if section.permute else None)
+        return _Method(nm, nm.prepare)
     if isinstance(section, DSTSection):
         config = DSTConfig(**section.model_dump(include=set(DSTConfig.model_fields)))
         if config.end_step is None and total is None:
             raise _needs_length("dst (end_fraction of training)")
-        return (RigL if section.algorithm == "rigl" else SET)(config), strip
-    return _structured(section, total, example_inputs, calibration)
+        dst = (RigL if section.algorithm == "rigl" else SET)(config)
+        return _Method(dst, dst.prepare)
+    masking = _structured(section, total, example_inputs, calibration)
+    return _Method(masking, masking.prepare, masking.finish)
 
 
 def _rounds(section: UnstructuredSection, total: int | None, calibration: Batches | Callable[[], Batches] | None) -> UnstructuredRounds:
@@ -261,7 +276,7 @@ def _rounds(section: UnstructuredSection, total: int | None, calibration: Batche
 
 
 def _structured(section: StructuredSection, total: int | None, example_inputs: Any,
-                calibration: Batches | Callable[[], Batches] | None) -> tuple[StructuredMasking, Callable[[nn.Module], nn.Module]]:
+                calibration: Batches | Callable[[], Batches] | None) -> StructuredMasking:
     for key in ("sparsity_learning", "search", "stop"):
         if getattr(section, key) is not None:
             raise ConfigError(f"prune.{key} needs the recipe runner (training phases or validation between steps); "
@@ -282,4 +297,4 @@ def _structured(section: StructuredSection, total: int | None, example_inputs: A
         raise _needs_length(f"structured pruning in {count} steps")
     masking = StructuredMasking(pruner, example_inputs, event_steps(count, total or 0), calibration=calibration,
                                 calibration_batches=section.calibration_batches)
-    return masking, masking.finish
+    return masking
