@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -109,9 +111,6 @@ def import_factory(path: str, folders: Sequence[str | os.PathLike[str]] = (), wh
 
 def _import_file(source: str, search: list[Path], path: str, what: str) -> ModuleType:
     """The module of a ``.py`` file (the first existing of ``source`` under ``search``), imported once per file."""
-    import hashlib
-    import importlib.util
-
     candidates = [Path(source).expanduser()] if Path(source).expanduser().is_absolute() else [folder / source for folder in search]
     file = next((c.resolve() for c in candidates if c.is_file()), None)
     if file is None:
