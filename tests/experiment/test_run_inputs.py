@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from prunekit._io import save_safetensors
 from prunekit.cli.app import app
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, DataError
 from prunekit.experiment import inputs, runner
 from prunekit.experiment.artifacts import load_model
 from prunekit.experiment.recipe import load_recipe
@@ -302,3 +302,12 @@ def test_factory_fingerprint_follows_the_source_file(tmp_path, kind):
     finally:
         for name in [m for m in sys.modules if m == "user_code" or m.startswith("prunekit_user_user_code_")]:
             del sys.modules[name]
+
+
+def test_an_unreadable_data_file_is_a_data_error_naming_it(tmp_path):
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    (folder / "x_train.npy").symlink_to(tmp_path / "gone.npy")
+    recipe = load_recipe(_raw(data={"name": "arrays", "path": str(folder)}))
+    with pytest.raises(DataError, match=rf"^data.path: cannot read {folder / 'x_train.npy'}: No such file or directory; check the path in the recipe$"):
+        inputs.input_fingerprints(recipe)

@@ -76,7 +76,7 @@ def _readable(path: str, key: str) -> str:
         return path_fingerprint(path)
     except OSError as exc:
         error = DataError if key.startswith("data.") else CheckpointError
-        raise error(f"{key}: cannot read {path}: {exc.strerror or exc}; check the path in the recipe") from None
+        raise error(f"{key}: cannot read {exc.filename or path}: {exc.strerror or exc}; check the path in the recipe") from None
 
 
 def path_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -136,7 +136,8 @@ def record_inputs(run: RunDir, recipe: Recipe, inputs: dict[str, str]) -> None:
         old = sibling[1]["inputs"]
         for key in sorted(old.keys() | inputs.keys()):
             if old.get(key) != inputs.get(key):
-                log.info("%s changed since %s (%s): starting a new run directory", _label(key), sibling[0], _change(old.get(key), inputs.get(key)))
+                log.info("%s changed since %s (%s): starting a new run directory",
+                         _label(key), sibling[0], _change(old.get(key), inputs.get(key)))
     write_json(target, record)
 
 
