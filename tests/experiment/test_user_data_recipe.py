@@ -19,6 +19,7 @@ def folder_recipe(root, **data):
     recipe = tiny_recipe()
     recipe["data"] = {"name": "imagefolder", "path": str(root), "image_size": 8, "num_workers": 0, "batch_size": 16, **data}
     recipe["train"] = {"epochs": 8, "optimizer": {"name": "sgd", "lr": 0.1}}
+    recipe["prune"].update(sparsity=0.5, schedule={"name": "one_shot", "sparsity": 0.5}, baselines=[])
     recipe["evaluate"] = {"latency": False, "corruptions": ["contrast"]}
     return recipe
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,8 @@ from prunekit.zoo.data.loaders import DataBundle
 from prunekit.zoo.data.user.bundle import assemble, channel_stats, check_mean_std
 from prunekit.zoo.data.user.imagefolder import DataInfo, resolve_augment
 from prunekit.zoo.data.user.splits import plan_splits
+
+log = logging.getLogger(__name__)
 
 #: Accepted array names: split → (images key, labels key). Either train and test (val optional), or all.
 SPLIT_KEYS = {"train": ("x_train", "y_train"), "val": ("x_val", "y_val"), "test": ("x_test", "y_test"), "all": ("images", "labels")}
@@ -198,6 +201,7 @@ def _nchw_shape(shape: Sequence[int], layout: str | None, where: str) -> tuple[i
         if first == last:
             raise ConfigError(f"{where}: cannot tell the channel axis of images of shape {tuple(shape)}; set layout to nchw or nhwc")
         layout = "nchw" if first else "nhwc"
+        log.info("%s: images of shape %s read as %s (set layout to override)", where, tuple(shape), layout.upper())
     return (shape[1], shape[2], shape[3]) if layout == "nchw" else (shape[3], shape[1], shape[2])
 
 
