@@ -69,6 +69,9 @@ def scan_image_folder(root: str | os.PathLike[str]) -> FolderListing:
             raise DataError(f"image folder {base} has train/ but no test/: give train/ and test/ (val/ optional), "
                             "or put the class folders directly in it to split it by val_fraction and test_fraction")
         names = [s for s in SPLIT_FOLDERS if (base / s).is_dir()]
+        others = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in SPLIT_FOLDERS and not p.name.startswith("."))
+        if others:
+            log.warning("image folder %s has train/ and test/: ignoring its other folders %s", base, ", ".join(others))
         found = {s: _scan_classes(base, base / s) for s in names}
         classes = found["train"][0]
         for split in names[1:]:
@@ -96,9 +99,10 @@ def _scan_classes(base: Path, folder: Path) -> tuple[tuple[str, ...], SplitListi
 
 
 def _images_under(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (recursive, sorted, hidden entries skipped)."""
+    """Image files below ``folder`` (recursive, sorted, hidden entries skipped; links to folders
+    inside it are not followed, so a link loop cannot recurse)."""
     found = []
-    for parent, dirs, names in os.walk(folder, followlinks=True):
+    for parent, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(parent) / n for n in sorted(names) if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES)]
     return found
