@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
 from prunekit.errors import ConfigError
+from prunekit.experiment.recipe import load_recipe
 from prunekit.integrations import RecipeManager
 from prunekit.masks import MaskSet
 
@@ -114,7 +116,7 @@ def test_resume_from_state_dicts_gives_the_masks_of_an_uninterrupted_run() -> No
 
 def test_from_recipe_reads_the_prune_section_of_a_recipe_file(tmp_path) -> None:
     path = tmp_path / "recipe.yaml"
-    path.write_text("name: mine\nmodel: {name: lenet300}\ndata: {name: mnist}\nprune:\n  method: nm\n  n: 1\n  m: 4\n  permute: false\n")
+    path.write_text("name: mine\nmodel: {name: lenet_300_100}\ndata: {name: mnist}\nprune:\n  method: nm\n  n: 1\n  m: 4\n  permute: false\n")
     model = convnet()
     RecipeManager.from_recipe(path, model)
     assert MaskSet.from_model(model).sparsity() == pytest.approx(0.75)
@@ -122,13 +124,21 @@ def test_from_recipe_reads_the_prune_section_of_a_recipe_file(tmp_path) -> None:
 
 @pytest.mark.parametrize(("source", "message"), [
     ({"method": "lottery"}, "prune.method 'lottery' cannot run in your own loop; supported: unstructured, gradual, nm, dst, structured"),
-    ({"method": "nm", "n": 4, "m": 4}, "invalid prune section: prune.: n must be smaller than m"),
+    ({"method": "nm", "n": 4, "m": 4}, "the given recipe: invalid prune section: prune: n must be smaller than m (got 4:4)"),
     ({"method": "gradual", "frequncy": 3}, "prune.frequncy: Extra inputs are not permitted"),
     ({"name": "x"}, "has no prune section"),
 ])
 def test_invalid_sections_name_the_setting(source, message) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         RecipeManager.from_recipe(source, convnet())
+
+
+def test_a_shipped_recipe_or_a_recipe_object_gives_its_section() -> None:
+    with pytest.raises(ConfigError, match=r"prune.permute searches channel permutations on a traced model: pass example_inputs="):
+        RecipeManager.from_recipe("nm_resnet20", convnet())
+    recipe = load_recipe({"name": "r", "model": {"name": "lenet_300_100"}, "data": {"name": "mnist"}, "prune": GRADUAL})
+    manager = RecipeManager.from_recipe(recipe, convnet())
+    assert manager.section == recipe.prune
 
 
 def test_settings_the_loop_cannot_honour_are_refused() -> None:

@@ -203,7 +203,7 @@ def prune_section(source: RecipeSource) -> Section:
     try:
         return cast(Section, METHODS.get(method).section.model_validate_json(json.dumps(dict(section)), strict=True))
     except ValidationError as exc:
-        problems = "; ".join(f"prune.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(('prune', *map(str, e['loc'])))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
         raise ConfigError(f"{where}: invalid prune section: {problems}") from None
 
 
