@@ -52,7 +52,7 @@ def load_weights(path: str | os.PathLike[str], model: nn.Module | None = None, *
     tensors = _unwrap(_read(target, device), target)
     if model is None:
         return tensors
-    expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
+    expected = {key: tuple(t.shape) for key, t in model.state_dict().items() if isinstance(t, torch.Tensor)}
     tensors = match_names(tensors, expected)
     check_fit({key: tuple(t.shape) for key, t in tensors.items()}, expected, f"{target} does not fit model {type(model).__name__}")
     return tensors
