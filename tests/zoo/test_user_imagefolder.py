@@ -213,3 +213,10 @@ def test_a_corrupt_image_met_while_streaming_is_named(tmp_path):
     with pytest.raises(DataError, match=r"cannot decode image .*cat/2.png"):
         for loader in (bundle.train, bundle.test):
             list(loader)
+
+
+def test_the_crop_scale_default_follows_the_image_size(tmp_path):
+    root = make_class_folders(tmp_path / "photos", per_class=4)
+    assert load(root, tmp_path, image_size=16).train.augment.scale == (0.35, 1.0)
+    assert load(root, tmp_path, image_size=128).train.augment.scale == (0.08, 1.0)
+    assert load(root, tmp_path, image_size=16, crop_scale=(0.5, 1.0)).train.augment.scale == (0.5, 1.0)

@@ -357,7 +357,7 @@ def compress(
         ctx, pruned = open_run(run_dir, progress=not quiet, allow_code=trust_code)
         base = ctx.recipe.compress.model_dump() if ctx.recipe.compress else {}
         section = CompressSection.model_validate(apply_overrides(base, set_ or []))
-        ctx.run.step_file("compress").unlink(missing_ok=True)
+        ctx.run.redo(["compress"])
         result = compress_step(ctx, pruned.model, section)
     _update_summary(run_dir, "compression", result)
     console.print(f"wrote {run_dir / 'compressed.pkdc'}: {result['file_bytes']:,} bytes, {result['ratio_vs_dense_float32']:.1f}× smaller than "
@@ -403,7 +403,7 @@ def export(
             raise ConfigError(f"unknown export format {format!r}; allowed values: onnx")
         ctx, pruned = open_run(run_dir, progress=not quiet, allow_code=trust_code)
         section = (ctx.recipe.export or ExportSection()).model_copy(update={"int8": int8, **({} if accuracy is None else {"accuracy": accuracy})})
-        ctx.run.step_file("export").unlink(missing_ok=True)
+        ctx.run.redo(["export"])
         result = export_step(ctx, pruned.model, section)
     _update_summary(run_dir, "export", result)
     for name in ("onnx", "int8"):

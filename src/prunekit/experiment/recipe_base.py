@@ -89,7 +89,7 @@ class DataSection(Settings):
     std: tuple[float, ...] | None = Field(None, min_length=1, max_length=4, description="per-channel std (default: computed from the training split)")
     test_fraction: float | None = Field(None, gt=0, lt=1, description="share of each class held out for testing when the data has "
                                         "no test split (default 0.2)")
-    crop_scale: tuple[Fraction, Fraction] | None = Field(None, description="area range of the random resized crop (default [0.08, 1])")
+    crop_scale: tuple[Fraction, Fraction] | None = Field(None, description="area range of the random resized crop (default [0.08, 1] for images of 128+ pixels a side, [0.35, 1] for smaller ones)")
     num_workers: int | None = Field(None, ge=0, le=256, description="imagefolder: decoding processes (default min(4, CPUs); 0: none)")
     cache_mb: float | None = Field(None, ge=0, le=2**30, description="imagefolder: decoded images up to this size (MiB) are kept in "
                                    "memory and cached on disk; larger data is decoded batch by batch (default 2048)")
@@ -149,6 +149,9 @@ class EvaluateSection(Settings):
                                         "default: the prune section's runtime if it names one, else torch")
     corruptions: tuple[str, ...] = Field(("gaussian_noise", "blur", "contrast"), description="accuracy under these input corruptions; () to skip")
     corruption_severity: int = Field(3, ge=1, le=5)
+    subset: int | None = Field(None, ge=1, le=2**31, description="evaluate on the first N test examples only (quick runs; "
+                               "the summary says N of M); also used by the compress, export and deploy accuracy checks")
+    max_batches: int | None = Field(None, ge=1, le=MAX_COUNT, description="evaluate on at most this many test batches (as subset)")
 
     @field_validator("latency_runtime")
     @classmethod
@@ -163,6 +166,3 @@ class EvaluateSection(Settings):
         from prunekit.metrics import CORRUPTIONS
 
         return tuple(CORRUPTIONS.check(n) for n in names)
-    subset: int | None = Field(None, ge=1, le=2**31, description="evaluate on the first N test examples only (quick runs; "
-                               "the summary says N of M); also used by the compress, export and deploy accuracy checks")
-    max_batches: int | None = Field(None, ge=1, le=MAX_COUNT, description="evaluate on at most this many test batches (as subset)")

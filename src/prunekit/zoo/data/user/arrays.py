@@ -17,7 +17,7 @@ from prunekit.zoo.data.augment import Augment
 from prunekit.zoo.data.dataset import ArrayDataset
 from prunekit.zoo.data.loaders import DataBundle
 from prunekit.zoo.data.user.bundle import assemble, channel_stats, check_mean_std
-from prunekit.zoo.data.user.imagefolder import DataInfo, resolve_augment
+from prunekit.zoo.data.user.imagefolder import DataInfo, default_crop_scale, resolve_augment
 from prunekit.zoo.data.user.splits import plan_splits
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def tensor_loaders(
     test_fraction: float | None = None,
     seed: int = 0,
     augment: bool | Augment | None = False,
-    crop_scale: tuple[float, float] = (0.08, 1.0),
+    crop_scale: tuple[float, float] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     subset: int | None = None,
@@ -155,7 +155,8 @@ def tensor_loaders(
         return channel_stats(images[split], scale, indices)
 
     return assemble(name, plan, make, stats, mean=mean, std=std, class_names=names, batch_size=batch_size, seed=seed,
-                    augment=resolve_augment(augment, crop_scale, default=False), num_workers=0, source=source)
+                    augment=resolve_augment(augment, crop_scale or default_crop_scale(next(iter(shapes))[1:]), default=False),
+                    num_workers=0, source=source)
 
 
 class _Arrays:

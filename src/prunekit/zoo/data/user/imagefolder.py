@@ -65,7 +65,7 @@ def image_folder_loaders(
     test_fraction: float | None = None,
     seed: int = 0,
     augment: bool | Augment | None = None,
-    crop_scale: tuple[float, float] = (0.08, 1.0),
+    crop_scale: tuple[float, float] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     subset: int | None = None,
@@ -83,7 +83,7 @@ def image_folder_loaders(
     so the shorter side fits ``image_size`` (int or (height, width); default: 32 if the images fit
     in 32×32, 64 if in 64×64, else 224) and centre-cropped. ``augment`` (default on; True, False or
     a callable) applies a random resized crop of ``crop_scale`` of the area and a horizontal flip
-    to training batches. ``mean``/``std`` (0-1 pixel units, per channel) default to the training
+    to training batches (default scale: see :func:`default_crop_scale`). ``mean``/``std`` (0-1 pixel units, per channel) default to the training
     split's. ``num_workers`` processes decode (default ``min(4, CPUs)``; 0: this process).
 
     When all splits fit in ``cache_mb`` MiB decoded, they are kept in memory as uint8 and cached on
@@ -131,7 +131,7 @@ def image_folder_loaders(
     how = "in memory" if in_memory else f"streamed ({decoded_mb:.0f} MiB decoded > cache_mb={cache_mb:g})"
     return assemble(
         "imagefolder", plan, make, stats, mean=mean, std=std, class_names=listing.classes, batch_size=batch_size, seed=seed,
-        augment=resolve_augment(augment, crop_scale, default=True), num_workers=workers,
+        augment=resolve_augment(augment, crop_scale or default_crop_scale(size), default=True), num_workers=workers,
         source=f"image folder {listing.root} ({len(listing.classes)} classes, {size[0]}×{size[1]}, {how})",
     )
 
@@ -149,6 +149,17 @@ def _decoded(listing: FolderListing, split: str, size: tuple[int, int], channels
                                            description=f"decoding {split} images"))
     cache.save(key, pixels, torch.tensor(part.labels, dtype=torch.int64))
     return pixels
+
+
+#: Area range of the random resized crop for images of at least :data:`LARGE_IMAGE` pixels a side
+#: (the ImageNet recipe) and for smaller ones, which have too few pixels to keep only 8% of them.
+LARGE_CROP_SCALE, SMALL_CROP_SCALE = (0.08, 1.0), (0.35, 1.0)
+LARGE_IMAGE = 128
+
+
+def default_crop_scale(size: Sequence[int]) -> tuple[float, float]:
+    """The random resized crop's default area range for images of ``size`` (height, width)."""
+    return LARGE_CROP_SCALE if min(size) >= LARGE_IMAGE else SMALL_CROP_SCALE
 
 
 def resolve_augment(augment: bool | Augment | None, crop_scale: tuple[float, float], *, default: bool) -> Augment | None:
