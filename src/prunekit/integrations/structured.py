@@ -59,8 +59,9 @@ class StructuredMasking(Callback):
         """Measure targets against ``model`` and attach all-keep masks to every parameter of its prunable groups
         (before the optimizer is built, so checkpoints resume into the same parameters)."""
         plain = plain_copy(model)
-        self.pruner.prepare(plain, self.inputs)
-        graph = self.pruner.graph(plain, self.inputs)
+        inputs = self._inputs(model)
+        self.pruner.prepare(plain, inputs)
+        graph = self.pruner.graph(plain, inputs)
         names = [m.fqn for g in graph.prunable_groups() for m in g.members if isinstance(m.tensor(plain), nn.Parameter)]
         attach_missing_masks(model, list(dict.fromkeys(names)))
         self.model = model
@@ -94,12 +95,17 @@ class StructuredMasking(Callback):
         plain = plain_copy(self.model)
         needs = self.pruner.criterion.needs
         calibration = collect_calibration(plain, self._batches(), needs) if needs else None
-        graph, plan = self.pruner.plan(plain, self.inputs, fraction, calibration, removed=self.removed)
+        graph, plan = self.pruner.plan(plain, self._inputs(plain), fraction, calibration, removed=self.removed)
         cumulative = Plan({g: tuple(set(plan.removals.get(g, ())) | set(self.removed.get(g, ()))) for g in {*plan.removals, *self.removed}})
         masks = cumulative.masks(graph)
         masks.attach(self.model)
         self.removed = dict(cumulative.removals)
         log.info("structured step at fraction %.3f: %d units of %d groups masked", fraction, cumulative.units_removed, cumulative.groups_pruned)
+
+    def _inputs(self, model: nn.Module) -> tuple[Any, ...]:
+        """The example inputs on ``model``'s device (Lightning moves the model after ``setup``)."""
+        device = next((p.device for p in model.parameters()), None)
+        return tuple(x.to(device) if isinstance(x, Tensor) and device is not None else x for x in self.inputs)
 
     def _batches(self) -> list[tuple[Tensor, Tensor]]:
         source = self.calibration() if callable(self.calibration) else self.calibration
@@ -113,20 +119,21 @@ class StructuredMasking(Callback):
 
         Warns if the pruned model's outputs on the example inputs differ from the masked model's.
         """
+        inputs = self._inputs(model)
         was = model.training
         model.eval()
         with torch.no_grad():
-            masked = model(*self.inputs)
+            masked = model(*inputs)
         strip(model)
         if self.removed:
-            graph = self.pruner.graph(model, self.inputs)
+            graph = self.pruner.graph(model, inputs)
             stale = [g for g in self.removed if g >= len(graph.groups) or max(self.removed[g]) >= graph.groups[g].size]
             if stale:
                 raise StructureError(f"the model's channel groups changed since pruning began (groups {stale[:3]}); "
                                      "finish() needs the model the masks were planned on")
             Plan(self.removed).apply(graph)
         with torch.no_grad():
-            pruned = model(*self.inputs)
+            pruned = model(*inputs)
         model.train(was)
         if isinstance(masked, Tensor) and isinstance(pruned, Tensor):
             error = float((masked - pruned).abs().max() / masked.abs().max().clamp_min(1e-12))
