@@ -47,7 +47,7 @@ def setup_logging() -> None:
 def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size: int = 128, val_fraction: float = 0.1, seed: int = 0,
                      subset: int | None = None, progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train (or load the cached) dense ``model`` on ``dataset``; returns the model and its record."""
-    settings = {"model": model, "dataset": dataset, "train": train.model_dump(mode="json"), "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed}
+    settings = {"model": model, "dataset": dataset, "train": _train_key(train), "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed}
     if subset is not None:
         settings["subset"] = subset
     key = f"dense-{model}-{dataset}-{settings_hash(settings)}"
@@ -66,6 +66,16 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
     save_safetensors(weights, net.state_dict())
     write_json(record_file, record)
     return net, record
+
+
+#: TrainConfig fields added after dense checkpoints were first cached: left out of the key at their defaults.
+_LATER_TRAIN_FIELDS = ("precision", "channels_last", "compile", "grad_accumulation")
+
+
+def _train_key(train: TrainConfig) -> dict[str, Any]:
+    """``train``'s settings as cached checkpoints are keyed (keys of existing caches stay valid)."""
+    dump = train.model_dump(mode="json")
+    return {k: v for k, v in dump.items() if not (k in _LATER_TRAIN_FIELDS and v == TrainConfig.model_fields[k].default)}
 
 
 def write_results(name: str, payload: dict[str, Any], tables: list[Table], preamble: str = "", command: str | None = None) -> None:
