@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from prunekit.integrations.manager import SUPPORTED, LoopState, RecipeManager, prune_section
+from prunekit.integrations.manager import LoopState, RecipeManager
+from prunekit.integrations.sections import SUPPORTED, prune_section
 
 __all__ = ["SUPPORTED", "LoopState", "PrunekitCallback", "RecipeManager", "prune_section"]
 

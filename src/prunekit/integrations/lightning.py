@@ -17,7 +17,8 @@ from typing import Any
 
 from torch import nn
 
-from prunekit.integrations.manager import Batches, RecipeManager, RecipeSource, prune_section
+from prunekit.integrations.manager import Batches, RecipeManager
+from prunekit.integrations.sections import RecipeSource, prune_section
 
 try:
     import lightning.pytorch as pl

@@ -11,8 +11,8 @@
 
 Supported methods: ``unstructured`` (one-shot at the start, or the rounds of its ``schedule``
 spread evenly over training: prune → fine-tune within one run), ``gradual`` (masks follow the
-section's schedule, whose steps are optimizer steps), ``nm`` (N:M masks from the start, fixed), ``dst`` (RigL/SET drop-and-grow at constant
-sparsity) and ``structured`` (its ``steps`` spread evenly over training: channels are masked during
+section's schedule, whose steps are optimizer steps), ``nm`` (N:M masks from the start, fixed),
+``dst`` (RigL/SET drop-and-grow at constant sparsity) and ``structured`` (its ``steps`` spread evenly over training: channels are masked during
 training and removed by :meth:`RecipeManager.finish`). Each reuses the callback prunekit's own
 loop runs (:class:`~prunekit.training.pruning_callbacks.GradualPruning`,
 :class:`~prunekit.integrations.rounds.UnstructuredRounds`,
@@ -29,24 +29,19 @@ model's state, build and load the optimizer, then :meth:`RecipeManager.load_stat
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from pydantic import ValidationError
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from prunekit._settings import Settings
-from prunekit.errors import ConfigError, shorten
-from prunekit.experiment.method_sections import METHODS, DSTSection, GradualSection, NMSection, StructuredSection, UnstructuredSection
-from prunekit.experiment.recipe import Recipe, resolve_recipe_path
-from prunekit.experiment.recipe_file import parse_yaml, read_recipe_text
+from prunekit.errors import ConfigError
+from prunekit.experiment.method_sections import DSTSection, GradualSection, NMSection, StructuredSection, UnstructuredSection
 from prunekit.importance import make_criterion
 from prunekit.integrations.rounds import UnstructuredRounds, event_steps
+from prunekit.integrations.sections import SUPPORTED, RecipeSource, Section, prune_section
 from prunekit.integrations.structured import StructuredMasking
 from prunekit.masks import MaskSet, strip
 from prunekit.pruners.nm import NMPruner
@@ -59,12 +54,7 @@ from prunekit.training.dst import SET, DSTConfig, RigL
 from prunekit.training.pruning_callbacks import GradualPruning
 from prunekit.training.trainer import Trainer
 
-#: ``prune.method`` values a :class:`RecipeManager` runs.
-SUPPORTED = ("unstructured", "gradual", "nm", "dst", "structured")
-
 Batches = Iterable[tuple[Tensor, Tensor]]
-Section = UnstructuredSection | GradualSection | NMSection | DSTSection | StructuredSection
-RecipeSource = str | os.PathLike[str] | Mapping[str, Any] | Recipe | Settings
 
 
 @dataclass
@@ -176,41 +166,6 @@ class RecipeManager:
             self.model = self._finish(self.model)
             self.finished = True
         return self.model
-
-
-def prune_section(source: RecipeSource) -> Section:
-    """The validated ``prune:`` section of a recipe file, mapping, :class:`Recipe` or section object."""
-    if isinstance(source, Recipe):
-        return _supported(source.prune)
-    if isinstance(source, Settings):
-        return _supported(source)
-    if isinstance(source, Mapping):
-        raw: Any = source
-        where = "the given recipe"
-    else:
-        path = resolve_recipe_path(source)
-        raw = parse_yaml(read_recipe_text(path), str(path))
-        where = str(path)
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
-    section = raw.get("prune", raw) if "method" not in raw else raw
-    if not isinstance(section, Mapping) or "method" not in section:
-        raise ConfigError(f"{where} has no prune section: give a recipe with `prune: {{method: ...}}` or the section itself "
-                          f"(methods here: {', '.join(SUPPORTED)})")
-    method = section["method"]
-    if method not in SUPPORTED:
-        raise ConfigError(f"{where}: prune.method {shorten(method)} cannot run in your own loop; supported: {', '.join(SUPPORTED)}")
-    try:
-        return cast(Section, METHODS.get(method).section.model_validate_json(json.dumps(dict(section)), strict=True))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(('prune', *map(str, e['loc'])))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
-        raise ConfigError(f"{where}: invalid prune section: {problems}") from None
-
-
-def _supported(section: Any) -> Section:
-    if not isinstance(section, (UnstructuredSection, GradualSection, NMSection, DSTSection, StructuredSection)):
-        raise ConfigError(f"{type(section).__name__} cannot run in your own loop; give a prune section of one of: {', '.join(SUPPORTED)}")
-    return section
 
 
 def _total_steps(section: Section, steps_per_epoch: int | None, epochs: float | None, total_steps: int | None) -> int | None:
