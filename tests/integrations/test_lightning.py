@@ -113,3 +113,10 @@ def test_without_lightning_the_import_error_gives_the_install_hint(monkeypatch) 
     monkeypatch.delitem(sys.modules, "prunekit.integrations.lightning", raising=False)
     with pytest.raises(ImportError, match=r"needs the optional 'lightning' package \(pip install 'prunekit\[lightning\]'\)"):
         importlib.import_module("prunekit.integrations.lightning")
+
+
+def test_the_callback_is_reachable_from_the_package(kit) -> None:
+    import prunekit.integrations
+    from prunekit.integrations.lightning import PrunekitCallback
+
+    assert prunekit.integrations.PrunekitCallback is PrunekitCallback
