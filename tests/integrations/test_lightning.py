@@ -101,7 +101,7 @@ def test_resume_from_a_lightning_checkpoint_gives_identical_masks(kit, tmp_path)
     whole, _ = kit(section, finish=False)
     _, interrupted = kit(section, dirpath=tmp_path, interrupt=True, finish=False)
     assert interrupted.manager.steps == 4
-    resumed, callback = kit(section, ckpt_path=tmp_path / "last.ckpt", dirpath=tmp_path, finish=False)
+    resumed, callback = kit(section, ckpt_path=tmp_path / "last.ckpt", dirpath=tmp_path / "resumed", finish=False)
     assert callback.manager.steps == 8
     assert MaskSet.from_model(resumed.net).equal(MaskSet.from_model(whole.net))
     assert callback.state_dict()["pruning"] == {"updates": 5}  # steps 1-5 (< end_step 6); 5 after the resume at step 4
