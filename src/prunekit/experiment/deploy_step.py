@@ -30,13 +30,14 @@ def deploy_step(ctx: RunContext, pruned: nn.Module, section: DeploySection) -> d
     fast, report = deploy(model, batch, DeployConfig(**section.model_dump(exclude={"batch_size"})))
     log.info("deploy: %d of %d eligible layers run sparse", len(report.converted), len(report.layers))
     with torch.inference_mode():
-        timing = compare_latency({"dense kernels": model, "deployed": fast}, batch, warmup=3, repeats=ctx.recipe.evaluate.latency_repeats)
+        timing = compare_latency({"dense kernels": model, "deployed": fast}, batch, warmup=3, repeats=ctx.recipe.evaluate.latency_repeats,
+                                 progress=ctx.progress, description="deploy latency")
     result = {
         **report.to_dict(),
         "batch_size": section.batch_size,
         "latency_ms": {k: v.median_ms for k, v in timing.items()},
         "speedup": timing["dense kernels"].median_ms / timing["deployed"].median_ms,
-        "test_accuracy": ctx.test(fast.to(ctx.device)).accuracy,
+        "test_accuracy": ctx.test(fast.to(ctx.device), "test: deployed").accuracy,
     }
     run.mark_done("deploy", result)
     return result
