@@ -44,7 +44,7 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
         quantization = share_weights(model, spec, apply=True)
     if not distributed.is_main_process():
         return {}  # under torchrun the other ranks only help fine-tune; rank 0 writes and checks the file
-    quantized_eval = ctx.test(model)
+    quantized_eval = ctx.test(model, "test: quantized")
     path = run.path / f"{name}.pkdc"
     report = compress_model(model, path, spec, quantization, metadata={"run": run.id})
     restored = build_model(ctx.description).to(ctx.device)
@@ -52,7 +52,7 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
     expected, got = effective_parameters(model), effective_parameters(restored)
     if any(not torch.equal(expected[k], got[k]) for k in expected):
         raise CheckpointError(f"{path}: decompressed weights differ from the quantized model")
-    restored_eval = ctx.test(restored)
+    restored_eval = ctx.test(restored, "test: decompressed")
     result = {
         **report.to_dict(),
         "dense_float32_bytes": 4 * sum(p.numel() for p in effective_parameters(ctx.dense_model()).values()),
