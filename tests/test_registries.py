@@ -27,10 +27,14 @@ from prunekit.structured.layers import LAYERS, handler_for
 from prunekit.structured.ops import OP_RULES
 
 
+#: Modules of optional extras that import their dependency at import time (and hold no registry).
+OPTIONAL_MODULES = ("prunekit.integrations.lightning",)
+
+
 def _all_registries() -> dict[str, Registry]:
     found: dict[str, Registry] = {}
     for info in pkgutil.walk_packages(prunekit.__path__, "prunekit."):
-        if ".cli" in info.name or info.name.endswith("__main__"):
+        if ".cli" in info.name or info.name.endswith("__main__") or info.name in OPTIONAL_MODULES:
             continue
         module = importlib.import_module(info.name)
         for attr, value in vars(module).items():
