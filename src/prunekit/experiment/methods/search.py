@@ -26,7 +26,7 @@ def searched_config(ctx: RunContext, search: SearchConfig, config: StructuredCon
         raise ConfigError("prune.search scores candidates on the validation split, and this recipe has none: set data.val_fraction > 0 (e.g. 0.1)")
     train = ctx.data.train
     epoch = train.epoch
-    result = None
+    found = None
     try:
         if distributed.is_main_process():  # under torchrun rank 0 searches (one cache file) and the others get its result
             bn = calibration_data(train, 0, search.bn_batches, ctx.device) if search.bn_batches else []
@@ -36,15 +36,15 @@ def searched_config(ctx: RunContext, search: SearchConfig, config: StructuredCon
             result = search_ratios(model, ctx.example_input(), config, search, val=ctx.data.val, train=bn, cache_dir=ctx.run.path / "search" / search.strategy,
                                    calibration=calibration, device=ctx.device, progress=ctx.progress)
             write_json(ctx.run.path / "search" / f"{search.strategy}.json", result.to_dict())
+            found = (None if result.config is None else result.config.model_dump(mode="json"), result.to_dict())
     finally:
         train.set_epoch(epoch)
-    result = distributed.broadcast_object(result)
-    assert result is not None
-    if result.config is None:
+    dumped, searched = distributed.broadcast_object(found)  # as JSON: a search result holds an unpicklable Plan
+    if dumped is None:
         raise ConfigError(f"the searched ratios of {ctx.recipe.model.name} cannot be written as layer_ratios (a group has no module of its own); "
                           "use the Python API's SearchResult.plan instead")
-    summary = {k: v for k, v in result.to_dict().items() if k != "trials"}
-    note = (f"per-group ratios searched by the {search.strategy} strategy on the validation split: {result.metric} "
-            f"{result.dense_cost / result.cost:.2f}× below dense (goal {result.goal:.4g}), {len(result.trials)} candidates "
-            f"({result.evaluated} scored now, {result.seconds_per_candidate:.2f} s each); ratios in search/{search.strategy}.json")
-    return result.config, {"search": summary, "search_note": note}
+    summary = {k: v for k, v in searched.items() if k != "trials"}
+    note = (f"per-group ratios searched by the {search.strategy} strategy on the validation split: {searched['metric']} "
+            f"{searched['dense_cost'] / searched['cost']:.2f}× below dense (goal {searched['goal']:.4g}), {len(searched['trials'])} candidates "
+            f"({searched['evaluated']} scored now, {searched['seconds_per_candidate']:.2f} s each); ratios in search/{search.strategy}.json")
+    return StructuredConfig.model_validate(dumped), {"search": summary, "search_note": note}
