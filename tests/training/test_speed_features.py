@@ -234,3 +234,10 @@ def test_rigl_grows_from_unscaled_gradients(fp16_on_cpu):
         fit(rigl.prepare(mlp()), Batches(x, y, 32), _cfg(epochs=1, precision=p), callbacks=[rigl], progress=False)
         runs[p] = rigl.seen
     assert runs["fp16"] == pytest.approx(runs["fp32"], rel=0.02)  # not 1024 times larger
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_fp16_is_allowed_on_any_cuda_device(device):
+    precision.check_precision("fp16", torch.device(device))  # no error: the GradScaler path is CUDA's
+    with pytest.raises(ConfigError, match="precision 'fp16' needs a CUDA device, but training runs on mps"):
+        precision.check_precision("fp16", torch.device("mps"))
