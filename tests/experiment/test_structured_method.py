@@ -87,3 +87,14 @@ def test_recipe_layer_round_to_overrides_round_to(tmp_path):
     channels = {r["name"]: r["channels_after"] for r in s["layers"]}
     assert channels["features.0"] == 40  # 64 - 25 = 39 kept, rounded to a multiple of 8
     assert channels["features.2"] == 32  # the same 39, rounded to a multiple of 16
+
+
+def test_a_structured_model_compresses_into_a_file_that_decompresses_bit_identically(structured_run):
+    from typer.testing import CliRunner
+
+    from prunekit.cli.app import app
+
+    result = CliRunner().invoke(app, ["compress", str(structured_run), "-q"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((structured_run / "steps" / "compress.json").read_text())
+    assert record["bit_identical"] and record["predictions_identical"]

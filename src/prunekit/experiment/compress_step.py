@@ -15,6 +15,7 @@ from prunekit.experiment.artifacts import build_model
 from prunekit.experiment.context import RunContext
 from prunekit.experiment.recipe import CompressSection
 from prunekit.metrics.size import effective_parameters
+from prunekit.structured.spec import architecture_spec
 from prunekit.training import distributed, fit
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
     quantized_eval = ctx.test(model, "test: quantized")
     path = run.path / f"{name}.pkdc"
     report = compress_model(model, path, spec, quantization, metadata={"run": run.id})
-    restored = build_model(ctx.description).to(ctx.device)
+    # a fresh model of the pruned architecture (channels or blocks removed), filled only from the file
+    restored = build_model({**ctx.description, "architecture": architecture_spec(model)}).to(ctx.device)
     load_compressed_into(restored, path)
     expected, got = effective_parameters(model), effective_parameters(restored)
     if any(not torch.equal(expected[k], got[k]) for k in expected):
