@@ -20,10 +20,11 @@ FLOORS: dict[str, int] = {
     "schedules": 2, "metrics": 2, "zoo": 2, "report": 2, "structured": 2, "masks": 2, "compression": 2,
     "importance": 3, "deployment": 3,
     "pruners": 4,
-    "training": 5, "analysis": 5,
-    "experiment": 6,
-    "cli": 7, "integrations": 7,  # integrations reads recipes' prune sections (experiment) and drives training callbacks
-    "__init__": 8, "__main__": 8, "keras_style": 8,  # keras_style: deprecated shim of integrations.keras_style
+    "training": 5,
+    "analysis": 6,  # its scans share work between torchrun processes through training.distributed
+    "experiment": 7,
+    "cli": 8, "integrations": 8,  # integrations reads recipes' prune sections (experiment) and drives training callbacks
+    "__init__": 9, "__main__": 9, "keras_style": 9,  # keras_style: deprecated shim of integrations.keras_style
 }
 
 

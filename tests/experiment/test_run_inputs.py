@@ -55,7 +55,7 @@ def _raw(data=None, **model):
 def _run(raw, out, caplog, **kwargs):
     """Run the recipe; returns (run directory, log messages of this run)."""
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="prunekit"):
+    with caplog.at_level(logging.INFO, logger="prunekit.experiment"):  # the CLI sets this logger's own level
         path = run_recipe(load_recipe(raw), out, progress=False, **kwargs)
     return path, [r.getMessage() for r in caplog.records]
 

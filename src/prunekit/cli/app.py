@@ -427,7 +427,7 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
 
     tables = {
         "models": [(n, MODELS.meta(n)["description"]) for n in MODELS.names()],
-        "datasets": [(n, "") for n in DATASETS.names()],
+        "datasets": [(n, DATASETS.meta(n).get("description", "")) for n in DATASETS.names()] + USER_DATA_KINDS,
         "criteria": [(n, "unstructured: " + UNSTRUCTURED_CRITERIA.meta(n).get("description", "")) for n in UNSTRUCTURED_CRITERIA.names()]
         + [(n, "structured (group): " + GROUP_CRITERIA.meta(n).get("description", "")) for n in GROUP_CRITERIA.names()],
         "schedules": [(n, "") for n in SCHEDULES.names()],
@@ -450,6 +450,14 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
             for row in rows:
                 table.add_row(*row)
             console.print(table)
+
+
+#: What ``prunekit list datasets`` shows besides the registered datasets: your own data.
+USER_DATA_KINDS = [
+    ("imagefolder", "your images: data.path holds <class>/*.jpg|png (or train/, val/, test/ of them); --data imagefolder:PATH"),
+    ("arrays", "your arrays: data.path is a .npz file (or a folder of .npy) with x_train, y_train, x_test, y_test; --data arrays:PATH"),
+    ("package.module:function", "your dataset factory, returning (train, val, test) pairs of (images, labels)"),
+]
 
 
 def _first_comment(path: Path) -> str:

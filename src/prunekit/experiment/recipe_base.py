@@ -18,7 +18,7 @@ def import_user_code(name: str, info: ValidationInfo, what: str) -> None:
     """Import the factory ``name`` (``package.module:function``) if the validation context allows user code."""
     from prunekit.zoo.models.registry import check_factory_path, import_factory
 
-    check_factory_path(name)
+    check_factory_path(name, what)
     if not (info.context or {}).get(ALLOW_CODE, True):
         raise ValueError(f"{name!r} is user code; it is imported only when you allow it (--trust-code), "
                          "since a run directory's recipe.yaml may come from someone else")

@@ -70,11 +70,11 @@ _FACTORY_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _FILE_FACTORY = re.compile(r".+\.py:[A-Za-z_]\w*", re.DOTALL)
 
 
-def check_factory_path(path: str) -> str:
+def check_factory_path(path: str, what: str = "model factory") -> str:
     """``path`` if it reads ``package.module:attribute`` (no relative imports) or ``path/to/file.py:attribute``,
-    else :class:`ConfigError`."""
+    else :class:`ConfigError` (naming the callable as ``what``)."""
     if not (_FACTORY_PATH.fullmatch(path) or _FILE_FACTORY.fullmatch(path)):
-        raise ConfigError(f"model factory {shorten(path)} must read package.module:function "
+        raise ConfigError(f"{what} {shorten(path)} must read package.module:function "
                           "(dotted Python identifiers, no leading dots) or path/to/file.py:function, e.g. mypkg.models:build")
     return path
 
@@ -88,7 +88,7 @@ def import_factory(path: str, folders: Sequence[str | os.PathLike[str]] = (), wh
     A relative ``file.py`` is found the same way (``folders``, then the working directory). ``what``
     names the callable in error messages.
     """
-    check_factory_path(path)
+    check_factory_path(path, what)
     source, _, attribute = path.rpartition(":")
     search = [Path(folder).resolve() for folder in folders] + [Path.cwd()]
     try:
