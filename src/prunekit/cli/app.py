@@ -152,20 +152,22 @@ def prune(
     (torchrun works as for `run`)."""
     from prunekit.experiment.quick import quick_recipe
     from prunekit.experiment.recipe import load_recipe
+    from prunekit.training import distributed
 
     def load() -> Recipe:
         raw = quick_recipe(model, data, checkpoint=None if checkpoint is None else str(checkpoint), macs_reduction=macs_reduction,
                            latency_reduction=latency_reduction, ratio=ratio, sparsity=sparsity, finetune_epochs=finetune_epochs,
                            epochs=epochs, batch_size=batch_size, runtime=runtime, device=device, name=name)
         parsed = load_recipe(raw, set_ or [])
-        if save_recipe is not None:
+        first = distributed.resolve_shard().rank == 0  # under torchrun, one process writes and warns
+        if save_recipe is not None and first:
             import yaml
 
             from prunekit._io import write_text
 
             write_text(save_recipe, yaml.safe_dump(parsed.identity(), sort_keys=False))
             console.print(f"wrote the recipe to {save_recipe} (prunekit run {save_recipe} repeats this run)", markup=False, highlight=False)
-        if checkpoint is None:
+        if checkpoint is None and first:
             logging.getLogger(__name__).warning("no --checkpoint: the dense model is trained first (%g epochs)", parsed.train.epochs)
         return parsed
 
