@@ -7,7 +7,7 @@ so that a typo cannot turn into an hour-long (or endless) run.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,15 @@ class Settings(BaseModel):
     """Unknown keys are errors; values are immutable; numbers must be finite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def settings_of(source: BaseModel, cls: type[S], **replace: Any) -> S:
+    """The ``cls`` settings held by ``source`` (e.g. a recipe section extending an API config): its
+    values of ``cls``'s fields, with ``replace`` given instead of theirs."""
+    return cls(**source.model_dump(include=set(cls.model_fields) - set(replace)), **replace)
 
 
 #: The largest seed every RNG prunekit seeds accepts (NumPy's limit).

@@ -289,6 +289,7 @@ def _analyze_structured(recipe: Path, set_: list[str], out: Path, ratios: str, q
     from prunekit.errors import ConfigError
     from prunekit.experiment.recipe import load_recipe
     from prunekit.experiment.runner import prepare_run
+    from prunekit._settings import settings_of
     from prunekit.pruners.structured_config import StructuredConfig
     from prunekit.report.plots import save_png
 
@@ -302,7 +303,7 @@ def _analyze_structured(recipe: Path, set_: list[str], out: Path, ratios: str, q
             raise ConfigError(f"--ratios must lie in (0, 1), got {levels}")
         parsed = load_recipe(recipe, set_)
         prune = parsed.prune
-        config = StructuredConfig(**prune.model_dump(include=set(StructuredConfig.model_fields))) if prune.method == "structured" else StructuredConfig(ratio=0.0)
+        config = settings_of(prune, StructuredConfig) if prune.method == "structured" else StructuredConfig(ratio=0.0)
         ctx = prepare_run(parsed, out, progress=not quiet)
         if ctx.data.val is None:
             raise ConfigError("structured sensitivity measures on the validation split, and this recipe has none: set data.val_fraction > 0 "

@@ -37,6 +37,7 @@ from typing import Any, cast
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from prunekit._settings import settings_of
 from prunekit.errors import ConfigError
 from prunekit.experiment.method_sections import DSTSection, GradualSection, NMSection, StructuredSection, UnstructuredSection
 from prunekit.importance import make_criterion
@@ -196,7 +197,7 @@ def _build(section: Section, total: int | None, example_inputs: Any,
         rounds = _rounds(section, total, calibration)
         return _Method(rounds, rounds.prepare)
     if isinstance(section, GradualSection):
-        config = UnstructuredConfig(**section.model_dump(include=set(UnstructuredConfig.model_fields)))
+        config = settings_of(section, UnstructuredConfig)
         batches = calibration() if callable(calibration) else calibration
         gradual = GradualPruning(config, build_schedule(section.schedule), batches=batches)
         return _Method(gradual, gradual.prepare)
@@ -208,7 +209,7 @@ def _build(section: Section, total: int | None, example_inputs: Any,
         nm = _NMMasks(pruner, example_inputs if section.permute else None)
         return _Method(nm, nm.prepare)
     if isinstance(section, DSTSection):
-        config = DSTConfig(**section.model_dump(include=set(DSTConfig.model_fields)))
+        config = settings_of(section, DSTConfig)
         if config.end_step is None and total is None:
             raise _needs_length("dst (end_fraction of training)")
         dst = (RigL if section.algorithm == "rigl" else SET)(config)
@@ -221,7 +222,7 @@ def _rounds(section: UnstructuredSection, total: int | None, calibration: Batche
     if section.stop is not None:
         raise ConfigError("prune.stop needs the recipe runner (validation between rounds); remove it for your own loop, "
                           "or run the recipe with `prunekit run`")
-    config = UnstructuredConfig(**section.model_dump(include=set(UnstructuredConfig.model_fields)))
+    config = settings_of(section, UnstructuredConfig)
     schedule = build_schedule(section.schedule) if section.schedule is not None else None
     count = len(schedule.event_steps()) if schedule is not None else 1
     if count > 1 and total is None:
@@ -238,7 +239,7 @@ def _structured(section: StructuredSection, total: int | None, example_inputs: A
                               f"remove it for your own loop, or run the recipe with `prunekit run`")
     if example_inputs is None:
         raise ConfigError("structured pruning traces the model: pass example_inputs= (e.g. one input batch)")
-    config = StructuredConfig(**section.model_dump(include=set(StructuredConfig.model_fields)))
+    config = settings_of(section, StructuredConfig)
     importance = None
     if config.importance in ("activation", "apoz"):
         batches = calibration() if callable(calibration) else calibration

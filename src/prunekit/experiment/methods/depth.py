@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from prunekit._settings import settings_of
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.metrics import count_macs, count_parameters
 from prunekit.pruners.depth import DepthConfig, DepthResult, prune_depth
@@ -17,7 +18,7 @@ from prunekit.training import calibration_data, fit
 
 def run_depth(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
-    base = DepthConfig(**spec.model_dump(include=set(DepthConfig.model_fields)))
+    base = settings_of(spec, DepthConfig)
     x = ctx.example_input()[:1]
     dense = ctx.dense_model()
     dense_macs, dense_params = count_macs(dense, x).dense, count_parameters(dense).params

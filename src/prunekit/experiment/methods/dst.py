@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prunekit._settings import settings_of
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
 from prunekit.masks import MaskSet
@@ -11,7 +12,7 @@ from prunekit.training.dst import SET, DSTConfig, RigL
 
 def run_dst(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
-    config = DSTConfig(**spec.model_dump(include=set(DSTConfig.model_fields)))
+    config = settings_of(spec, DSTConfig)
     trainer = (RigL if spec.algorithm == "rigl" else SET)(config)
     model = ctx.new_model()
     trainer.prepare(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prunekit._settings import settings_of
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
 from prunekit.masks import MaskSet
@@ -13,7 +14,7 @@ from prunekit.training.pruning_callbacks import GradualPruning
 
 def run_gradual(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
-    config = UnstructuredConfig(**spec.model_dump(include=set(UnstructuredConfig.model_fields)))
+    config = settings_of(spec, UnstructuredConfig)
     model = ctx.dense_model()
     pruning = GradualPruning(config, build_schedule(spec.schedule))
     pruning.prepare(model)

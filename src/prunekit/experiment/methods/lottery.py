@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prunekit._settings import settings_of
 from prunekit._io import load_safetensors
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
@@ -12,7 +13,7 @@ from prunekit.zoo import create_model
 
 def run_lottery_method(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
-    config = LotteryConfig(**spec.model_dump(include=set(LotteryConfig.model_fields) - {"train"}), train=ctx.recipe.train)
+    config = settings_of(spec, LotteryConfig, train=ctx.recipe.train)
     out = ctx.run.path / "lottery"
     spec_model = ctx.recipe.model
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from prunekit._settings import settings_of
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.methods.search import searched_config
 from prunekit.experiment.methods.stop import check_stop_data, stop_extra
@@ -69,7 +70,7 @@ def staircase_extra(config: StructuredConfig) -> dict[str, Any]:
 
 def run_structured(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
-    base = StructuredConfig(**spec.model_dump(include=set(StructuredConfig.model_fields)))
+    base = settings_of(spec, StructuredConfig)
     dense = ctx.dense_model()
     x = ctx.example_input()
     dense_params, dense_macs = count_parameters(dense).params, count_macs(dense, x[:1]).dense

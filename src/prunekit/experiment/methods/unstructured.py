@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from prunekit._settings import settings_of
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
 from prunekit.experiment.methods.stop import check_stop_data, stop_extra
@@ -20,7 +21,7 @@ def label(criterion: str, scope: str) -> str:
 def run_unstructured(ctx: RunContext) -> MethodResult:
     spec = ctx.recipe.prune
     schedule = build_schedule(spec.schedule) if spec.schedule else OneShot(sparsity=spec.sparsity)
-    base = UnstructuredConfig(**spec.model_dump(include=set(UnstructuredConfig.model_fields)))
+    base = settings_of(spec, UnstructuredConfig)
     dense_accuracy = ctx.run.result("dense")["test_accuracy"]
     check_stop_data(ctx, spec.stop)
     curve, final, stops = [], None, {}
