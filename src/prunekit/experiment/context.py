@@ -37,6 +37,8 @@ class RunContext:
     run: RunDir
     data: DataBundle
     progress: bool = True
+    #: Fingerprints of the files and code the recipe reads (:func:`~prunekit.experiment.inputs.input_fingerprints`), once computed.
+    inputs: dict[str, str] | None = None
 
     @property
     def device(self) -> torch.device:

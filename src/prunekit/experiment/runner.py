@@ -74,7 +74,7 @@ def prepare_run(recipe: Recipe, out_dir: str | os.PathLike[str] = "runs", progre
         record_inputs(run, recipe, inputs)
         run.redo(redo)
     distributed.barrier()
-    ctx = RunContext(recipe, run, data, progress)
+    ctx = RunContext(recipe, run, data, progress, inputs)
     log.info("run directory: %s", run.path)
     dense_step(ctx, fresh="dense" in redo)
     return ctx
@@ -120,10 +120,12 @@ def open_run(run_dir: str | os.PathLike[str], progress: bool = True, *, allow_co
     return ctx, _finished_pruned(ctx)
 
 
-def dense_key(recipe: Recipe) -> str:
+def dense_key(recipe: Recipe, inputs: dict[str, str] | None = None) -> str:
     """Hash of everything the dense model depends on (runs that share it share one training): the
-    settings and input fingerprints of the seed, device, model, data and train sections, and the prunekit version."""
-    settings, inputs = recipe.identity(), input_fingerprints(recipe)
+    settings and input fingerprints (``inputs``, else :func:`input_fingerprints`) of the seed, device,
+    model, data and train sections, and the prunekit version."""
+    settings = recipe.identity()
+    inputs = input_fingerprints(recipe) if inputs is None else inputs
     sections = ("seed", "device", "model", "data", "train")
     return settings_hash({**{k: settings.get(k) for k in sections},
                           "inputs": {k: v for k, v in inputs.items() if k == VERSION_KEY or k.partition(".")[0] in sections}})
@@ -162,7 +164,7 @@ def _dense_model(ctx: RunContext, fresh: bool = False) -> nn.Module:
         except CheckpointError as exc:
             raise CheckpointError(f"model.checkpoint: {exc}") from None
         return model
-    cache = run.path.parent / "dense-cache" / f"{_cache_label(recipe.model.name)}-{dense_key(recipe)}"
+    cache = run.path.parent / "dense-cache" / f"{_cache_label(recipe.model.name)}-{dense_key(recipe, ctx.inputs)}"
     check_links(cache.parent, within=run.path.parent, what="the output folder")
     cached = None if fresh else _cached_dense(cache / "dense")
     if cached is not None:
