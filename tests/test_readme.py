@@ -40,7 +40,9 @@ def _snippets() -> list:
 @pytest.mark.parametrize("code", _snippets())
 def test_marked_readme_snippets_run(code: str, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    exec(compile(PREAMBLE + code, str(README), "exec"), {"__name__": "readme"})
+    namespace: dict = {"__name__": "readme"}
+    exec(compile(PREAMBLE + code + "\n__readme_snippet_done__ = True\n", str(README), "exec"), namespace)
+    assert namespace.get("__readme_snippet_done__"), "the snippet stopped before its last line"
 
 
 def test_the_deploy_snippet_is_run_by_default() -> None:

@@ -160,7 +160,9 @@ def _resume_matches_straight(tmp_path, cfg: TrainConfig, make=mlp) -> tuple[_Rec
 
 
 def test_resume_is_exact_with_bf16_and_accumulation(tmp_path):
-    _resume_matches_straight(tmp_path, _cfg(epochs=4, precision="bf16", grad_accumulation=2))
+    straight, resumed = _resume_matches_straight(tmp_path, _cfg(epochs=4, precision="bf16", grad_accumulation=2))
+    assert resumed.steps and resumed.steps == straight.steps[-len(resumed.steps):]  # the resumed run took the same later steps
+    assert resumed.grad_norms == straight.grad_norms[-len(resumed.grad_norms):]  # on bit-identical gradients
 
 
 @pytest.fixture
