@@ -90,7 +90,7 @@ class Evaluator:
     # --- integers -----------------------------------------------------------------------------
     def value(self, a: Any) -> Any:
         if isinstance(a, TracedInt):
-            return self.bindings.get(a.key, int(a))
+            return a.of(self.bindings[a.key]) if a.key in self.bindings else int(a)
         if isinstance(a, fx.Node):
             if a not in self._values:
                 self._values[a] = self._node_value(a)
@@ -146,7 +146,7 @@ def shape_args_site(node: fx.Node, where: str, what: str, args: list[Any], expec
 
     def bind(ev: Evaluator) -> Iterable[tuple[AttrKey, int]]:
         want = expected(ev)
-        return [(a.key, want[k]) for k, a in enumerate(args) if isinstance(a, TracedInt) and k < len(want) and want[k] != int(a)]
+        return [kv for k, a in enumerate(args) if isinstance(a, TracedInt) and k < len(want) for kv in a.rebind(want[k])]
 
     def check(ev: Evaluator) -> None:
         want = expected(ev)
@@ -156,6 +156,8 @@ def shape_args_site(node: fx.Node, where: str, what: str, args: list[Any], expec
         for k, (g, w) in enumerate(zip(got, want)):
             if minus_one and g == -1:
                 continue
+            if g != w and isinstance(args[k], TracedInt) and args[k].steps:
+                raise Invalid(f"{what}: size argument {k} ({args[k].describe()} = {g}) cannot be rewritten exactly to {w}")
             if g != w:
                 raise Invalid(f"{what}: size argument {k} would be {g} but the pruned tensor needs {w}")
 

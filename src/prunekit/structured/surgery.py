@@ -94,9 +94,10 @@ def apply_plan(graph: DependencyGraph, removed: np.ndarray, bindings: Mapping[At
         if index is None:
             setattr(owner, attr, int(value))
         else:
-            items = list(getattr(owner, attr))
+            old = getattr(owner, attr)
+            items = list(old)
             items[index] = int(value)
-            setattr(owner, attr, tuple(items))
+            setattr(owner, attr, type(old)(items))
         changed.add(owner_path)
     # modules that cache tensors derived from their parameters (e.g. attention biases) drop them on train()
     mode = model.training

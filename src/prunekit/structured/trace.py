@@ -7,10 +7,11 @@ conversions resolve to the values of the example input. Each such decision that 
 tensor size is recorded as a *guard*, so the dependency graph can later refuse pruning plans that
 would flip it.
 
-Integer attributes of traced-through modules (``self.num_heads``) are read as
+Integer attributes of traced-through modules (``self.num_heads``, items of int tuples and lists) are read as
 :class:`TracedInt` (an ``int`` that remembers its owner and name), so size arguments such as
 ``x.reshape(B, N, 3, self.num_heads, self.head_dim)`` keep their origin in the graph and the
-surgery can update the attribute instead of leaving a stale constant behind.
+surgery can update the attribute instead of leaving a stale constant behind; arithmetic with plain
+ints (``self.c // 2``) keeps that origin, so such expressions are rewritten too where exact.
 
 Modules with a registered layer handler are leaves (one ``call_module`` node); so are modules named
 in ``opaque`` and parameterised ``torch.nn`` modules without a handler. A module whose forward cannot
@@ -19,6 +20,7 @@ be traced is retried as an opaque leaf (left untouched by pruning, with a warnin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -274,7 +276,8 @@ class ConcreteTracer(fx.Tracer):
         self.proxy_buffer_attributes = True
         instrumented = _instrument(root, "")
         try:
-            return super().trace(root, concrete_args)
+            with _concrete_autocast(self):
+                return super().trace(root, concrete_args)
         finally:
             _restore(root, instrumented)
 
@@ -282,8 +285,30 @@ class ConcreteTracer(fx.Tracer):
 _MISSING = object()
 
 
+@contextlib.contextmanager
+def _concrete_autocast(tracer: ConcreteTracer) -> Iterator[None]:
+    """While tracing, ``torch.autocast(x.device.type, dtype=x.dtype)`` gets the concrete values of its arguments.
+
+    autocast checks its arguments in Python (a proxy is not a ``str``), so a region opened with
+    values read from a tensor would otherwise make the module untraceable. The region itself runs
+    for real (the tracer executes as it records) and the pruned model keeps its own ``forward``, so
+    the autocast stays where it was. The patch is undone when tracing ends.
+    """
+    cls = torch.amp.autocast_mode.autocast
+    original = cls.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *tracer._values(args), **tracer._values(kwargs))
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls.__init__ = original  # type: ignore[method-assign]
+
+
 def _instrument(module: nn.Module, path: str) -> dict[str, Any]:
-    """Replace the module's int (and int-tuple) attributes by :class:`TracedInt`; return the originals."""
+    """Replace the module's int (and int-tuple / int-list) attributes by :class:`TracedInt`; return the originals."""
     originals: dict[str, Any] = {}
     for name, value in list(vars(module).items()):
         if name.startswith("_") or name == "training":
@@ -291,9 +316,9 @@ def _instrument(module: nn.Module, path: str) -> dict[str, Any]:
         if type(value) is int:
             originals[name] = value
             module.__dict__[name] = TracedInt(value, path, name)
-        elif type(value) is tuple and value and all(type(v) is int for v in value):
+        elif type(value) in (tuple, list) and value and all(type(v) is int for v in value):
             originals[name] = value
-            module.__dict__[name] = tuple(TracedInt(v, path, name, i) for i, v in enumerate(value))
+            module.__dict__[name] = type(value)(TracedInt(v, path, name, i) for i, v in enumerate(value))
     return originals
 
 

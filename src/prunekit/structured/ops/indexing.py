@@ -36,8 +36,8 @@ def _slice_site(ctx: Any, x: TensorInfo, axis: int, item: slice, old: slice) -> 
         start, stop = targets(ev)
         out = []
         for raw, want in ((item.start, start), (item.stop, stop)):
-            if isinstance(raw, TracedInt) and want is not None and raw >= 0 and want != int(raw):
-                out.append((raw.key, want))
+            if isinstance(raw, TracedInt) and want is not None and raw >= 0:
+                out.extend(raw.rebind(want))
         return out
 
     def check(ev: Evaluator) -> None:

@@ -151,7 +151,7 @@ def conv_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None, gr
 def _groups_site(ctx: Any, x: TensorInfo, per_group_in: int, groups_arg: Any) -> None:
     def bind(ev: Evaluator) -> list[Any]:
         want = ev.size(x, 1) // per_group_in
-        return [(groups_arg.key, want)] if isinstance(groups_arg, TracedInt) and want != int(groups_arg) else []
+        return groups_arg.rebind(want) if isinstance(groups_arg, TracedInt) else []
 
     def check(ev: Evaluator) -> None:
         if ev.value(groups_arg) * per_group_in != ev.size(x, 1):

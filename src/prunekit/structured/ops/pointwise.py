@@ -169,7 +169,7 @@ def group_norm_fields(ctx: Any, x: TensorInfo, groups: int, weight: Any, bias: A
 
         def bind(ev: Evaluator) -> list[Any]:
             want = ev.size(x, 1) // per_group
-            return [(groups_arg.key, want)] if isinstance(groups_arg, TracedInt) and want != int(groups_arg) else []
+            return groups_arg.rebind(want) if isinstance(groups_arg, TracedInt) else []
 
         def check(ev: Evaluator) -> None:
             if ev.value(groups_arg) * per_group != ev.size(x, 1):
