@@ -61,6 +61,11 @@ class Block(nn.Module):
             half = c_in // 2
             self.a = nn.Conv2d(half, half, 3, padding=1, groups=half if opts["dw"] else 1)
             self.b = nn.Conv2d(c_in - half, c_in - half, 1)
+        elif kind == "csp":  # CSP/FocalNet-style: split sizes computed from attributes (self.c // 2, self.sizes)
+            self.c, self.sizes = c_in, [opts["first"], c_in - opts["first"]]
+            first = opts["first"] if opts["by"] == "sections" else c_in // 2
+            self.a = nn.Conv2d(first, first, 3, padding=1)
+            self.b = nn.Conv2d(c_in - first, c_in - first, 1)
         elif kind == "se":
             self.r = nn.Conv2d(c_in, opts["hidden"], 1)
             self.e = nn.Conv2d(opts["hidden"], c_in, 1)
@@ -90,6 +95,14 @@ class Block(nn.Module):
             half = x.shape[1] // 2
             a, b = (x.chunk(2, dim=1) if o["chunk"] else x.split([half, x.shape[1] - half], dim=1))
             return torch.cat([self.a(a), self.b(b)], dim=1) if o["cat"] else torch.cat([self.b(b), self.a(a)], dim=1)
+        if kind == "csp":
+            if o["by"] == "half":
+                a, b = x.split(self.c // 2, dim=1)
+            elif o["by"] == "sections":
+                a, b = torch.split(x, self.sizes, 1)
+            else:
+                a, b = x[:, : self.c // 2], x[:, self.c // 2 :]
+            return torch.cat([self.a(a), self.b(b)], dim=1)
         if kind == "se":
             s = x.mean((2, 3), keepdim=True)
             return x * torch.sigmoid(self.e(torch.relu(self.r(s))))
@@ -138,7 +151,7 @@ def _divisors(n: int) -> list[int]:
 
 @st.composite
 def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
-    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
+    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "csp"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
     kind = draw(st.sampled_from(kinds))
     opts: dict[str, Any] = {}
     c_out = c_in
@@ -164,6 +177,8 @@ def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
         c_out = opts["ca"] + opts["cb"]
     elif kind == "split":
         opts = dict(chunk=draw(st.booleans()), cat=draw(st.booleans()), dw=draw(st.booleans()))
+    elif kind == "csp":
+        opts = dict(by=draw(st.sampled_from(["sections", "slice"] + (["half"] if c_in % 2 == 0 else []))), first=draw(st.integers(1, c_in - 1)))
     elif kind == "se":
         opts = dict(hidden=draw(st.integers(2, 4)))
     elif kind == "nhwc":

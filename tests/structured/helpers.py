@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +67,7 @@ def outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
-def graph_of(model: nn.Module, x: torch.Tensor) -> DependencyGraph:
+def graph_of(model: nn.Module, x: torch.Tensor, **options: Any) -> DependencyGraph:
     from prunekit.structured import GraphConfig
 
-    return DependencyGraph.build(model, x, GraphConfig(strict=True))
+    return DependencyGraph.build(model, x, GraphConfig(strict=True, **options))

@@ -188,7 +188,7 @@ class StructuredPruner:
 
     # --- one step -----------------------------------------------------------------------------
     def _graph(self, model: nn.Module, inputs: tuple[Any, ...]) -> DependencyGraph:
-        graph = DependencyGraph.build(model, inputs, GraphConfig(attention=self.config.attention))
+        graph = DependencyGraph.build(model, inputs, GraphConfig(attention=self.config.attention, grouped_conv=self.config.grouped_conv))
         if self.config.ignored_layers:
             graph.fix_modules(self.config.ignored_layers)
         return graph

@@ -43,7 +43,10 @@ class StructuredConfig(Settings):
     channel staircase (``$PRUNEKIT_CHANNEL_STEP`` pins it); ``layer_round_to`` overrides it per layer
     pattern (e.g. ``{"layer1.*": 8}`` so a 16-channel stage can still be halved under ``round_to=16``).
     ``measure_speedup`` times dense and pruned side by side on the runtime after pruning (default:
-    for latency targets and whenever ``runtime`` is given).
+    for latency targets and whenever ``runtime`` is given). ``grouped_conv``: grouped convolutions
+    lose channel stripes (``"channels"``: the same channel of every group, ``groups`` kept) or whole
+    ``"groups"``; ``"auto"`` (default) takes stripes unless a conv's stripes merge into one unit
+    (see :class:`~prunekit.structured.GraphConfig`).
     """
 
 
@@ -70,6 +73,7 @@ class StructuredConfig(Settings):
     steps: int = Field(1, ge=1, le=1000)
     schedule: Literal["linear", "cubic"] = "linear"
     attention: Literal["heads", "head_dims"] = "heads"
+    grouped_conv: Literal["auto", "channels", "groups"] = "auto"
     seed: Seed = 0
 
     @model_validator(mode="after")

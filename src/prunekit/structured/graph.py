@@ -39,6 +39,12 @@ class GraphConfig:
     ``autowrap_functions``: functions recorded as single ops instead of being traced into.
     ``layer_handlers``: ``{module type: LayerHandler}`` for this graph only, looked up (through the
     class hierarchy) before the process-wide :func:`~prunekit.structured.layers.register_layer` table.
+    ``grouped_conv``: prune grouped convolutions by ``"channels"`` (channel stripes: the same
+    output, or input, channel of every group; ``groups`` is kept) or by whole ``"groups"``;
+    ``"channels"`` takes stripes wherever per-group input and output sizes are both >= 2 (so
+    depthwise convolutions lose whole groups); ``"auto"`` (default) too, except for a convolution
+    whose stripes other couplings merge into one unit (a GroupNorm over contiguous channels after
+    it): that one loses whole groups.
     ``GraphOptions`` is the deprecated old name of this class.
     """
 
@@ -47,6 +53,7 @@ class GraphConfig:
     autowrap_functions: tuple[Callable[..., Any], ...] = ()
     strict: bool = False
     layer_handlers: LayerHandlers = field(default_factory=dict)
+    grouped_conv: Literal["auto", "channels", "groups"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -93,8 +100,10 @@ class DependencyGraph:
             return known[type(m)]
 
         trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions)
-        prop = Propagation(trace, lookup, merge_heads=options.attention == "head_dims", strict=options.strict).run()
+        prop = Propagation(trace, lookup, merge_heads=options.attention == "head_dims", grouped_conv=options.grouped_conv, strict=options.strict).run()
         labels = _resolve(prop)
+        if options.grouped_conv == "auto":
+            prop, labels = _whole_groups_where_stripes_collapse(prop, labels)
         graph = cls(model, prop, labels, [], options=options)
         graph._form_groups()
         return graph
@@ -272,6 +281,28 @@ class DependencyGraph:
 
 
 __getattr__ = renamed(__name__, {"GraphOptions": ("GraphConfig", lambda: GraphConfig)})
+
+
+def _collapsed_stripes(prop: Propagation, labels: np.ndarray) -> set[str]:
+    """Striped convolutions whose output (or input) stripes all fell into one removable unit."""
+    out = set()
+    for name, sides in prop.stripe_convs.items():
+        for ids in sides:
+            lab = np.unique(labels[ids])
+            if lab.size == 1 and lab[0] != labels[BLOCK]:
+                out.add(name)
+    return out
+
+
+def _whole_groups_where_stripes_collapse(prop: Propagation, labels: np.ndarray) -> tuple[Propagation, np.ndarray]:
+    """``grouped_conv="auto"``: a grouped conv whose stripes other couplings merge into one unit (a
+    GroupNorm over contiguous channels, say) is propagated again in whole-group mode."""
+    collapsed = _collapsed_stripes(prop, labels)
+    while collapsed:
+        prop = prop.again(whole_group_convs=prop.whole_group_convs | collapsed)
+        labels = _resolve(prop)
+        collapsed = _collapsed_stripes(prop, labels)
+    return prop, labels
 
 
 def _resolve(prop: Propagation, max_rounds: int = 8) -> np.ndarray:

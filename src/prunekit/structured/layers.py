@@ -23,7 +23,7 @@ from torch import fx, nn
 from prunekit._registry import Registry
 from prunekit.structured.fields import BLOCK, Field, TensorInfo
 from prunekit.structured.ops import arg
-from prunekit.structured.ops.linalg import conv_fields, conv_transpose_fields, linear_fields
+from prunekit.structured.ops.linalg import conv_fields, conv_transpose_fields, linear_fields, uses_stripes
 from prunekit.structured.ops.pointwise import channel_norm, group_norm_fields, layer_norm_fields
 
 
@@ -107,21 +107,26 @@ def _input(ctx: Any, node: fx.Node, index: int = 0, name: str = "input") -> Tens
 
 # --- built-in handlers -----------------------------------------------------------------------
 class ConvHandler(LayerHandler):
-    """``nn.Conv1d/2d/3d``; grouped and depthwise convolutions are pruned by whole groups."""
+    """``nn.Conv1d/2d/3d``; grouped convolutions lose channel stripes or whole groups (``GraphConfig.grouped_conv``)."""
 
     def propagate(self, ctx: Any, module: nn.Module, node: fx.Node) -> TensorInfo:
         path = str(node.target)
-        w = ctx.param(path, "weight", {0: "out", **({1: "in"} if module.groups == 1 else {})})
+        prunes_in = module.groups == 1 or uses_stripes(ctx, module.groups, tuple(module.weight.shape))
+        w = ctx.param(path, "weight", {0: "out", **({1: "in"} if prunes_in else {})})
         b = ctx.param(path, "bias", {0: "bias"}) if module.bias is not None else None
         return conv_fields(ctx, _input(ctx, node), w, b, module.groups)
 
     def update(self, module: nn.Module, shapes: LeafShapes | None) -> None:
-        out = module.weight.shape[0]
-        if module.groups > 1:
-            per_group_out = module.out_channels // module.groups
-            module.groups = out // per_group_out
+        out, per_group_in = module.weight.shape[0], module.weight.shape[1]
+        x = shapes.inputs[0] if shapes is not None and shapes.inputs else None
+        groups = module.groups
+        if groups > 1 and x is not None:
+            groups = x[-(module.weight.dim() - 1)] // per_group_in
+        elif groups > 1 and per_group_in == module.in_channels // groups and out % (module.out_channels // groups) == 0:
+            groups = out // (module.out_channels // groups)  # no input sizes: whole groups, as far as the weight tells
+        module.groups = groups
         module.out_channels = out
-        module.in_channels = module.weight.shape[1] * module.groups
+        module.in_channels = per_group_in * groups
 
 
 class ConvTransposeHandler(LayerHandler):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -57,13 +57,16 @@ class Propagation:
     trace: Trace
     handler_for: Callable[[nn.Module], Any]
     merge_heads: bool = False
+    grouped_conv: str = "auto"
     strict: bool = False
+    whole_group_convs: frozenset[str] = frozenset()  # grouped conv nodes kept in whole-group mode ("auto" fallback)
     ids: IdSpace = field(default_factory=IdSpace)
     infos: dict[fx.Node, Any] = field(default_factory=dict)
     sites: list[Site] = field(default_factory=list)
     recorded: list[Field] = field(default_factory=list)
     tensors: dict[tuple[str, str], TensorRecord] = field(default_factory=dict)
     leaf_calls: list[LeafCall] = field(default_factory=list)
+    stripe_convs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # node -> (output, input) stripe ids of group 0
     node: fx.Node | None = None
     _by_tensor: dict[int, tuple[str, str]] = field(default_factory=dict)
     _modules: dict[str, nn.Module] = field(default_factory=dict)
@@ -79,6 +82,11 @@ class Propagation:
             self.sites.append(guard_site(guard.node, guard.value, self.infos))
         self.node = None
         return self
+
+    def again(self, **changes: Any) -> Propagation:
+        """A fresh propagation over the same trace with the same settings (``changes`` applied), run."""
+        keep = {f.name: getattr(self, f.name) for f in fields(self) if f.init and f.default_factory is MISSING}
+        return Propagation(**{**keep, **changes, "node": None}).run()
 
     def _visit(self, node: fx.Node, modules: dict[str, nn.Module]) -> Any:
         meta = node.meta.get("value")

@@ -117,8 +117,35 @@ def sdpa(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
     return ctx.einsum(operands, [*out_batch, "L", "V"], merge=_merge(ctx, out_batch))
 
 
+def conv_stripes(mode: str, groups: int, weight_shape: tuple[int, ...]) -> bool:
+    """Whether a grouped convolution is pruned by channel stripes rather than by whole groups.
+
+    A stripe is the same channel position in every group. ``mode`` is ``GraphConfig.grouped_conv``:
+    ``"groups"`` never uses stripes; ``"auto"`` and ``"channels"`` use them wherever a stripe is not
+    the whole tensor on either side (per-group input and output sizes both >= 2), so depthwise
+    convolutions keep whole groups. (``"auto"`` then falls back to whole groups for a convolution
+    whose stripes other couplings merge into one unit, see ``DependencyGraph.build``.)
+    """
+    return groups > 1 and mode != "groups" and weight_shape[1] >= 2 and weight_shape[0] // groups >= 2
+
+
+def uses_stripes(ctx: Any, groups: int, weight_shape: tuple[int, ...]) -> bool:
+    """Whether the convolution at ``ctx``'s node is pruned by stripes (its setting, less "auto"'s fallbacks)."""
+    return conv_stripes(ctx.grouped_conv, groups, weight_shape) and ctx.node.name not in ctx.whole_group_convs
+
+
+def _channel_ids(ctx: Any, info: TensorInfo, axis: int, what: str) -> np.ndarray:
+    """The ids along one axis of ``info`` (BLOCK where fixed, blocked where the channels span several axes)."""
+    f = info.field_at(axis)
+    if f is not None and len(f.axes) > 1:
+        ctx.ids.block(f.ids, f"grouped convolution over {what} laid out on several axes", ctx.where)
+        f = None
+    return f.ids if f is not None else np.full(info.shape[axis], BLOCK, np.int64)
+
+
 def conv_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None, groups: int, groups_arg: Any = None) -> TensorInfo:
-    """Convolution channels. With ``groups > 1`` each group (its input and output channels) is one unit."""
+    """Convolution channels. With ``groups > 1`` a unit is a whole group (its input and output
+    channels) or, in stripe mode (:func:`conv_stripes`), one output or one input channel of every group."""
     k = w.ndim - 2
     out_shape = ctx.out_shape
     if groups == 1:
@@ -126,38 +153,44 @@ def conv_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None, gr
         if b is not None:
             operands.append((b, ["co"]))
         return ctx.einsum(operands, ["B", "co", *[("so", i) for i in range(k)]])
-    channels, per_group_in = x.shape[1], w.shape[1]
+    per_group_in = w.shape[1]
     per_group_out = w.shape[0] // groups
-    x_field = x.field_at(1)
-    if x_field is not None and len(x_field.axes) > 1:
-        ctx.ids.block(x_field.ids, "grouped convolution over channels laid out on several axes", ctx.where)
-        x_field = None
-    x_ids = x_field.ids if x_field is not None else np.full(channels, BLOCK, np.int64)
+    x_ids = _channel_ids(ctx, x, 1, "channels")
     w_ids = w.field_at(0).ids
     xg, wg = x_ids.reshape(groups, per_group_in), w_ids.reshape(groups, per_group_out)
-    ctx.ids.union_along(xg, (1,))
-    ctx.ids.union_along(wg, (1,))
-    ctx.ids.union(xg[:, :1], wg[:, :1])
+    if uses_stripes(ctx, groups, w.shape):
+        w_in = _channel_ids(ctx, w, 1, "weight input channels")
+        ctx.ids.union_along(xg, (0,))
+        ctx.ids.union_along(wg, (0,))
+        ctx.ids.union(xg[0], w_in)
+        ctx.stripe_convs[ctx.node.name] = (wg[0].copy(), w_in.copy())
+    else:
+        ctx.ids.union_along(xg, (1,))
+        ctx.ids.union_along(wg, (1,))
+        ctx.ids.union(xg[:, :1], wg[:, :1])
     if b is not None:
         ctx.ids.union(b.field_at(0).ids, w_ids)
     for f in x.fields:
         if 1 not in f.axes:
             ctx.ids.block(f.ids, "convolution over a labelled non-channel axis", ctx.where)
     if groups_arg is not None:
-        _groups_site(ctx, x, per_group_in, groups_arg)
+        _groups_site(ctx, x, w, groups_arg)
     return TensorInfo(out_shape, [Field((1,), w_ids)])
 
 
-def _groups_site(ctx: Any, x: TensorInfo, per_group_in: int, groups_arg: Any) -> None:
+def _groups_site(ctx: Any, x: TensorInfo, w: TensorInfo, groups_arg: Any) -> None:
+    """``groups`` must stay (input channels) / (weight input channels): bound when it is an attribute."""
+
     def bind(ev: Evaluator) -> list[Any]:
-        want = ev.size(x, 1) // per_group_in
+        want = ev.size(x, 1) // ev.size(w, 1)
         return groups_arg.rebind(want) if isinstance(groups_arg, TracedInt) else []
 
     def check(ev: Evaluator) -> None:
-        if ev.value(groups_arg) * per_group_in != ev.size(x, 1):
+        if ev.value(groups_arg) * ev.size(w, 1) != ev.size(x, 1):
             raise Invalid(f"convolution groups would be {ev.value(groups_arg)} for {ev.size(x, 1)} input channels")
 
-    ctx.site(Site(ctx.node, ctx.where, "convolution groups", [f.ids for f in x.fields], check, bind, always=isinstance(groups_arg, TracedInt)))
+    ids = [f.ids for f in x.fields] + [f.ids for f in w.fields if 1 in f.axes]
+    ctx.site(Site(ctx.node, ctx.where, "convolution groups", ids, check, bind, always=isinstance(groups_arg, TracedInt)))
 
 
 @register_op("conv1d", "conv2d", "conv3d")
@@ -165,11 +198,12 @@ def conv(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
     weight, bias = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
     groups_arg = arg(args, kwargs, 6, "groups", 1)
     groups = int(ctx.value(groups_arg))
+    w = ctx.tensor(weight)
     ctx.tag(weight, 0, "out")
-    if groups == 1:
+    if groups == 1 or (w is not None and uses_stripes(ctx, groups, w.shape)):
         ctx.tag(weight, 1, "in")
     ctx.tag(bias, 0, "bias")
-    return conv_fields(ctx, ctx.tensor(args[0]), ctx.tensor(weight), ctx.tensor(bias), groups, groups_arg if groups > 1 or isinstance(groups_arg, TracedInt) else None)
+    return conv_fields(ctx, ctx.tensor(args[0]), w, ctx.tensor(bias), groups, groups_arg if groups > 1 or isinstance(groups_arg, TracedInt) else None)
 
 
 def conv_transpose_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None, groups: int) -> TensorInfo:
