@@ -209,12 +209,26 @@ class Propagation:
         return TensorInfo(record.shape, [Field((d,), ids) for d, ids in enumerate(record.dim_ids) if record.shape[d] > 1])
 
     def tag(self, a: Any, dim: int, role: str) -> None:
-        """Give a parameter argument's dim a role (``out``, ``in``, ``bias``, ``norm_weight`` ...)."""
+        """Give a parameter argument's dim a role (``out``, ``in``, ``bias``, ``norm_weight`` ...).
+
+        An argument computed in ``forward`` (a standardised weight, ``(gain * scale).view(-1)``) tags
+        the parameter whose dim it carries unchanged along ``dim``, if any.
+        """
         if isinstance(a, fx.Node) and a.op == "get_attr" and not a.meta.get("constant"):
             module, _, name = str(a.target).rpartition(".")
             record = self.tensors.get((module, name))
             if record is not None and dim < len(record.roles):
                 self._set_role(record, dim, role)
+            return
+        info = self.tensor(a)
+        f = info.field_at(dim) if info is not None else None
+        if f is None or f.axes != (dim,):
+            return
+        for record in self.tensors.values():
+            d = next((d for d, ids in enumerate(record.dim_ids) if ids is f.ids or (ids.shape == f.ids.shape and np.array_equal(ids, f.ids))), None)
+            if d is not None:
+                self._set_role(record, d, role)
+                return
 
     @staticmethod
     def _set_role(record: TensorRecord, dim: int, role: str) -> None:
