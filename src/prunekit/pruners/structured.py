@@ -29,9 +29,11 @@ from torch import nn
 from prunekit.deployment.runtimes import Call, SpeedupCheck, measured_speedup
 from prunekit.errors import ConfigError, StructureError
 from prunekit.importance.calibration import Calibration
-from prunekit.importance.group import GroupCriterion, ScoringContext, make_criterion
+from prunekit.importance.group import GroupCriterion, NothingToScore, ScoringContext, make_criterion
 from prunekit.pruners.allocation import Candidate, allocate_knapsack, allocate_to_goal, global_order, prefix_counts, uniform_counts
+from prunekit.pruners.attention import HEAD_DIMS, HEADS, AttentionOption, best_option, block_modes
 from prunekit.metrics._inputs import batched
+from prunekit.metrics.macs import counted_forward
 from prunekit.pruners.latency import LatencyObjective, prepare_reference, time_alone
 from prunekit.pruners.lifecycle import check_fraction
 from prunekit.pruners.objective import Objective, measure_model
@@ -39,8 +41,9 @@ from prunekit.pruners.plan import Plan
 from prunekit.pruners.result import LayerChannels, PruneResult, layer_channels
 from prunekit.pruners.structured_config import CHANNEL_STEP_ENV, TARGETS, StructuredConfig, pinned_channel_step
 from prunekit.schedules import target_fractions
-from prunekit.structured.graph import DependencyGraph, GraphConfig
+from prunekit.structured.graph import IGNORED, DependencyGraph, GraphConfig, PruningWarning
 from prunekit.structured.groups import Group
+from prunekit.structured.propagate import AttentionModes, attention_mode
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ class StructuredPruner:
         cfg = self.config
         self.criterion = make_criterion(importance or cfg.importance, reduction=cfg.reduction, normalization=cfg.normalization) if not isinstance(importance, GroupCriterion) else importance
         self._origin: _Origin | None = None
+        self._chosen: dict[str, str] | None = None  # attention="auto": {block: mode} chosen by the first plan, kept after
+        self._measured: tuple[nn.Module, dict[str, int]] | None = None  # costs step() counted, for the origin plan() makes
 
     # --- lifecycle ----------------------------------------------------------------------------
     def prepare(self, model: nn.Module, example_inputs: Any) -> None:
@@ -81,13 +86,14 @@ class StructuredPruner:
 
     def _make_origin(self, graph: DependencyGraph, model: nn.Module, inputs: tuple[Any, ...]) -> _Origin:
         cfg = self.config
-        costs: dict[str, float] = dict(_costs(model, inputs))
+        measured = self._measured
+        costs: dict[str, float] = dict(measured[1] if measured is not None and measured[0] is model else _costs(model, inputs))
         reference = None
         if cfg.latency_target or cfg.resolved_measure_speedup:
             reference = prepare_reference(model, inputs, cfg.runtime_target)
             if cfg.latency_target:
                 costs["latency"] = time_alone(reference, cfg.runtime_target)
-        return _Origin({_key(g): g.size for g in graph.groups}, costs, reference)
+        return _Origin({_size_key(g): g.size for g in graph.groups}, costs, reference)
 
     def schedule(self) -> list[float]:
         """Fractions of the target to reach after each step (the last is 1.0)."""
@@ -104,13 +110,19 @@ class StructuredPruner:
         calibration = _with_squared_grads(calibration, squared_grads)
         inputs = _as_tuple(example_inputs)
         check_layer_patterns(model, self.config)
-        before, costs_before = layer_channels(model), _costs(model, inputs)
-        reference = _reference_output(model, inputs)
-        graph, plan = self.plan(model, inputs, fraction, calibration)
+        before = layer_channels(model)
+        costs_before, reference = _measure(model, inputs)
+        self._measured = (model, costs_before)
+        try:
+            graph, plan = self.plan(model, inputs, fraction, calibration)
+        finally:
+            self._measured = None
         plan.apply(graph)
-        _check_outputs(model, inputs, reference)
+        costs_after = _checked_measure(model, inputs, reference)
         after = layer_channels(model)
-        costs_after = _costs(model, inputs)
+        unnamed = unnamed_untouched(graph, [n for n, (_, c) in before.items() if after.get(n, ("", c))[1] == c], self.config.ignored_layers)
+        if unnamed:
+            log.error("structured pruning left layer(s) %s untouched without a warning naming them; please report this model", unnamed)
         speedup = self._speedup(model, inputs)
         return PruneResult(
             model=model,
@@ -123,6 +135,7 @@ class StructuredPruner:
             units_removed=plan.units_removed,
             warnings=list(graph.warnings) + _speedup_warnings(speedup, costs_before["macs"] / max(1, costs_after["macs"])),
             speedup=speedup,
+            attention=attention_modes(graph),
         )
 
     def plan(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, calibration: Calibration | None = None, *,
@@ -139,14 +152,58 @@ class StructuredPruner:
         graph = self._graph(model, inputs)
         if self._origin is None:
             self._origin = self._make_origin(graph, model, inputs)
-        ctx = ScoringContext(model, graph, seed=self.config.seed, calibration=calibration)
-        round_to = self.config.resolved_round_to()
-        cands = _removed_first(self._candidates(graph, ctx, round_to), removed or {})
-        return graph, self._plan(graph, cands, fraction, inputs, round_to)
+        option = self._option(graph, inputs, fraction, calibration, removed or {})
+        if self.config.attention == "auto" and self._chosen is None:
+            option = self._choose_attention(option, inputs, fraction, calibration)
+            self._chosen = dict(option.modes)
+        if self.config.resource_target and option.reached is not None:
+            self._warn_unreached(option, fraction)
+        return option.graph, option.plan
 
     def graph(self, model: nn.Module, example_inputs: Any) -> DependencyGraph:
-        """The dependency graph this pruner plans on (its ``attention`` setting and ``ignored_layers`` applied)."""
+        """The dependency graph this pruner plans on (its ``attention`` setting and ``ignored_layers`` applied;
+        ``attention="auto"``: the modes the first plan chose, whole heads before that)."""
         return self._graph(model, _as_tuple(example_inputs))
+
+    def _option(self, graph: DependencyGraph, inputs: tuple[Any, ...], fraction: float, calibration: Calibration | None,
+                removed: Mapping[int, Sequence[int]]) -> AttentionOption:
+        """The plan on ``graph``, with what choosing between attention modes compares."""
+        ctx = ScoringContext(graph.model, graph, seed=self.config.seed, calibration=calibration)
+        round_to = self.config.resolved_round_to()
+        cands = _removed_first(self._candidates(graph, ctx, round_to), removed)
+        plan, reached = self._plan(graph, cands, fraction, inputs, round_to)
+        return AttentionOption(attention_modes(graph), graph, cands, plan, reached)
+
+    def _choose_attention(self, heads: AttentionOption, inputs: tuple[Any, ...], fraction: float, calibration: Calibration | None) -> AttentionOption:
+        """``attention="auto"``: whole heads or head dims per block (per model for latency targets), by the target.
+
+        ``heads`` is the whole-head plan; a model without head-structured products keeps it (one graph).
+        """
+        if not heads.modes:
+            return heads
+        model = heads.graph.model
+
+        def planned(modes: Mapping[str, str]) -> AttentionOption:
+            return self._option(self._graph(model, inputs, dict(modes)), inputs, fraction, calibration, {})
+
+        cfg = self.config
+        metric = cfg.target_metric if cfg.resource_target else "macs"
+        dims = planned({s: HEAD_DIMS for s in heads.modes})
+        options = [heads, dims]
+        if not cfg.latency_target:
+            mixed = block_modes(heads, dims, metric, inputs, resource=cfg.resource_target)
+            if len(set(mixed.values())) > 1:
+                options.append(planned(mixed))
+        costs = [o.reached if o.reached is not None else Objective(o.graph, inputs, metric).cost(o.plan) for o in options]
+        goal = self._goal(fraction) if cfg.resource_target else None
+        tolerance = max(cfg.tolerance, 0.05) if metric == "latency" else cfg.tolerance
+        chosen = best_option(options, costs, goal=goal, tolerance=tolerance)
+        assert self._origin is not None
+        for g in chosen.graph.groups:  # the chosen graph's groups, as the model is now (the first plan sees the original)
+            self._origin.sizes.setdefault(_size_key(g), g.size)
+        log.info("attention='auto': %s (%s of %s: %s)", _describe_modes(chosen.modes), metric if goal is not None else "MACs left",
+                 " / ".join(_describe_modes(o.modes) for o in options), ", ".join(f"{c:.4g}" for c in costs))
+        return chosen
 
     def _speedup(self, model: nn.Module, inputs: tuple[Any, ...]) -> SpeedupCheck | None:
         """Dense (the prepared model) and pruned timed side by side, when the config asks for it."""
@@ -162,24 +219,31 @@ class StructuredPruner:
     def prune(self, model: nn.Module, example_inputs: Any, calibration: Calibration | None = None, *,
               squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
         """One-shot: reach the whole target now, measured against ``model`` as it is."""
-        self._origin = None
+        self._origin, self._chosen = None, None
         return self.step(model, example_inputs, 1.0, _with_squared_grads(calibration, squared_grads, stacklevel=3))
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs: the prepared model's group sizes and costs (JSON-able; call
-        :meth:`prepare` again for latency targets, which time against a copy of that model)."""
-        return {} if self._origin is None else {"sizes": dict(self._origin.sizes), "costs": dict(self._origin.costs)}
+        """What a resumed run needs: the prepared model's group sizes and costs, and the attention modes
+        ``"auto"`` chose (JSON-able; call :meth:`prepare` again for latency targets, which time against
+        a copy of that model)."""
+        if self._origin is None:
+            return {}
+        state: dict[str, Any] = {"sizes": dict(self._origin.sizes), "costs": dict(self._origin.costs)}
+        if self._chosen is not None:
+            state["attention"] = dict(self._chosen)
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._origin = _Origin(dict(state["sizes"]), dict(state["costs"])) if state else None
+        self._chosen = dict(state["attention"]) if state and "attention" in state else None
 
     def finish(self, model: nn.Module) -> nn.Module:
         """Structured pruning leaves nothing attached: the pruned model is final as it is."""
         return model
 
     def reset(self) -> None:
-        """Forget the reference model (the next step measures targets against the model it sees)."""
-        self._origin = None
+        """Forget the reference model (the next step measures targets against the model it sees) and the attention choice."""
+        self._origin, self._chosen = None, None
 
     def anchor(self, model: nn.Module, example_inputs: Any) -> None:
         """Deprecated name of :meth:`prepare`."""
@@ -187,41 +251,50 @@ class StructuredPruner:
         self.prepare(model, example_inputs)
 
     # --- one step -----------------------------------------------------------------------------
-    def _graph(self, model: nn.Module, inputs: tuple[Any, ...]) -> DependencyGraph:
-        graph = DependencyGraph.build(model, inputs, GraphConfig(attention=self.config.attention, grouped_conv=self.config.grouped_conv))
+    def _graph(self, model: nn.Module, inputs: tuple[Any, ...], attention: AttentionModes | None = None) -> DependencyGraph:
+        if attention is None:
+            attention = self._chosen if self.config.attention == "auto" and self._chosen is not None else self.config.graph_attention
+        graph = DependencyGraph.build(model, inputs, GraphConfig(attention=attention, grouped_conv=self.config.grouped_conv))
         if self.config.ignored_layers:
             graph.fix_modules(self.config.ignored_layers)
         return graph
 
     def _original_size(self, group: Group) -> int:
         assert self._origin is not None
-        return self._origin.sizes.get(_key(group), group.size)
+        sizes = self._origin.sizes
+        return sizes.get(_size_key(group), sizes.get(_key(group), group.size))  # plain key: states saved before widths were keyed
 
     def _candidates(self, graph: DependencyGraph, ctx: ScoringContext, default_round_to: int) -> list[Candidate]:
         cfg = self.config
         cands = []
         for g in graph.prunable_groups():
-            scores = self.criterion(g, ctx).detach().cpu().numpy()
+            try:
+                scores = self.criterion(g, ctx).detach().cpu().numpy()
+            except NothingToScore as exc:  # a model property: skip this group, never the whole model
+                _skip_unscored(graph, g, str(exc))
+                continue
             original = self._original_size(g)
             round_to = _override(g, cfg.layer_round_to, default_round_to)
             cands.append(Candidate.make(g.index, scores, cfg.max_layer_ratio, round_to, g.width(), original - g.size, original))
         return cands
 
-    def _plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...], round_to: int) -> Plan:
-        """The units to remove now: ratio targets by uniform or global counts, resource targets by the objective."""
+    def _plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...],
+              round_to: int) -> tuple[Plan, float | None]:
+        """The units to remove now: ratio targets by uniform or global counts, resource targets by the
+        objective (with the cost reached; None for ratio targets)."""
         cfg = self.config
         if not cands:
-            return Plan()
+            return Plan(), None
         scores = {c.index: c.scores for c in cands}
         if cfg.resource_target:
             return self._resource_plan(graph, cands, fraction, inputs, round_to)
         if cfg.resolved_allocation == "uniform" or cfg.layer_ratios:
-            return Plan.from_counts(scores, uniform_counts(cands, lambda c: self._group_ratio(graph.groups[c.index], fraction)))
+            return Plan.from_counts(scores, uniform_counts(cands, lambda c: self._group_ratio(graph.groups[c.index], fraction))), None
         order = global_order(cands)
         total_now = sum(c.size for c in cands)
         total_orig = sum(self._original_size(graph.groups[c.index]) for c in cands)
         k = max(0, min(order.size, int(round(total_now - total_orig * (1 - (cfg.ratio or 0.0) * fraction)))))
-        return Plan.from_counts(scores, prefix_counts(cands, order, k))
+        return Plan.from_counts(scores, prefix_counts(cands, order, k)), None
 
     def _group_ratio(self, group: Group, fraction: float) -> float:
         """Ratio of the *current* units to remove so the group ends at its target fraction of the original."""
@@ -229,13 +302,26 @@ class StructuredPruner:
         target_kept = self._original_size(group) * (1.0 - ratio * fraction)
         return max(0.0, (group.size - target_kept) / group.size)
 
-    def _resource_plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...], round_to: int) -> Plan:
-        """Meet ``fraction`` of the resource target (geometrically between the original and the final value)."""
-        cfg = self.config
+    def _goal(self, fraction: float) -> float:
+        """The resource value after ``fraction`` of the target (geometrically between the original and the final value)."""
         assert self._origin is not None
+        start = self._origin.costs[self.config.target_metric]
+        return start * (self.config.final_cost(self._origin.costs) / start) ** fraction
+
+    def _warn_unreached(self, option: AttentionOption, fraction: float) -> None:
+        cfg = self.config
+        goal, reached = self._goal(fraction), option.reached
+        tolerance = max(cfg.tolerance, 0.05) if cfg.target_metric == "latency" else cfg.tolerance
+        if reached is not None and abs(reached - goal) > tolerance * goal:
+            log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", cfg.target_metric, goal, reached,
+                        _narrow_hint(option.graph, option.cands))
+
+    def _resource_plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...],
+                       round_to: int) -> tuple[Plan, float]:
+        """Meet ``fraction`` of the resource target; returns the plan and the cost it reaches."""
+        cfg = self.config
         metric = cfg.target_metric
-        start = self._origin.costs[metric]
-        goal = start * (cfg.final_cost(self._origin.costs) / start) ** fraction
+        goal = self._goal(fraction)
         tolerance = max(cfg.tolerance, 0.05) if metric == "latency" else cfg.tolerance
         objective = self._objective(graph, inputs, metric, round_to)
         if cfg.resolved_allocation == "knapsack":
@@ -243,9 +329,7 @@ class StructuredPruner:
         else:
             plan, reached = allocate_to_goal(cands, objective, goal, uniform=cfg.resolved_allocation == "uniform",
                                              max_layer_ratio=cfg.max_layer_ratio, tolerance=tolerance)
-        if abs(reached - goal) > tolerance * goal:
-            log.warning("resource target %s=%.4g reached only %.4g (granularity/limits of the model)%s", metric, goal, reached, _narrow_hint(graph, cands))
-        return plan
+        return plan, reached
 
     def _objective(self, graph: DependencyGraph, inputs: tuple[Any, ...], metric: str, round_to: int) -> Objective:
         if metric != "latency":
@@ -283,6 +367,33 @@ def _removed_first(cands: list[Candidate], removed: Mapping[int, Sequence[int]])
             c = dataclasses.replace(c, scores=scores)
         out.append(c)
     return out
+
+
+def _skip_unscored(graph: DependencyGraph, group: Group, reason: str) -> None:
+    """Leave ``group`` untouched because the criterion cannot score it, naming its layers in a warning."""
+    group.prunable, group.reason = False, reason
+    message = f"{group.name}: channels coupled to it are left untouched: {reason} (layers left untouched: {', '.join(group.modules())})"
+    graph.warnings.append(message)
+    warnings.warn(message, PruningWarning, stacklevel=4)
+
+
+def unnamed_untouched(graph: DependencyGraph, unchanged: Sequence[str], ignored: Sequence[str] = ()) -> list[str]:
+    """Layers of ``unchanged`` (width kept) that no prunable group holds and no warning names: a bug by construction.
+
+    Layers fixed only by the model's inputs/outputs and those matching ``ignored`` patterns are fine.
+    """
+    chosen = [g for g in graph.groups if g.prunable or g.reason == IGNORED]  # the plan's or the caller's choice
+    fine = {m.module for g in chosen for m in g.members} | set(graph.fixed_by_model())
+    named = {n for message in graph.warnings for n in _names_in(message)}
+    layers = set(graph.layers())
+    return [n for n in unchanged if n in layers and n not in fine and n not in named and not any(fnmatch.fnmatchcase(n, p) for p in ignored)]
+
+
+def _names_in(message: str) -> list[str]:
+    """Module names a structured warning names: its subject and its 'layers left untouched' list."""
+    subject, _, rest = message.partition(": ")
+    _, _, listed = rest.rpartition("(layers left untouched: ")
+    return [subject, *(n.strip() for n in listed.rstrip(")").split(","))] if listed else [subject]
 
 
 def _speedup_warnings(check: SpeedupCheck | None, macs_ratio: float) -> list[str]:
@@ -333,6 +444,26 @@ def _costs(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, int]:
     return {metric: int(measure_model(metric, model, inputs)) for metric in ("macs", "params")}
 
 
+def _measure(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[dict[str, int], list[tuple[int, ...]]]:
+    """:func:`_costs` and the shapes of the model's outputs, from one forward (eval mode, no gradients).
+
+    MACs are counted as the ``"macs"`` cost metric measures them (:func:`prunekit.metrics.count_macs`).
+    """
+    report, output = counted_forward(model, inputs)
+    return {"macs": int(report.dense), "params": int(measure_model("params", model, inputs))}, [tuple(t.shape) for t in _flatten_outputs(output)]
+
+
+def _checked_measure(model: nn.Module, inputs: tuple[Any, ...], reference: Sequence[tuple[int, ...]]) -> dict[str, int]:
+    """:func:`_measure` of the pruned model, which must still run and produce outputs of the ``reference`` shapes."""
+    try:
+        costs, got = _measure(model, inputs)
+    except Exception as exc:
+        raise StructureError(f"the pruned model no longer runs ({type(exc).__name__}: {exc}); please report this model") from exc
+    if list(got) != list(reference):
+        raise StructureError(f"the pruned model's outputs changed shape: {reference} -> {got}")
+    return costs
+
+
 def _narrow_hint(graph: DependencyGraph, cands: Sequence[Candidate]) -> str:
     """Why a target may be out of reach: groups no wider than their rounding step stay whole."""
     narrow = [c for c in cands if 1 < c.size <= c.step]
@@ -363,6 +494,22 @@ def _key(group: Group) -> str:
     return ",".join(group.modules("out")) or ",".join(m.fqn for m in group.members)
 
 
+def _size_key(group: Group) -> str:
+    """:func:`_key` with the unit width when above 1, which also survives pruning (whole heads and head dims of one layer differ)."""
+    width = group.width()
+    return _key(group) if width == 1 else f"{_key(group)}@{width}"
+
+
+def attention_modes(graph: DependencyGraph) -> dict[str, str]:
+    """``{attention block: "heads" | "head_dims"}`` the graph was built with, for each block with head-structured products."""
+    return {scope: attention_mode(graph.options.attention, scope) for scope in graph.head_scopes}
+
+
+def _describe_modes(modes: Mapping[str, str]) -> str:
+    counts = {m: sum(1 for v in modes.values() if v == m) for m in (HEADS, HEAD_DIMS)}
+    return ", ".join(f"{n} block(s) {m}" for m, n in counts.items() if n) or "no attention"
+
+
 def _flatten_outputs(out: Any) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -371,26 +518,6 @@ def _flatten_outputs(out: Any) -> list[torch.Tensor]:
     if isinstance(out, dict):
         return [t for o in out.values() for t in _flatten_outputs(o)]
     return []
-
-
-def _reference_output(model: nn.Module, inputs: tuple[Any, ...]) -> list[tuple[int, ...]]:
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return [tuple(t.shape) for t in _flatten_outputs(model(*inputs))]
-    finally:
-        model.train(was)
-
-
-def _check_outputs(model: nn.Module, inputs: tuple[Any, ...], reference: Sequence[tuple[int, ...]]) -> None:
-    """The pruned model must still run and produce outputs of the same shapes."""
-    try:
-        got = _reference_output(model, inputs)
-    except Exception as exc:
-        raise StructureError(f"the pruned model no longer runs ({type(exc).__name__}: {exc}); please report this model") from exc
-    if list(got) != list(reference):
-        raise StructureError(f"the pruned model's outputs changed shape: {reference} -> {got}")
 
 
 __all__ = ["CHANNEL_STEP_ENV", "TARGETS", "LayerChannels", "PruneResult", "StructuredConfig", "StructuredPruner", "layer_channels",

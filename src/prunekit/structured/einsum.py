@@ -2,7 +2,8 @@
 
 Each operand names its axes with letters (any hashable; ``None`` marks a broadcast size-1 axis).
 Fields of different operands that share a letter are coupled position-wise; an operand that has a
-letter at full size but no field there is fixed along it (so it blocks what it meets). Letters
+letter at full size but no field there is fixed along it (so it blocks what it meets: silently when
+it is computed from the model's inputs, else with a recorded reason, see :data:`CONSTANT`). Letters
 absent from the output are contracted: a field that keeps some output letters is merged along the
 contracted ones (an output position exists as long as anything along them does), while a field
 contracted away entirely keeps its positions independent (dropping a term of a sum).
@@ -20,6 +21,9 @@ from prunekit.structured.fields import BLOCK, Field, IdSpace, TensorInfo, broadc
 
 Letters = Sequence[Hashable | None]
 
+#: Why channels met by a fixed tensor that does not come from the model's inputs are left untouched.
+CONSTANT = "combined with a constant tensor of one value per channel (it cannot shrink with them)"
+
 
 def _letter_sizes(operands: Sequence[tuple[TensorInfo, Letters]]) -> dict[Hashable, int]:
     sizes: dict[Hashable, int] = {}
@@ -32,23 +36,24 @@ def _letter_sizes(operands: Sequence[tuple[TensorInfo, Letters]]) -> dict[Hashab
     return sizes
 
 
-def _single_axis(ids: IdSpace, operands: Sequence[tuple[TensorInfo, Letters]], out_letters: Letters, sizes: dict[Hashable, int]) -> list[Field]:
+def _single_axis(ids: IdSpace, operands: Sequence[tuple[TensorInfo, Letters]], out_letters: Letters, sizes: dict[Hashable, int],
+                 where: str, ordinary: Sequence[bool]) -> list[Field]:
     """Fast path when every field spans one axis: couple per letter, no materialisation."""
     per_letter: dict[Hashable, list[np.ndarray]] = {}
-    blocked: dict[Hashable, np.ndarray] = {}
+    blocked: dict[Hashable, bool] = {}  # letter -> only by tensors from the model's inputs
     labelled: set[Hashable] = set()
     for info, letters in operands:
         for f in info.fields:
             letter = letters[f.axes[0]]
             if letter is not None and info.shape[f.axes[0]] == sizes[letter]:
                 labelled.add(letter)
-    for info, letters in operands:
+    for i, (info, letters) in enumerate(operands):
         own = {letters[f.axes[0]]: f.ids for f in info.fields}
         for ax, letter in enumerate(letters):
             if letter in labelled and info.shape[ax] == sizes[letter] and info.shape[ax] != 1:
                 arr = own.get(letter)
                 if arr is None:
-                    blocked.setdefault(letter, np.full(sizes[letter], BLOCK, np.int64))
+                    blocked[letter] = blocked.get(letter, True) and ordinary[i]
                 else:
                     per_letter.setdefault(letter, []).append(arr)
     out: list[Field] = []
@@ -59,7 +64,10 @@ def _single_axis(ids: IdSpace, operands: Sequence[tuple[TensorInfo, Letters]], o
             if arr is not rep:
                 ids.union(rep, arr)
         if letter in blocked:
-            ids.fix(rep)
+            if blocked[letter]:
+                ids.fix(rep)
+            else:
+                ids.block(rep, CONSTANT, where)
         if letter in out_pos:
             out.append(Field((out_pos[letter],), rep))
     out.sort(key=lambda f: f.axes)
@@ -72,15 +80,18 @@ def einsum_fields(
     out_letters: Letters,
     where: str,
     merge: Sequence[Hashable] = (),
+    ordinary: Sequence[bool] | None = None,
 ) -> tuple[list[Field], list[Field]]:
     """Couple ``operands`` and return (output fields, multi-axis fields worth recording).
 
     ``merge`` letters are merged away within every field before coupling (e.g. attention heads when
-    pruning head dimensions instead of heads).
+    pruning head dimensions instead of heads). ``ordinary[i]``: operand ``i`` is computed from the
+    model's inputs, so the axes it fixes are fixed silently (default: all operands).
     """
     sizes = _letter_sizes(operands)
+    ordinary = [True] * len(operands) if ordinary is None else list(ordinary)
     if not merge and all(len(f.axes) == 1 for info, _ in operands for f in info.fields):
-        return _single_axis(ids, operands, out_letters, sizes), []
+        return _single_axis(ids, operands, out_letters, sizes, where, ordinary), []
     # fields in letter space: (operand index, letters tuple, ids array)
     lettered: list[tuple[int, tuple[Hashable, ...], np.ndarray]] = []
     for i, (info, letters) in enumerate(operands):
@@ -137,6 +148,7 @@ def einsum_fields(
         cl_t = tuple(cl)
         shape = tuple(sizes[letter] for letter in cl_t)
         arrays: list[np.ndarray] = []
+        constant = False
         by_operand: dict[int, list[int]] = {}
         for k in members:
             by_operand.setdefault(lettered[k][0], []).append(k)
@@ -152,13 +164,18 @@ def einsum_fields(
                 if len(ks) > 1:
                     for k in ks:
                         ids.block(lettered[k][2], "channels laid out over several axes meet a single layout", where)
-                arrays.append(np.broadcast_to(np.full([1] * len(cl_t), BLOCK, np.int64), shape))
+                if ks or ordinary[i]:
+                    arrays.append(np.broadcast_to(np.full([1] * len(cl_t), BLOCK, np.int64), shape))
+                else:
+                    constant = True
         rep = max(arrays, key=lambda a: len(a.strides) - sum(s == 0 for s in a.strides)) if arrays else None
         if rep is None:
             continue
         for arr in arrays:
             if arr is not rep:
                 ids.union(rep, arr)
+        if constant:
+            ids.block(rep, CONSTANT, where)
         out_l = [letter for letter in cl_t if letter in out_pos]
         if not out_l:
             continue

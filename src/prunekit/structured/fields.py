@@ -66,6 +66,8 @@ class IdSpace:
         self._a: list[np.ndarray] = []
         self._b: list[np.ndarray] = []
         self.blocks: list[BlockRecord] = []
+        self.where = ""  # the op being propagated (set by the walker), named by merges
+        self.merges: list[tuple[np.ndarray, str]] = []  # (ids merged into one unit per hyperplane, where)
 
     def fresh(self, shape: tuple[int, ...]) -> np.ndarray:
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -91,6 +93,7 @@ class IdSpace:
         for ax in axes:
             first = np.take(first, [0], axis=ax)
         self.union(ids, first)
+        self.merges.append((ids, self.where))
 
     def fix(self, ids: np.ndarray) -> None:
         """Couple ``ids`` to the fixed world (an ordinary consequence of the model, no warning)."""

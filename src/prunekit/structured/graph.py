@@ -19,11 +19,16 @@ from prunekit.errors import StructureError
 from prunekit.structured.fields import BLOCK, Field, TensorInfo
 from prunekit.structured.groups import Group, build_groups
 from prunekit.structured.layers import LayerHandlers, handler_for
-from prunekit.structured.propagate import Propagation
+from prunekit.structured.propagate import AttentionModes, Propagation
 from prunekit.structured.shapes import AttrKey, Evaluator, Invalid, Site
 from prunekit.structured.trace import trace_model
+from prunekit.structured.untouched import UntouchedLayer, find_untouched, layer_positions
 
 log = logging.getLogger(__name__)
+
+
+#: The reason :meth:`DependencyGraph.fix_modules` gives by default (the caller's ``ignored_layers``).
+IGNORED = "ignored by the caller"
 
 
 class PruningWarning(UserWarning):
@@ -35,7 +40,9 @@ class GraphConfig:
     """How to build a dependency graph.
 
     ``attention``: prune attention ``"heads"`` (default) or ``"head_dims"`` (the same dims of every
-    head). ``opaque``: module names (fnmatch patterns) to leave untouched as black boxes.
+    head), or ``{scope pattern: mode}`` per attention block (fnmatch over the module a product is
+    called in, e.g. ``{"blocks.*.attn": "head_dims"}``; unmatched blocks: heads). ``opaque``:
+    module names (fnmatch patterns) to leave untouched as black boxes.
     ``autowrap_functions``: functions recorded as single ops instead of being traced into.
     ``layer_handlers``: ``{module type: LayerHandler}`` for this graph only, looked up (through the
     class hierarchy) before the process-wide :func:`~prunekit.structured.layers.register_layer` table.
@@ -48,7 +55,7 @@ class GraphConfig:
     ``GraphOptions`` is the deprecated old name of this class.
     """
 
-    attention: Literal["heads", "head_dims"] = "heads"
+    attention: AttentionModes = "heads"
     opaque: tuple[str, ...] = ()
     autowrap_functions: tuple[Callable[..., Any], ...] = ()
     strict: bool = False
@@ -80,6 +87,8 @@ class DependencyGraph:
     groups: list[Group]
     warnings: list[str] = field(default_factory=list)
     _sites_of_label: dict[int, list[int]] = field(default_factory=dict)
+    _untouched: list[UntouchedLayer] = field(default_factory=list)
+    _ordinary: list[str] = field(default_factory=list)
     options: GraphConfig = field(default_factory=GraphConfig)
 
     # --- construction -------------------------------------------------------------------------
@@ -100,7 +109,7 @@ class DependencyGraph:
             return known[type(m)]
 
         trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions)
-        prop = Propagation(trace, lookup, merge_heads=options.attention == "head_dims", grouped_conv=options.grouped_conv, strict=options.strict).run()
+        prop = Propagation(trace, lookup, attention=options.attention, grouped_conv=options.grouped_conv, strict=options.strict).run()
         labels = _resolve(prop)
         if options.grouped_conv == "auto":
             prop, labels = _whole_groups_where_stripes_collapse(prop, labels)
@@ -125,6 +134,7 @@ class DependencyGraph:
         self._index_sites()
         self._warn_blocks()
         self._probe()
+        self._name_untouched()
 
     def _index_sites(self) -> None:
         self._sites_of_label = {}
@@ -150,8 +160,39 @@ class DependencyGraph:
             self._warn(f"{layer}: channels coupled to it are left untouched: {'; '.join(reasons)}")
 
     def _warn(self, message: str) -> None:
-        self.warnings.append(message)
-        warnings.warn(message, PruningWarning, stacklevel=4)
+        self.warnings.append(message)  # emitted by _name_untouched, once every untouched layer is named
+
+    def _name_untouched(self) -> None:
+        """Name every untouched layer (:meth:`untouched_layers`) in exactly one warning, then emit them all.
+
+        A layer whose reason is a site already warned about is listed in that site's warning; the
+        others get one warning each.
+        """
+        self._untouched = find_untouched(self.prop.ids, self.prop.tensors, self.labels, self.groups, self._ordinary)
+        listed: dict[str, list[str]] = {}
+        for u in self._untouched:
+            listed.setdefault(u.where, []).append(u.name)
+        subjects = {m.partition(": ")[0]: i for i, m in enumerate(self.warnings)}
+        for where, names in listed.items():
+            if where in subjects:
+                self.warnings[subjects[where]] += f" (layers left untouched: {', '.join(names)})"
+        for u in self._untouched:
+            if u.where not in subjects:
+                self.warnings.append(f"{u.name}: left untouched: {u.reason}")
+        for message in self.warnings:
+            warnings.warn(message, PruningWarning, stacklevel=4)
+
+    def untouched_layers(self) -> list[UntouchedLayer]:
+        """Layers that keep every channel for a reason of the model (each is named in :attr:`warnings`)."""
+        return list(self._untouched)
+
+    def layers(self) -> list[str]:
+        """Modules with a tensor dim of role ``out`` or ``in`` (of size > 1): what untouched-layer checks cover."""
+        return list(layer_positions(self.prop.tensors))
+
+    def fixed_by_model(self) -> list[str]:
+        """Layers whose every channel is fixed by the model's inputs or outputs alone (not worth a warning)."""
+        return list(self._ordinary)
 
     def _probe(self) -> None:
         """Refuse groups whose removal would break a size the model computes."""
@@ -179,6 +220,11 @@ class DependencyGraph:
     def infos(self) -> dict[fx.Node, Any]:
         return self.prop.infos
 
+    @property
+    def head_scopes(self) -> list[str]:
+        """Modules (scopes) whose products multiply per-head channels: where ``attention`` chooses heads or head dims."""
+        return list(self.prop.head_scopes)
+
     def prunable_groups(self) -> list[Group]:
         return [g for g in self.groups if g.prunable]
 
@@ -186,7 +232,7 @@ class DependencyGraph:
         """Groups with a member in ``module`` (exact name)."""
         return [g for g in self.groups if any(m.module == module for m in g.members)]
 
-    def fix_modules(self, patterns: Sequence[str], reason: str = "ignored by the caller") -> None:
+    def fix_modules(self, patterns: Sequence[str], reason: str = IGNORED) -> None:
         """Make every group touching a module matching ``patterns`` unprunable."""
         for g in self.groups:
             if any(fnmatch.fnmatchcase(m.module, p) for m in g.members for p in patterns):

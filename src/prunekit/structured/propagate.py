@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -22,6 +23,15 @@ from prunekit.structured.values import TensorMeta
 log = logging.getLogger(__name__)
 
 ROLE_PRIORITY = {"out": 0, "in": 1, "norm_weight": 2, "bias": 3, "norm_bias": 4, "param": 5, "stat": 6}
+#: How attention is pruned: ``"heads"``, ``"head_dims"``, or ``{scope pattern: mode}`` per attention block (others: heads).
+AttentionModes = str | Mapping[str, str]
+
+
+def attention_mode(attention: AttentionModes, scope: str) -> str:
+    """The mode ``attention`` gives the products called in module ``scope`` (fnmatch patterns, first match; default ``"heads"``)."""
+    if isinstance(attention, str):
+        return attention
+    return next((mode for pattern, mode in attention.items() if fnmatch.fnmatchcase(scope, pattern)), "heads")
 
 
 @dataclass
@@ -56,7 +66,7 @@ class Propagation:
 
     trace: Trace
     handler_for: Callable[[nn.Module], Any]
-    merge_heads: bool = False
+    attention: AttentionModes = "heads"
     grouped_conv: str = "auto"
     strict: bool = False
     whole_group_convs: frozenset[str] = frozenset()  # grouped conv nodes kept in whole-group mode ("auto" fallback)
@@ -67,17 +77,31 @@ class Propagation:
     tensors: dict[tuple[str, str], TensorRecord] = field(default_factory=dict)
     leaf_calls: list[LeafCall] = field(default_factory=list)
     stripe_convs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # node -> (output, input) stripe ids of group 0
+    head_scopes: list[str] = field(default_factory=list)  # scopes of products over per-head channels, in order
     node: fx.Node | None = None
     _by_tensor: dict[int, tuple[str, str]] = field(default_factory=dict)
     _modules: dict[str, nn.Module] = field(default_factory=dict)
+    _from_input: set[fx.Node] = field(default_factory=set)  # computed from the model's inputs, through no blocked op
+    _tainted: set[fx.Node] = field(default_factory=set)  # an op on the way recorded a block (its fixed axes are not ordinary)
+    _node_of: dict[int, fx.Node] = field(default_factory=dict)  # id(TensorInfo) -> node it is the info of
 
     # --- walking ------------------------------------------------------------------------------
     def run(self) -> Propagation:
         modules = self._modules = dict(self.trace.root.named_modules())
         for node in self.trace.graph.nodes:
             self.node = node
+            self.ids.where = self.where
+            blocks = len(self.ids.blocks)
+            inputs = node.all_input_nodes
+            if node.op == "placeholder" or (any(a in self._from_input for a in inputs) and not any(a in self._tainted for a in inputs)):
+                self._from_input.add(node)
             info = self._visit(node, modules)
+            if len(self.ids.blocks) > blocks or any(a in self._tainted for a in inputs):
+                self._tainted.add(node)
             self.infos[node] = info
+            if isinstance(info, TensorInfo):
+                self._node_of[id(info)] = node
+        self.ids.where = ""
         for guard in self.trace.guards:
             self.sites.append(guard_site(guard.node, guard.value, self.infos))
         self.node = None
@@ -140,6 +164,16 @@ class Propagation:
         return str(self.node.meta.get("scope", "")) if self.node is not None else ""
 
     @property
+    def merge_heads(self) -> bool:
+        """Whether products at the current node prune head dims instead of whole heads (``attention`` for its scope)."""
+        return attention_mode(self.attention, self.where) == "head_dims"
+
+    def saw_heads(self) -> None:
+        """Note that the current node multiplies per-head channels, so the attention mode matters in its scope."""
+        if self.where not in self.head_scopes:
+            self.head_scopes.append(self.where)
+
+    @property
     def out(self) -> Any:
         return self.node.meta.get("value") if self.node is not None else None
 
@@ -181,7 +215,8 @@ class Propagation:
         return None
 
     def einsum(self, operands: Sequence[tuple[TensorInfo, Letters]], out_letters: Letters, shape: tuple[int, ...] | None = None, merge: Sequence[Hashable] = ()) -> TensorInfo:
-        fields, recorded = einsum_fields(self.ids, operands, out_letters, self.where, merge)
+        ordinary = [self._node_of.get(id(info)) in self._from_input for info, _ in operands]
+        fields, recorded = einsum_fields(self.ids, operands, out_letters, self.where, merge, ordinary)
         self.recorded.extend(recorded)
         return TensorInfo(tuple(shape if shape is not None else self.out_shape), fields)
 
