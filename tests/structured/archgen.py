@@ -35,6 +35,34 @@ class TimmAttention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(B, N, self.attn_dim))
 
 
+class StdConv2d(nn.Conv2d):
+    """timm-style weight-standardised convolution: each filter is normalised over its fan-in in forward."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, bias: bool = True, eps: float = 1e-6) -> None:
+        super().__init__(c_in, c_out, k, padding=k // 2, bias=bias)
+        self.eps = eps
+
+    def standardised(self, gain: torch.Tensor | None = None) -> torch.Tensor:
+        return F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, weight=gain, training=True,
+                            momentum=0.0, eps=self.eps).reshape_as(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.standardised(), self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ScaledStdConv2d(StdConv2d):
+    """timm ``ScaledStdConv2d``-style: standardised filters times a learnt per-filter gain and a fixed scale."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, bias: bool = True, eps: float = 1e-6, gamma: float = 1.0) -> None:
+        super().__init__(c_in, c_out, k, bias, eps)
+        self.gain = nn.Parameter(torch.rand(c_out, 1, 1, 1) + 0.5)
+        self.scale = gamma * self.weight[0].numel() ** -0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.standardised((self.gain * self.scale).view(-1))
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
 class Block(nn.Module):
     """One generated block; ``kind`` selects the construct, ``opts`` its variant."""
 
@@ -69,6 +97,9 @@ class Block(nn.Module):
         elif kind == "se":
             self.r = nn.Conv2d(c_in, opts["hidden"], 1)
             self.e = nn.Conv2d(opts["hidden"], c_in, 1)
+        elif kind == "stdconv":
+            self.conv = (ScaledStdConv2d if opts["scaled"] else StdConv2d)(c_in, opts["c_out"], opts["k"], bias=opts["bias"])
+            self.c_out = opts["c_out"]
         elif kind == "nhwc":
             self.fc = nn.Linear(c_in, opts["c_out"])
             self.c_out = opts["c_out"]
@@ -106,6 +137,8 @@ class Block(nn.Module):
         if kind == "se":
             s = x.mean((2, 3), keepdim=True)
             return x * torch.sigmoid(self.e(torch.relu(self.r(s))))
+        if kind == "stdconv":
+            return torch.relu(self.conv(x))
         if kind == "nhwc":
             return self.fc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         if kind == "tokens":
@@ -151,7 +184,7 @@ def _divisors(n: int) -> list[int]:
 
 @st.composite
 def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
-    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "csp"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
+    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "stdconv", "csp"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
     kind = draw(st.sampled_from(kinds))
     opts: dict[str, Any] = {}
     c_out = c_in
@@ -181,6 +214,9 @@ def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
         opts = dict(by=draw(st.sampled_from(["sections", "slice"] + (["half"] if c_in % 2 == 0 else []))), first=draw(st.integers(1, c_in - 1)))
     elif kind == "se":
         opts = dict(hidden=draw(st.integers(2, 4)))
+    elif kind == "stdconv":
+        c_out = draw(st.integers(4, 10))
+        opts = dict(c_out=c_out, k=draw(st.sampled_from([1, 3])), bias=draw(st.booleans()), scaled=draw(st.booleans()))
     elif kind == "nhwc":
         c_out = draw(st.integers(4, 10))
         opts = dict(c_out=c_out)

@@ -27,13 +27,17 @@ import torch
 from torch import nn
 
 from prunekit._registry import Registry
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, StructureError
 from prunekit.importance.calibration import ActivationStats, Calibration, collect_activation_stats
 from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.groups import Group, Member
 
 Reduction = Literal["mean", "sum", "max", "first"]
 Normalization = Literal["none", "mean", "max", "sum", "standardize"]
+
+
+class NothingToScore(StructureError):
+    """A criterion finds nothing it reads in a group (a model property: the pruner skips the group with a warning)."""
 
 
 @dataclass
@@ -81,7 +85,8 @@ class GroupCriterion:
             if scores is not None:
                 per_member.append(scores.double())
         if not per_member:
-            raise ConfigError(f"{type(self).__name__} has nothing to score in group {group.name!r} (members: {[m.fqn for m in group.members]})")
+            raise NothingToScore(f"{type(self).__name__} has nothing to score in group {group.name!r}: it reads members of role "
+                                 f"{'/'.join(self.roles)}, the group has {[f'{m.fqn} ({m.role})' for m in group.members]}")
         stacked = torch.stack(per_member)
         if self.reduction == "first":
             return stacked[0]
@@ -133,12 +138,12 @@ class Taylor(GroupCriterion):
         return member.unit_sum(member.per_position((tensor * grad).abs()), group.size)
 
     def raw(self, group: Group, ctx: ScoringContext) -> torch.Tensor:
-        try:
-            scores = super().raw(group, ctx)
-        except ConfigError:
+        no_calibration = ctx.calibration is None or ctx.calibration.grads is None
+        if no_calibration and all(m.tensor(ctx.model).grad is None for m in self.members(group)):
             raise ConfigError("taylor importance needs gradients: pass calibration=collect_calibration(model, batches, "
-                              "{'grads'}) to the pruner's step") from None
-        if ctx.calibration is None or ctx.calibration.grads is None:
+                              "{'grads'}) to the pruner's step")
+        scores = super().raw(group, ctx)
+        if no_calibration:
             warnings.warn("taylor importance from the .grad fields is deprecated and will be removed in the next release; "
                           "pass calibration=collect_calibration(model, batches, {'grads'}) instead", DeprecationWarning, stacklevel=3)
         return scores
@@ -222,7 +227,7 @@ class _Activation(GroupCriterion):
             apoz = torch.zeros(group.size, dtype=torch.float64).index_add_(0, units[mask], stats.apoz(key)[mask].double())
             out.append((mean / counts.clamp_min(1), apoz / counts.clamp_min(1)))
         if not out:
-            raise ConfigError(f"no activations observed for group {group.name!r}")
+            raise NothingToScore(f"{type(self).__name__}: no activations observed for group {group.name!r} (no module output carries its channels)")
         return out
 
 

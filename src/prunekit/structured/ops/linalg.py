@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from torch import fx
 
 from prunekit.structured.fields import BLOCK, Field, TensorInfo
+from prunekit.structured.ops.pointwise import STANDARDISED_WEIGHT, computed_from_parameter
 from prunekit.structured.ops.registry import arg, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site
 from prunekit.structured.values import TracedInt
@@ -203,7 +205,24 @@ def conv(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
     if groups == 1 or (w is not None and uses_stripes(ctx, groups, w.shape)):
         ctx.tag(weight, 1, "in")
     ctx.tag(bias, 0, "bias")
-    return conv_fields(ctx, ctx.tensor(args[0]), w, ctx.tensor(bias), groups, groups_arg if groups > 1 or isinstance(groups_arg, TracedInt) else None)
+    x = ctx.tensor(args[0])
+    if groups == 1:
+        w = _untraceable_inputs(ctx, x, weight, w)
+    return conv_fields(ctx, x, w, ctx.tensor(bias), groups, groups_arg if groups > 1 or isinstance(groups_arg, TracedInt) else None)
+
+
+def _untraceable_inputs(ctx: Any, x: TensorInfo | None, weight: Any, w: TensorInfo | None) -> TensorInfo | None:
+    """A weight computed in ``forward`` whose input-channel axis follows no parameter dim keeps the
+    input channels: ``w`` with a blocked field there that says why (a standardised weight, or in general)."""
+    if not isinstance(weight, fx.Node) or weight.op == "get_attr" or w is None or w.field_at(1) is not None or x is None or x.field_at(1) is None:
+        return w
+    reason = STANDARDISED_WEIGHT if computed_from_parameter(weight, standardised=True) else (
+        "its weight is computed in forward and the input channels cannot be followed to a parameter")
+    ids = ctx.ids.fresh((w.shape[1],))
+    ctx.ids.block(ids, reason, ctx.where)
+    return TensorInfo(w.shape, sorted([*w.fields, Field((1,), ids)], key=lambda f: f.axes))
+
+
 
 
 def conv_transpose_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None, groups: int) -> TensorInfo:

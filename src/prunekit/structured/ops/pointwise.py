@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from torch import fx
 
 from prunekit.structured.fields import BLOCK, TensorInfo
-from prunekit.structured.ops.registry import arg, register_op
+from prunekit.structured.ops.registry import arg, op_name, register_op
 from prunekit.structured.shapes import Evaluator, Invalid, Site, shape_args_site
 from prunekit.structured.values import TensorMeta, TracedInt
 
@@ -123,7 +124,47 @@ def batch_norm(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tenso
         if info is not None:
             ctx.tag(a, 0, role)
             params.append((info, role))
+    _block_statistics_axes(ctx, x, args, kwargs)
     return channel_norm(ctx, x, params)
+
+
+def _block_statistics_axes(ctx: Any, x: TensorInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Batch statistics are means and variances over every axis but the channel axis (batch norm) or
+    over the spatial axes (instance norm): removing positions along them changes every channel's
+    mean and std, so channels laid out there stay untouched. A weight-standardised convolution
+    (``F.batch_norm(w.reshape(1, out, -1), None, None, training=True)``) hits this: its filters are
+    normalised over their input channels."""
+    name = ctx.node.target if isinstance(ctx.node.target, str) else ctx.node.target.__name__
+    if name == "instance_norm":
+        batch_stats, stat_axes = bool(ctx.value(arg(args, kwargs, 5, "use_input_stats", True))), range(2, x.ndim)
+    else:
+        training = bool(ctx.value(arg(args, kwargs, 5, "training", False)))
+        batch_stats = training or ctx.tensor(arg(args, kwargs, 1, "running_mean")) is None
+        stat_axes = [ax for ax in range(x.ndim) if ax != 1]
+    if not batch_stats:
+        return
+    for f in x.fields:
+        hit = sorted(set(f.axes) & set(stat_axes))
+        if hit:
+            reason = STANDARDISED_WEIGHT if computed_from_parameter(args[0]) else (
+                f"{name} with batch statistics normalises over axis {hit[0]}: removing positions there would change "
+                "every channel's mean and std")
+            ctx.ids.block(f.ids, reason, ctx.where)
+
+
+#: Why the input channels of a weight-standardised convolution stay.
+STANDARDISED_WEIGHT = ("weight standardisation (batch_norm over the weight) normalises each filter over its input channels: "
+                       "removing an input channel would change every filter's mean and std")
+
+
+def computed_from_parameter(a: Any, standardised: bool = False) -> bool:
+    """Whether ``a`` is computed in ``forward`` from a parameter (following first arguments), through a
+    batch-statistics normalisation if ``standardised``."""
+    seen_norm, steps = False, 0
+    while isinstance(a, fx.Node) and a.op in ("call_function", "call_method") and steps < 16:
+        seen_norm = seen_norm or op_name(a) in ("batch_norm", "instance_norm")
+        a, steps = (a.args[0] if a.args else None), steps + 1
+    return isinstance(a, fx.Node) and a.op == "get_attr" and (seen_norm or not standardised)
 
 
 def layer_norm_fields(ctx: Any, x: TensorInfo, k: int, weight: Any, bias: Any, shape_arg: Any = None) -> TensorInfo:
