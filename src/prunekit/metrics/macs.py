@@ -12,6 +12,7 @@ dimension is divided out).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -54,6 +55,11 @@ class MacsReport:
 
 def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
     """Count MACs per example of ``model(*example_inputs)``; see the module docstring for what counts."""
+    return counted_forward(model, example_inputs)[0]
+
+
+def counted_forward(model: nn.Module, example_inputs: Inputs) -> tuple[MacsReport, Any]:
+    """:func:`count_macs` and the output of the forward it counted (eval mode, no gradients): one forward for both."""
     records: list[tuple[str, nn.Module, LayerRecord, int]] = []
 
     def hook(name: str, kind: LayerRecord):
@@ -77,7 +83,7 @@ def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
         for p, _ in flags:
             p.requires_grad_(False)
         with eval_mode(model), counter:
-            model(*as_args(example_inputs))
+            output = model(*as_args(example_inputs))
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
@@ -99,4 +105,4 @@ def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
     other = max(0, total - layer_dense)
     total_dense = layer_dense + other
     total_effective = sum(x.effective for x in layers.values()) + other
-    return MacsReport(total_dense, total_effective, list(layers.values()))
+    return MacsReport(total_dense, total_effective, list(layers.values())), output

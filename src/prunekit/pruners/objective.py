@@ -21,7 +21,7 @@ from torch import nn
 
 from prunekit._registry import Registry
 from prunekit.errors import StructureError
-from prunekit.metrics import count_macs, count_parameters
+from prunekit.metrics import count_macs, effective_parameters
 from prunekit.pruners.plan import Plan
 from prunekit.structured.cost import CostModel
 from prunekit.structured.graph import DependencyGraph
@@ -49,7 +49,8 @@ def _dense_macs(model: nn.Module, inputs: tuple[Any, ...]) -> float:
 
 
 def _params(model: nn.Module, inputs: tuple[Any, ...]) -> float:
-    return float(count_parameters(model).params)
+    """``count_parameters(model).params`` without its nonzero counts (no forward, no pass over the values)."""
+    return float(sum(p.numel() for p in effective_parameters(model).values()))
 
 
 #: name → cost metric a structured target can be given in.
