@@ -134,10 +134,12 @@ def _prune_torch_pruning(model, x):
 
 
 def reinit_degenerate(model, seed: int = 0) -> list[str]:
-    """Give every parameter whose values are all below ``TINY`` in magnitude a seeded non-trivial value.
+    """Give every parameter but biases whose values are all below ``TINY`` in magnitude a seeded non-trivial value.
 
-    Weights (2-d and more): normal with std 1/sqrt(fan-in); biases: normal with std 0.1; other
-    1-d/0-d parameters (norm weights, layer scales, gates): uniform in [0.5, 1). Returns their names.
+    Weights (2-d and more): normal with std 1/sqrt(fan-in); 1-d/0-d parameters (norm weights, layer
+    scales, residual gates): uniform in [0.5, 1). Biases stay: a zero bias never makes an output
+    constant, and random ones would swamp the small activations of a randomly initialised network
+    (its output would then hardly depend on the input). Returns the names changed.
     """
     import torch
 
@@ -145,12 +147,10 @@ def reinit_degenerate(model, seed: int = 0) -> list[str]:
     changed = []
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.numel() == 0 or float(p.abs().max()) >= TINY:
+            if p.numel() == 0 or name.rsplit(".", 1)[-1] == "bias" or float(p.abs().max()) >= TINY:
                 continue
             if p.dim() >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.5 + 0.5 * torch.rand(p.shape, generator=gen))
             changed.append(name)
@@ -402,8 +402,8 @@ def write_results(records: list[dict], out: Path) -> None:
         "",
         "## Columns",
         "",
-        f"- Before anything is measured, every parameter whose values are all below {TINY:g} in magnitude (zero-initialised "
-        "classifiers and residual gates, layer scales at 1e-5, 1e-6 class tokens, zero biases) gets a seeded non-trivial value, "
+        f"- Before anything is measured, every parameter but biases whose values are all below {TINY:g} in magnitude (zero-initialised "
+        "classifiers, norm weights and residual gates, layer scales at 1e-5, 1e-6 class tokens) gets a seeded non-trivial value, "
         "the same for both tools (`reinitialised` in the JSON).",
         f"- ok: pruning and forward succeed, the output shape is unchanged, MACs are reduced, and the pruned output depends on the "
         f"input (two random inputs give outputs differing by more than {SPREAD_TOL:g} of the output's largest magnitude; "
