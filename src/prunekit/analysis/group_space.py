@@ -31,7 +31,7 @@ from prunekit.pruners.allocation import Candidate, uniform_counts
 from prunekit.pruners.latency import LatencyObjective, prepare_reference, time_alone
 from prunekit.pruners.objective import Objective, measure_model
 from prunekit.pruners.plan import Plan
-from prunekit.pruners.structured import check_layer_patterns
+from prunekit.pruners.structured import check_layer_patterns, group_scores
 from prunekit.pruners.structured_config import StructuredConfig
 from prunekit.structured.graph import DependencyGraph, GraphConfig
 from prunekit.structured.groups import Group
@@ -61,8 +61,9 @@ class GroupSpace:
         self.round_to = config.resolved_round_to()
         criterion = make_criterion(config.importance, reduction=config.reduction, normalization=config.normalization)
         ctx = ScoringContext(model, self.graph, seed=config.seed, calibration=calibration)
+        scores = group_scores(self.graph, criterion, ctx)
         self.groups: list[Group] = self.graph.prunable_groups()
-        self.candidates = [Candidate.make(g.index, criterion(g, ctx).detach().cpu().numpy(), config.max_layer_ratio,
+        self.candidates = [Candidate.make(g.index, scores[g.index], config.max_layer_ratio,
                                           _first_match(g, config.layer_round_to, self.round_to), g.width()) for g in self.groups]
         self.scores = {c.index: c.scores for c in self.candidates}
         self.names = _unique_names(self.groups)

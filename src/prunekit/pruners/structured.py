@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -267,15 +268,11 @@ class StructuredPruner:
     def _candidates(self, graph: DependencyGraph, ctx: ScoringContext, default_round_to: int) -> list[Candidate]:
         cfg = self.config
         cands = []
+        scores = group_scores(graph, self.criterion, ctx)
         for g in graph.prunable_groups():
-            try:
-                scores = self.criterion(g, ctx).detach().cpu().numpy()
-            except NothingToScore as exc:  # a model property: skip this group, never the whole model
-                _skip_unscored(graph, g, str(exc))
-                continue
             original = self._original_size(g)
             round_to = _override(g, cfg.layer_round_to, default_round_to)
-            cands.append(Candidate.make(g.index, scores, cfg.max_layer_ratio, round_to, g.width(), original - g.size, original))
+            cands.append(Candidate.make(g.index, scores[g.index], cfg.max_layer_ratio, round_to, g.width(), original - g.size, original))
         return cands
 
     def _plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...],
@@ -367,6 +364,18 @@ def _removed_first(cands: list[Candidate], removed: Mapping[int, Sequence[int]])
             c = dataclasses.replace(c, scores=scores)
         out.append(c)
     return out
+
+
+def group_scores(graph: DependencyGraph, criterion: GroupCriterion, ctx: ScoringContext) -> dict[int, np.ndarray]:
+    """``{group index: scores}`` of every prunable group. A group the criterion has nothing to score
+    in (a model property) is made unprunable and named in a PruningWarning; it never aborts the call."""
+    scores = {}
+    for g in graph.prunable_groups():
+        try:
+            scores[g.index] = criterion(g, ctx).detach().cpu().numpy()
+        except NothingToScore as exc:
+            _skip_unscored(graph, g, str(exc))
+    return scores
 
 
 def _skip_unscored(graph: DependencyGraph, group: Group, reason: str) -> None:
