@@ -156,15 +156,3 @@ def test_batch_statistics_over_a_labelled_axis_refuse_it_with_a_warning() -> Non
     assert graph.prunable_groups() == []
     messages = [str(w.message) for w in caught if issubclass(w.category, PruningWarning)]
     assert any("batch_norm with batch statistics normalises over axis 2" in m for m in messages), messages
-
-
-def test_group_scores_skips_what_a_criterion_cannot_score_and_keeps_the_rest() -> None:
-    from prunekit.pruners.structured import group_scores
-
-    model = model_with(ScaledStdConv2d, 3)  # "3" has the gain (a norm weight), "5" (plain conv) has none
-    graph, _ = _graph(model)
-    with pytest.warns(PruningWarning, match=r"^5: channels coupled to it are left untouched: NormOnly has nothing to score"):
-        scores = group_scores(graph, NormOnly(normalization="none"), ScoringContext(model, graph))
-    assert list(scores) == [next(g.index for g in graph.groups if g.name == "3")]
-    torch.testing.assert_close(torch.from_numpy(next(iter(scores.values()))), model[3].gain.detach().abs().flatten())
-    assert [g.name for g in graph.prunable_groups()] == ["3"]

@@ -20,7 +20,7 @@ def test_timm_model_pruned_half(timm, name: str) -> None:
     model = timm.create_model(name, pretrained=False, num_classes=10, **CASES[name]).eval()
     x = torch.randn(1, 3, 64, 64)
     heads_before = [m.num_heads for m in model.modules() if hasattr(m, "num_heads")]
-    result = StructuredPruner(ratio=0.5).prune(model, x)
+    result = StructuredPruner(ratio=0.5, attention="heads").prune(model, x)
     assert model(x).shape == (1, 10)
     assert result.params_after < 0.5 * result.params_before
     heads_after = [m.num_heads for m in model.modules() if hasattr(m, "num_heads")]

@@ -55,7 +55,7 @@ class GroupSpace:
         self.inputs: tuple[Any, ...] = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         self.config = config
         check_layer_patterns(model, config)
-        self.graph = DependencyGraph.build(model, self.inputs, GraphConfig(attention=config.attention, grouped_conv=config.grouped_conv))
+        self.graph = DependencyGraph.build(model, self.inputs, GraphConfig(attention=config.graph_attention, grouped_conv=config.grouped_conv))
         if config.ignored_layers:
             self.graph.fix_modules(config.ignored_layers)
         self.round_to = config.resolved_round_to()

@@ -15,6 +15,7 @@ the target measured against the model :meth:`StructuredPruner.prepare` saw.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import logging
@@ -150,13 +151,19 @@ class StructuredPruner:
         check_fraction(fraction)
         inputs = _as_tuple(example_inputs)
         check_layer_patterns(model, self.config)
-        graph = self._graph(model, inputs)
-        if self._origin is None:
-            self._origin = self._make_origin(graph, model, inputs)
-        option = self._option(graph, inputs, fraction, calibration, removed or {})
-        if self.config.attention == "auto" and self._chosen is None:
-            option = self._choose_attention(option, inputs, fraction, calibration)
-            self._chosen = dict(option.modes)
+        choosing = self.config.attention == "auto" and self._chosen is None
+        with warnings.catch_warnings(record=True) if choosing else contextlib.nullcontext() as caught:
+            if choosing:
+                warnings.simplefilter("always")
+            graph = self._graph(model, inputs)
+            if self._origin is None:
+                self._origin = self._make_origin(graph, model, inputs)
+            option = self._option(graph, inputs, fraction, calibration, removed or {})
+            if choosing:
+                option = self._choose_attention(option, inputs, fraction, calibration)
+                self._chosen = dict(option.modes)
+        if choosing:
+            _replay(caught or [], option.graph)
         if self.config.resource_target and option.reached is not None:
             self._warn_unreached(option, fraction)
         return option.graph, option.plan
@@ -185,7 +192,7 @@ class StructuredPruner:
         model = heads.graph.model
 
         def planned(modes: Mapping[str, str]) -> AttentionOption:
-            return self._option(self._graph(model, inputs, dict(modes)), inputs, fraction, calibration, {})
+            return self._option(self._graph(model, inputs, dict(modes), like=heads.graph), inputs, fraction, calibration, {})
 
         cfg = self.config
         metric = cfg.target_metric if cfg.resource_target else "macs"
@@ -252,10 +259,15 @@ class StructuredPruner:
         self.prepare(model, example_inputs)
 
     # --- one step -----------------------------------------------------------------------------
-    def _graph(self, model: nn.Module, inputs: tuple[Any, ...], attention: AttentionModes | None = None) -> DependencyGraph:
+    def _graph(self, model: nn.Module, inputs: tuple[Any, ...], attention: AttentionModes | None = None, *,
+               like: DependencyGraph | None = None) -> DependencyGraph:
+        """The graph to plan on (``like``: of the same model, whose trace is reused)."""
         if attention is None:
             attention = self._chosen if self.config.attention == "auto" and self._chosen is not None else self.config.graph_attention
-        graph = DependencyGraph.build(model, inputs, GraphConfig(attention=attention, grouped_conv=self.config.grouped_conv))
+        if like is not None:
+            graph = like.with_attention(attention)
+        else:
+            graph = DependencyGraph.build(model, inputs, GraphConfig(attention=attention, grouped_conv=self.config.grouped_conv))
         if self.config.ignored_layers:
             graph.fix_modules(self.config.ignored_layers)
         return graph
@@ -348,6 +360,19 @@ class StructuredPruner:
 
 #: A latency target that needed this many times more MACs reduction than speed-up hit the runtime's per-layer overhead.
 OVERHEAD_BOUND = 2.5
+
+
+def _replay(caught: Sequence[warnings.WarningMessage], chosen: DependencyGraph) -> None:
+    """Warnings of an ``attention="auto"`` choice: the chosen graph's PruningWarnings, and every other warning once
+    (the graphs not chosen warned about layers they would have left untouched)."""
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, PruningWarning) or (w.category, str(w.message)) in seen:
+            continue
+        seen.add((w.category, str(w.message)))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    for message in chosen.warnings:
+        warnings.warn(message, PruningWarning, stacklevel=4)
 
 
 def _removed_first(cands: list[Candidate], removed: Mapping[int, Sequence[int]]) -> list[Candidate]:

@@ -43,10 +43,13 @@ class StructuredConfig(Settings):
     channel staircase (``$PRUNEKIT_CHANNEL_STEP`` pins it); ``layer_round_to`` overrides it per layer
     pattern (e.g. ``{"layer1.*": 8}`` so a 16-channel stage can still be halved under ``round_to=16``).
     ``measure_speedup`` times dense and pruned side by side on the runtime after pruning (default:
-    for latency targets and whenever ``runtime`` is given). ``grouped_conv``: grouped convolutions
-    lose channel stripes (``"channels"``: the same channel of every group, ``groups`` kept) or whole
-    ``"groups"``; ``"auto"`` (default) takes stripes unless a conv's stripes merge into one unit
-    (see :class:`~prunekit.structured.GraphConfig`).
+    for latency targets and whenever ``runtime`` is given). ``attention``: ``"auto"`` (default)
+    chooses whole ``"heads"`` or ``"head_dims"`` per attention block by the target (more MACs
+    removed at a ratio; less importance removed for resource targets; per model for latency
+    targets); a mode or ``{block pattern: mode}`` (as :attr:`PruneResult.attention` reports) forces it.
+    ``grouped_conv``: grouped convolutions lose channel stripes (``"channels"``: the same channel of
+    every group, ``groups`` kept) or whole ``"groups"``; ``"auto"`` (default) takes stripes unless a
+    conv's stripes merge into one unit (see :class:`~prunekit.structured.GraphConfig`).
     """
 
 
@@ -72,7 +75,7 @@ class StructuredConfig(Settings):
     tolerance: float = Field(0.02, gt=0.0, lt=0.5)
     steps: int = Field(1, ge=1, le=1000)
     schedule: Literal["linear", "cubic"] = "linear"
-    attention: Literal["heads", "head_dims"] = "heads"
+    attention: Literal["auto", "heads", "head_dims"] | dict[str, Literal["heads", "head_dims"]] = "auto"
     grouped_conv: Literal["auto", "channels", "groups"] = "auto"
     seed: Seed = 0
 
@@ -96,6 +99,11 @@ class StructuredConfig(Settings):
         if bad:
             raise ValueError(f"layer_round_to values must be ≥ 1 (and at most {MAX_BATCH}): {bad}")
         return self
+
+    @property
+    def graph_attention(self) -> str | dict[str, str]:
+        """``attention`` for building one graph (``"auto"`` builds whole heads: the choice needs a plan, see StructuredPruner)."""
+        return "heads" if self.attention == "auto" else self.attention
 
     @property
     def resource_target(self) -> bool:

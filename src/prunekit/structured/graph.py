@@ -6,7 +6,7 @@ import fnmatch
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from prunekit.structured.groups import Group, build_groups
 from prunekit.structured.layers import LayerHandlers, handler_for
 from prunekit.structured.propagate import AttentionModes, Propagation
 from prunekit.structured.shapes import AttrKey, Evaluator, Invalid, Site
-from prunekit.structured.trace import trace_model
+from prunekit.structured.trace import Trace, trace_model
 from prunekit.structured.untouched import UntouchedLayer, find_untouched, layer_positions
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,11 @@ class DependencyGraph:
             return known[type(m)]
 
         trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions)
+        return cls._from_trace(model, trace, options)
+
+    @classmethod
+    def _from_trace(cls, model: nn.Module, trace: Trace, options: GraphConfig) -> DependencyGraph:
+        lookup = partial(handler_for, overrides=options.layer_handlers)
         prop = Propagation(trace, lookup, attention=options.attention, grouped_conv=options.grouped_conv, strict=options.strict).run()
         labels = _resolve(prop)
         if options.grouped_conv == "auto":
@@ -116,6 +121,10 @@ class DependencyGraph:
         graph = cls(model, prop, labels, [], options=options)
         graph._form_groups()
         return graph
+
+    def with_attention(self, attention: AttentionModes) -> DependencyGraph:
+        """The graph of the same (unchanged) model with another ``attention`` setting, propagated from this graph's trace."""
+        return self._from_trace(self.model, self.prop.trace, replace(self.options, attention=attention))
 
     def _unit_mask(self, labels: np.ndarray) -> np.ndarray:
         """Labels that can be units: not blocked, and holding a channel of a real layer (a role other than 'param')."""

@@ -41,9 +41,24 @@ def _batch_letters(shapes: list[tuple[int, ...]], out_batch: int) -> list[list[A
     return out
 
 
-def _merge(ctx: Any, letters: list[Any]) -> list[Any]:
-    """Letters to merge away when pruning head dimensions instead of heads."""
-    return [letter for letter in letters if isinstance(letter, tuple) and letter[0] == "b"] if ctx.merge_heads else []
+def _merge(ctx: Any, letters: list[Any], operands: list[tuple[TensorInfo, list[Any]]]) -> list[Any]:
+    """Letters to merge away when pruning head dimensions instead of heads.
+
+    Notes the scope (``ctx.saw_heads``) when an operand has channels laid out over a batch (head)
+    axis and a matrix axis together: there whole heads and head dims are different plans.
+    """
+    batch = [letter for letter in letters if isinstance(letter, tuple) and letter[0] == "b"]
+    if any(_spans_heads(info, op_letters, batch) for info, op_letters in operands):
+        ctx.saw_heads()
+    return batch if ctx.merge_heads else []
+
+
+def _spans_heads(info: TensorInfo, letters: list[Any], batch: list[Any]) -> bool:
+    for f in info.fields:
+        axis_letters = [letters[ax] for ax in f.axes]
+        if any(letter in batch for letter in axis_letters) and any(letter not in batch for letter in axis_letters):
+            return True
+    return False
 
 
 @register_op("matmul", "bmm", "mm", "mv", "dot", "vdot", "inner")
@@ -56,7 +71,8 @@ def matmul(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInf
     la, lb = _batch_letters([a_batch, b_batch], nb)
     out_batch = [("b", i) for i in range(nb)]
     out = [*out_batch, *(["n"] if a.ndim >= 2 else []), *(["m"] if b.ndim >= 2 else [])]
-    return ctx.einsum([(a, [*la, *a_mat]), (b, [*lb, *b_mat])], out, merge=_merge(ctx, out_batch))
+    operands = [(a, [*la, *a_mat]), (b, [*lb, *b_mat])]
+    return ctx.einsum(operands, out, merge=_merge(ctx, out_batch, operands))
 
 
 @register_op("baddbmm", "addmm", "addbmm", "addmv")
@@ -70,7 +86,8 @@ def add_matmul(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tenso
     out = [*[("b", i) for i in range(nb)], *(["n"] if a.ndim >= 2 else []), *(["m"] if b.ndim >= 2 else [])]
     offset = len(out) - bias.ndim
     bias_letters = [out[ax + offset] if bias.shape[ax] == out_shape[ax + offset] else None for ax in range(bias.ndim)]
-    return ctx.einsum([(bias, bias_letters), (a, [*la, *a_mat]), (b, [*lb, *b_mat])], out, merge=_merge(ctx, out[:nb]))
+    operands = [(bias, bias_letters), (a, [*la, *a_mat]), (b, [*lb, *b_mat])]
+    return ctx.einsum(operands, out, merge=_merge(ctx, out[:nb], operands))
 
 
 @register_op("einsum")
@@ -116,7 +133,7 @@ def sdpa(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
         full = [*out_batch, "L", "S"]
         offset = len(full) - mask.ndim
         operands.append((mask, [full[ax + offset] for ax in range(mask.ndim)]))
-    return ctx.einsum(operands, [*out_batch, "L", "V"], merge=_merge(ctx, out_batch))
+    return ctx.einsum(operands, [*out_batch, "L", "V"], merge=_merge(ctx, out_batch, operands))
 
 
 def conv_stripes(mode: str, groups: int, weight_shape: tuple[int, ...]) -> bool:

@@ -1,0 +1,110 @@
+"""``attention="auto"``: whole heads or head dims, per attention block, chosen by the pruning target.
+
+Whole-head pruning rounds to heads (3 heads at ratio 0.5 keep 2); head-dim pruning removes the same
+dims from every head. :class:`AttentionOption` is one setting planned on its own dependency graph;
+these pure functions compare options the way the target asks:
+
+- ratio targets: the plan leaving fewer MACs (the ratio fixes how much importance goes); ties go
+  to whole heads (fewer, larger products run faster);
+- MACs/params/latency targets: among the plans reaching the goal, the one removing the least
+  importance (else the one closest to the goal).
+
+Per block (:func:`block_modes`), ratio targets take the mode removing more MACs inside the block;
+resource targets the mode removing less importance per unit of cost removed there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from prunekit.pruners.allocation import Candidate
+from prunekit.pruners.objective import Objective
+from prunekit.pruners.plan import Plan
+from prunekit.structured.graph import DependencyGraph
+
+HEADS, HEAD_DIMS = "heads", "head_dims"
+
+
+@dataclass(frozen=True)
+class AttentionOption:
+    """One attention setting planned: ``{block scope: mode}``, its graph, candidates and plan."""
+
+    modes: Mapping[str, str]
+    graph: DependencyGraph
+    cands: Sequence[Candidate]
+    plan: Plan
+    reached: float | None = None  # resource targets: the cost the allocation reached
+
+    def importance_removed(self, groups: Sequence[int] | None = None) -> float:
+        """Channel-weighted share of importance the plan removes: per group, the removed share of its
+        scores times its channels (units × width), so whole heads and head dims compare."""
+        by_index = {c.index: c for c in self.cands}
+        total = 0.0
+        for index, units in self.plan.removals.items():
+            if groups is not None and index not in groups:
+                continue
+            c, g = by_index[index], self.graph.groups[index]
+            mass = float(c.scores.sum())
+            share = float(c.scores[list(units)].sum()) / mass if mass > 0 else len(units) / c.size
+            total += share * g.size * g.width()
+        return total
+
+
+def block_groups(graph: DependencyGraph, scopes: Sequence[str]) -> dict[str, list[int]]:
+    """Group indices inside each attention block: every member in the block's module (the innermost block holding them)."""
+    out: dict[str, list[int]] = {s: [] for s in scopes}
+    for g in graph.groups:
+        modules = g.modules()
+        inside = [s for s in scopes if all(_within(m, s) for m in modules)]
+        if inside and modules:
+            out[max(inside, key=len)].append(g.index)
+    return out
+
+
+def _within(module: str, scope: str) -> bool:
+    return not scope or module == scope or module.startswith(scope + ".")
+
+
+def removed_cost(objective: Objective, plan: Plan, groups: Sequence[int]) -> float:
+    """What removing ``plan``'s units of ``groups`` only saves in ``objective``'s metric."""
+    part = Plan({g: u for g, u in plan.removals.items() if g in groups})
+    return objective.cost(Plan()) - objective.cost(part) if part.removals else 0.0
+
+
+def block_modes(heads: AttentionOption, dims: AttentionOption, metric: str, inputs: tuple, *, resource: bool) -> dict[str, str]:
+    """The better mode of each block of ``heads.modes`` (see the module docstring); ties go to whole heads."""
+    stats = {}
+    for option in (heads, dims):
+        objective = Objective(option.graph, inputs, metric)
+        blocks = block_groups(option.graph, list(heads.modes))
+        stats[id(option)] = {s: (removed_cost(objective, option.plan, gs), option.importance_removed(gs)) for s, gs in blocks.items()}
+    modes = {}
+    for scope in heads.modes:
+        (cost_h, loss_h), (cost_d, loss_d) = stats[id(heads)][scope], stats[id(dims)][scope]
+        if resource:
+            better = cost_d > 0 and (cost_h <= 0 or loss_d / cost_d < loss_h / cost_h)
+        else:
+            better = cost_d > cost_h
+        modes[scope] = HEAD_DIMS if better else HEADS
+    return modes
+
+
+def best_option(options: Sequence[AttentionOption], costs: Sequence[float], *, goal: float | None, tolerance: float) -> AttentionOption:
+    """The option the target prefers; ``costs`` are their costs after pruning (MACs for ratio
+    targets), ``goal`` the resource goal (None for ratio targets). Ties: whole heads for ratio
+    targets, else the earlier option."""
+    def key(i: int) -> tuple[float, ...]:
+        option = options[i]
+        if goal is None:
+            return (costs[i], sum(mode == HEAD_DIMS for mode in option.modes.values()))
+        loss = round(option.importance_removed(), 6)  # equal plans sum in another group order
+        reached = option.reached if option.reached is not None else costs[i]
+        if reached <= goal * (1 + tolerance):
+            return (0.0, loss)
+        return (1.0, reached)
+
+    return options[min(range(len(options)), key=key)]
+
+
+__all__ = ["HEADS", "HEAD_DIMS", "AttentionOption", "best_option", "block_groups", "block_modes", "removed_cost"]
