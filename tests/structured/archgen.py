@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from hypothesis import event
 from hypothesis import strategies as st
 from torch import nn
 
@@ -100,6 +101,13 @@ class Block(nn.Module):
         elif kind == "stdconv":
             self.conv = (ScaledStdConv2d if opts["scaled"] else StdConv2d)(c_in, opts["c_out"], opts["k"], bias=opts["bias"])
             self.c_out = opts["c_out"]
+        elif kind == "grouped":  # ResNeXt-style: 1x1 to groups x per_in, grouped 3x3 to groups x per_out
+            g, width = opts["groups"], opts["groups"] * opts["per_in"]
+            self.a = nn.Conv2d(c_in, width, 1)
+            self.bn = nn.BatchNorm2d(width) if opts["bn"] else nn.Identity()
+            self.g = nn.Conv2d(width, g * opts["per_out"], 3, padding=1, groups=g, bias=opts["bias"])
+            self.gn = nn.GroupNorm(g, g * opts["per_out"]) if opts["gn"] else nn.Identity()  # merges stripes: "auto" falls back
+            self.c_out = g * opts["per_out"]
         elif kind == "nhwc":
             self.fc = nn.Linear(c_in, opts["c_out"])
             self.c_out = opts["c_out"]
@@ -139,6 +147,10 @@ class Block(nn.Module):
             return x * torch.sigmoid(self.e(torch.relu(self.r(s))))
         if kind == "stdconv":
             return torch.relu(self.conv(x))
+        if kind == "grouped":
+            y = torch.relu(self.bn(self.a(x)))
+            y = F.conv2d(y, self.g.weight, self.g.bias, 1, 1, 1, self.g.groups) if o["functional"] else self.g(y)
+            return self.gn(y)
         if kind == "nhwc":
             return self.fc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         if kind == "tokens":
@@ -184,7 +196,7 @@ def _divisors(n: int) -> list[int]:
 
 @st.composite
 def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
-    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "stdconv", "csp"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
+    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "stdconv", "csp", "grouped"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
     kind = draw(st.sampled_from(kinds))
     opts: dict[str, Any] = {}
     c_out = c_in
@@ -217,6 +229,11 @@ def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
     elif kind == "stdconv":
         c_out = draw(st.integers(4, 10))
         opts = dict(c_out=c_out, k=draw(st.sampled_from([1, 3])), bias=draw(st.booleans()), scaled=draw(st.booleans()))
+    elif kind == "grouped":
+        opts = dict(groups=draw(st.sampled_from([2, 3])), per_in=draw(st.sampled_from([1, 2, 2, 3])), per_out=draw(st.sampled_from([1, 2, 2, 3])),
+                    bn=draw(st.booleans()), bias=draw(st.booleans()), gn=draw(st.sampled_from([False, False, True])), functional=draw(st.booleans()))
+        c_out = opts["groups"] * opts["per_out"]
+        event("grouped conv: " + ("stripes" if opts["per_in"] >= 2 and opts["per_out"] >= 2 else "whole groups"))
     elif kind == "nhwc":
         c_out = draw(st.integers(4, 10))
         opts = dict(c_out=c_out)

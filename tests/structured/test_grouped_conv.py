@@ -183,6 +183,29 @@ def test_functional_groups_attribute_follows_whole_group_removal() -> None:
     assert model(x).shape == (2, 4, 4, 4)
 
 
+class StdConv(nn.Conv2d):
+    """Weight standardisation (timm's StdConv2d): each filter normalised over its input channels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True, momentum=0.0, eps=1e-6)
+        return F.conv2d(x, w.reshape_as(self.weight), self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def test_a_standardised_grouped_conv_keeps_its_input_stripes_with_a_warning() -> None:
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Conv2d(3, 12, 1), nn.ReLU(), StdConv(12, 12, 3, padding=1, groups=3), nn.ReLU(), nn.Conv2d(12, 4, 1)).eval(), torch.randn(2, 3, 5, 5)
+    with pytest.warns(PruningWarning, match="2: .*weight standardisation"):
+        graph = graph_of(model, x)
+    (group,) = graph.prunable_groups()
+    assert group.size == 4 and sorted(group.modules()) == ["2", "4"]
+    expected = outputs(zeroed(model, group, [1]), x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)
+        remove_units(graph, {group: [1]})
+    assert relative_error(expected, outputs(model, x)) <= 1e-5
+    assert (model[2].groups, model[2].in_channels, model[2].out_channels) == (3, 12, 9)
+
+
 def test_counted_macs_of_a_striped_conv_follow_the_formula() -> None:
     model, x = _model()
     graph = graph_of(model, x)
@@ -221,6 +244,28 @@ def test_stripes_remove_more_macs_than_whole_groups_at_the_same_ratio() -> None:
     assert np.isclose(stripes, 112000 / 30800) and np.isclose(groups, 112000 / 64000), (stripes, groups)
 
 
-def test_grouped_conv_setting_is_checked() -> None:
+def test_grouped_conv_setting_is_checked_and_reaches_recipes() -> None:
+    from prunekit.experiment.recipe import load_recipe, shipped_recipes
+
     with pytest.raises(ValidationError, match="grouped_conv"):
         StructuredConfig(ratio=0.5, grouped_conv="stripes")
+    recipe = load_recipe(shipped_recipes()["structured_resnet20"], ["prune.grouped_conv=groups"])
+    assert recipe.prune.grouped_conv == "groups"
+    with pytest.raises(ValidationError, match=r"prune\.structured\.grouped_conv"):
+        load_recipe(shipped_recipes()["structured_resnet20"], ["prune.grouped_conv=stripes"])
+
+
+def test_latency_tables_time_a_striped_conv_with_its_groups_kept() -> None:
+    from prunekit.deployment.layer_probe import LayerConfig, probe_macs, probe_module
+    from prunekit.pruners.latency import _sites
+
+    model, x = _model()
+    graph = graph_of(model, x)
+    site = next(s for s in _sites(graph, CostModel(graph)) if s.module == "g")
+    assert (site.config.groups, site.config.grouped, site.in_groups) == (7, False, 7)
+    assert site.inputs(CostModel(graph).factor_values(graph.removed_mask({_group(graph, "a").index: [0, 1]}))) == 42
+    layer = probe_module(site.config, 40, 26)[0]  # rounded up to whole stripes
+    assert (layer.in_channels, layer.out_channels, layer.groups) == (42, 28, 7)
+    assert probe_macs(site.config, 42, 28) == 25 * 28 * 6 * 9
+    whole = LayerConfig.of(model.g, (2, 56, 5, 5))
+    assert (whole.groups, whole.in_per_group, whole.out_per_group) == (1, 8, 8) and "groups=" not in whole.name()

@@ -55,6 +55,10 @@ class _Site:
     config: LayerConfig
     c_in: int | float  # factor id (int) or constant (float)
     c_out: int | float
+    in_groups: int = 1  # c_in counts one group's inputs (a conv pruned by channel stripes): the layer has this many times more
+
+    def inputs(self, values: np.ndarray) -> float:
+        return _value(values, self.c_in) * self.in_groups
 
 
 class LatencyModel:
@@ -66,7 +70,7 @@ class LatencyModel:
         dense = self.cost_model.factor_values(np.zeros(int(graph.labels.max()) + 1, bool))
         requests: dict[LayerConfig, tuple[set[int], set[int]]] = {}
         for s in self.sites:
-            grid_in = sample_grid(int(_value(dense, s.c_in)), step, target.points, isinstance(s.c_in, int))
+            grid_in = sample_grid(int(s.inputs(dense)), step, target.points, isinstance(s.c_in, int))
             grid_out = sample_grid(int(_value(dense, s.c_out)), step, target.points, isinstance(s.c_out, int))
             have = requests.setdefault(s.config, (set(), set()))
             have[0].update(grid_in)
@@ -77,7 +81,7 @@ class LatencyModel:
         self.remainder_ms = dense_ms - self.layers_dense_ms
 
     def _layers(self, values: np.ndarray) -> float:
-        return float(sum(self.tables[s.config](_value(values, s.c_in), _value(values, s.c_out)) for s in self.sites))
+        return float(sum(self.tables[s.config](s.inputs(values), _value(values, s.c_out)) for s in self.sites))
 
     def estimate(self, removed: np.ndarray) -> float:
         """Remainder plus the tables' latency of every layer at its kept channel counts."""
@@ -98,12 +102,13 @@ def _sites(graph: DependencyGraph, cost_model: CostModel) -> list[_Site]:
         meta = call.node.args[0].meta.get("value") if call.node.args else None
         if not isinstance(meta, TensorMeta):
             continue
-        config = LayerConfig.of(call.module, tuple(meta.shape))
+        stripes = call.node.name in graph.prop.stripe_convs
+        config = LayerConfig.of(call.module, tuple(meta.shape), stripes=stripes)
         if config is None:
             continue
         c_out = cost_model.weight_size(call.path, 0)
         c_in = c_out if config.grouped else cost_model.weight_size(call.path, 1)
-        sites.append(_Site(call.path, config, c_in, c_out))
+        sites.append(_Site(call.path, config, c_in, c_out, config.groups))
     return sites
 
 

@@ -218,12 +218,13 @@ def conv(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
     groups_arg = arg(args, kwargs, 6, "groups", 1)
     groups = int(ctx.value(groups_arg))
     w = ctx.tensor(weight)
+    prunes_in = groups == 1 or (w is not None and uses_stripes(ctx, groups, w.shape))
     ctx.tag(weight, 0, "out")
-    if groups == 1 or (w is not None and uses_stripes(ctx, groups, w.shape)):
+    if prunes_in:
         ctx.tag(weight, 1, "in")
     ctx.tag(bias, 0, "bias")
     x = ctx.tensor(args[0])
-    if groups == 1:
+    if prunes_in:
         w = _untraceable_inputs(ctx, x, weight, w)
     return conv_fields(ctx, x, w, ctx.tensor(bias), groups, groups_arg if groups > 1 or isinstance(groups_arg, TracedInt) else None)
 
