@@ -10,6 +10,8 @@ from hypothesis import event
 from hypothesis import strategies as st
 from torch import nn
 
+from .constructs import RotaryAttention, SplitAttention
+
 
 class TimmAttention(nn.Module):
     """timm-style attention: fused qkv, reshape to heads, num_heads/head_dim/attn_dim attributes."""
@@ -108,6 +110,10 @@ class Block(nn.Module):
             self.g = nn.Conv2d(width, g * opts["per_out"], 3, padding=1, groups=g, bias=opts["bias"])
             self.gn = nn.GroupNorm(g, g * opts["per_out"]) if opts["gn"] else nn.Identity()  # merges stripes: "auto" falls back
             self.c_out = g * opts["per_out"]
+        elif kind == "splitattn":  # ResNeSt-style split attention over radix parts
+            self.sa = SplitAttention(c_in, opts["radix"], opts["hidden"])
+        elif kind == "rotary":  # timm-style attention with rotary q/k (constant sin/cos buffers)
+            self.attn = RotaryAttention(c_in, opts["heads"], opts["tokens"], opts["scale"])
         elif kind == "nhwc":
             self.fc = nn.Linear(c_in, opts["c_out"])
             self.c_out = opts["c_out"]
@@ -151,6 +157,12 @@ class Block(nn.Module):
             y = torch.relu(self.bn(self.a(x)))
             y = F.conv2d(y, self.g.weight, self.g.bias, 1, 1, 1, self.g.groups) if o["functional"] else self.g(y)
             return self.gn(y)
+        if kind == "splitattn":
+            return self.sa(x)
+        if kind == "rotary":
+            B, C, H, W = x.shape
+            t = x.flatten(2).transpose(1, 2)
+            return (t + self.attn(t)).transpose(1, 2).reshape(B, C, H, W)
         if kind == "nhwc":
             return self.fc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         if kind == "tokens":
@@ -176,7 +188,7 @@ class Generated(nn.Module):
         self.stem = nn.Conv2d(3, c0, 3, padding=1)
         layers, c = [], c0
         for kind, opts in blocks:
-            block = Block(kind, c, opts)
+            block = Block(kind, c, {**opts, "tokens": size * size} if kind == "rotary" else opts)
             layers.append(block)
             c = block.c_out
         self.blocks = nn.Sequential(*layers)
@@ -197,6 +209,9 @@ def _divisors(n: int) -> list[int]:
 @st.composite
 def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
     kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "stdconv", "csp", "grouped"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
+    radixes = [r for r in (2, 3) if c_in % r == 0]
+    rotary_heads = [d for d in _divisors(c_in) if d <= 4 and (c_in // d) % 2 == 0]
+    kinds += (["splitattn"] if radixes else []) + (["rotary"] if rotary_heads else [])
     kind = draw(st.sampled_from(kinds))
     opts: dict[str, Any] = {}
     c_out = c_in
@@ -234,6 +249,12 @@ def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
                     bn=draw(st.booleans()), bias=draw(st.booleans()), gn=draw(st.sampled_from([False, False, True])), functional=draw(st.booleans()))
         c_out = opts["groups"] * opts["per_out"]
         event("grouped conv: " + ("stripes" if opts["per_in"] >= 2 and opts["per_out"] >= 2 else "whole groups"))
+    elif kind == "splitattn":
+        opts = dict(radix=draw(st.sampled_from(radixes)), hidden=draw(st.integers(2, 4)))
+        event(f"split attention, radix {opts['radix']}")
+    elif kind == "rotary":
+        opts = dict(heads=draw(st.sampled_from(rotary_heads)), scale=draw(st.sampled_from([None, 0.5])))
+        event("rotary attention")
     elif kind == "nhwc":
         c_out = draw(st.integers(4, 10))
         opts = dict(c_out=c_out)

@@ -48,9 +48,9 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 class RotaryAttention(nn.Module):
     """timm-style attention with rotary q/k: constant sin/cos buffers, rotate-half, sdpa, ``reshape(B, N, C)``."""
 
-    def __init__(self, dim: int, num_heads: int, tokens: int) -> None:
+    def __init__(self, dim: int, num_heads: int, tokens: int, scale: float | None = None) -> None:
         super().__init__()
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.num_heads, self.head_dim, self.scale = num_heads, dim // num_heads, scale
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         angle = torch.arange(tokens).double()[:, None] * torch.arange(1, self.head_dim // 2 + 1).double()[None]
@@ -63,7 +63,7 @@ class RotaryAttention(nn.Module):
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q = q * self.cos + rotate_half(q) * self.sin
         k = k * self.cos + rotate_half(k) * self.sin
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = F.scaled_dot_product_attention(q, k, v) if self.scale is None else F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
@@ -79,10 +79,10 @@ class SplitNet(nn.Module):
 
 
 class RotaryNet(nn.Module):
-    def __init__(self, dim: int = 16, heads: int = 4, tokens: int = 6) -> None:
+    def __init__(self, dim: int = 16, heads: int = 4, tokens: int = 6, scale: float | None = None) -> None:
         super().__init__()
         self.embed = nn.Linear(5, dim)
-        self.attn = RotaryAttention(dim, heads, tokens)
+        self.attn = RotaryAttention(dim, heads, tokens, scale)
         self.head = nn.Linear(dim, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

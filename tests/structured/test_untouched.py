@@ -83,13 +83,34 @@ def test_split_attention_in_whole_group_mode_names_every_frozen_layer() -> None:
     _named_once(messages, frozen)
 
 
-def test_rotary_attention_names_the_layers_it_freezes() -> None:
+def _rotary(scale: float | None = None) -> tuple[RotaryNet, torch.Tensor]:
     torch.manual_seed(0)
-    model, x = RotaryNet().eval(), torch.randn(2, 6, 5)
-    graph, messages = _build(model, x)
-    untouched = {u.name for u in graph.untouched_layers()}
-    assert untouched == {"embed", "attn.qkv"}
-    _named_once(messages, sorted(untouched))
+    return RotaryNet(scale=scale).double().eval(), torch.randn(2, 6, 5, dtype=torch.float64)
+
+
+def test_rotary_attention_loses_whole_heads_exactly() -> None:
+    model, x = _rotary()
+    graph, messages = _build(model, x, attention="heads")
+    assert messages == [] and graph.untouched_layers() == []
+    heads = next(g for g in graph.prunable_groups() if "attn.qkv" in g.modules("out"))
+    assert heads.size == 4 and heads.width() == 4  # a head: 4 dims (the residual stream follows it through reshape(B, N, C))
+    assert sorted(_check_exact(model, x, attention="heads")) == ["attn.proj", "embed"]
+
+
+def test_rotary_attention_loses_rotate_half_pairs_of_head_dims_with_an_explicit_scale() -> None:
+    model, x = _rotary(scale=0.5)
+    graph, messages = _build(model, x, attention="head_dims")
+    pairs = next(g for g in graph.prunable_groups() if "attn.qkv" in g.modules("out"))
+    assert messages == [] and pairs.size == 2  # dims d and d + head_dim/2 of every head go together
+    assert sorted(_check_exact(model, x, attention="head_dims")) == ["attn.proj", "embed"]
+
+
+def test_head_dims_under_the_default_attention_scale_are_refused_and_named() -> None:
+    model, x = _rotary()
+    graph, messages = _build(model, x, attention="head_dims")
+    assert {u.name for u in graph.untouched_layers()} == {"embed", "attn.qkv"}
+    assert len(messages) == 1 and "without scale=" in messages[0]
+    _named_once(messages, ["embed", "attn.qkv"])
     assert unnamed_untouched(graph, graph.layers()) == []
 
 
@@ -131,14 +152,14 @@ def test_layers_fixed_by_inputs_and_outputs_are_not_warned() -> None:
 
 def test_the_pruner_reports_an_untouched_layer_no_warning_names(caplog) -> None:
     model, x = RotaryNet().eval(), torch.randn(2, 6, 5)
-    graph, _ = _build(model, x)
+    graph, _ = _build(model, x, attention="head_dims")
     graph.warnings.clear()
     assert sorted(unnamed_untouched(graph, graph.layers())) == ["attn.qkv", "embed"]
     assert unnamed_untouched(graph, graph.layers(), ignored=["attn.*", "embed"]) == []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PruningWarning)
         with caplog.at_level(logging.ERROR, logger="prunekit.pruners.structured"):
-            result = StructuredPruner(ratio=0.5, attention="heads").prune(model, x)
+            result = StructuredPruner(ratio=0.5, attention="head_dims").prune(model, x)
     assert not [r for r in caplog.records if "please report" in r.getMessage()]
     assert any("attn.qkv" in w for w in result.warnings) and any("embed" in w for w in result.warnings)
 

@@ -74,6 +74,22 @@ def _single_axis(ids: IdSpace, operands: Sequence[tuple[TensorInfo, Letters]], o
     return out
 
 
+def _kept_whole(ids: IdSpace, operands: Sequence[tuple[TensorInfo, Letters]], sizes: dict[Hashable, int], rigid: Sequence[bool] | None) -> set[int]:
+    """Rigid operands spanning a strict, non-empty part of another operand's multi-axis field: fixed, kept whole."""
+    if rigid is None or not any(rigid):
+        return set()
+    spans = [{letters[ax] for f in info.fields for ax in f.axes if letters[ax] is not None and info.shape[ax] == sizes.get(letters[ax])}
+             for info, letters in operands]
+    multi = [{letters[ax] for ax in f.axes} for i, (info, letters) in enumerate(operands) if not rigid[i] for f in info.fields if len(f.axes) > 1]
+    out = set()
+    for i, (info, _) in enumerate(operands):
+        if rigid[i] and spans[i] and any(spans[i] & m and m - spans[i] for m in multi):
+            out.add(i)
+            for f in info.fields:
+                ids.fix(f.ids)
+    return out
+
+
 def einsum_fields(
     ids: IdSpace,
     operands: Sequence[tuple[TensorInfo, Letters]],
@@ -81,21 +97,26 @@ def einsum_fields(
     where: str,
     merge: Sequence[Hashable] = (),
     ordinary: Sequence[bool] | None = None,
+    rigid: Sequence[bool] | None = None,
 ) -> tuple[list[Field], list[Field]]:
     """Couple ``operands`` and return (output fields, multi-axis fields worth recording).
 
     ``merge`` letters are merged away within every field before coupling (e.g. attention heads when
     pruning head dimensions instead of heads). ``ordinary[i]``: operand ``i`` is computed from the
-    model's inputs, so the axes it fixes are fixed silently (default: all operands).
+    model's inputs, so the axes it fixes are fixed silently (default: all operands). ``rigid[i]``:
+    operand ``i`` is a buffer that had better stay whole: where it spans only some letters of
+    another operand's multi-axis field (rotary sin/cos over the head dim, broadcast over heads), it
+    is kept whole and that field is merged along its letters instead (whole heads stay removable).
     """
     sizes = _letter_sizes(operands)
     ordinary = [True] * len(operands) if ordinary is None else list(ordinary)
     if not merge and all(len(f.axes) == 1 for info, _ in operands for f in info.fields):
         return _single_axis(ids, operands, out_letters, sizes, where, ordinary), []
+    kept_whole = _kept_whole(ids, operands, sizes, rigid)
     # fields in letter space: (operand index, letters tuple, ids array)
     lettered: list[tuple[int, tuple[Hashable, ...], np.ndarray]] = []
     for i, (info, letters) in enumerate(operands):
-        for f in info.fields:
+        for f in info.fields if i not in kept_whole else ():
             keep = [k for k, ax in enumerate(f.axes) if letters[ax] is not None and info.shape[ax] == sizes.get(letters[ax], -1)]
             if len(keep) != len(f.axes):
                 drop = tuple(k for k in range(len(f.axes)) if k not in keep)
@@ -149,6 +170,7 @@ def einsum_fields(
         shape = tuple(sizes[letter] for letter in cl_t)
         arrays: list[np.ndarray] = []
         constant = False
+        along: set[int] = set()  # cluster axes to merge along (spanned by an operand kept whole)
         by_operand: dict[int, list[int]] = {}
         for k in members:
             by_operand.setdefault(lettered[k][0], []).append(k)
@@ -164,7 +186,9 @@ def einsum_fields(
                 if len(ks) > 1:
                     for k in ks:
                         ids.block(lettered[k][2], "channels laid out over several axes meet a single layout", where)
-                if ks or ordinary[i]:
+                if i in kept_whole:
+                    along.update(k for k, letter in enumerate(cl_t) if letter in present)
+                elif ks or ordinary[i]:
                     arrays.append(np.broadcast_to(np.full([1] * len(cl_t), BLOCK, np.int64), shape))
                 else:
                     constant = True
@@ -176,6 +200,8 @@ def einsum_fields(
                 ids.union(rep, arr)
         if constant:
             ids.block(rep, CONSTANT, where)
+        if along:
+            ids.union_along(np.ascontiguousarray(rep), tuple(sorted(along)))
         out_l = [letter for letter in cl_t if letter in out_pos]
         if not out_l:
             continue

@@ -215,10 +215,19 @@ class Propagation:
         return None
 
     def einsum(self, operands: Sequence[tuple[TensorInfo, Letters]], out_letters: Letters, shape: tuple[int, ...] | None = None, merge: Sequence[Hashable] = ()) -> TensorInfo:
-        ordinary = [self._node_of.get(id(info)) in self._from_input for info, _ in operands]
-        fields, recorded = einsum_fields(self.ids, operands, out_letters, self.where, merge, ordinary)
+        nodes = [self._node_of.get(id(info)) for info, _ in operands]
+        rigid = None if self.merge_heads else [self._plain_buffer(n) for n in nodes]
+        fields, recorded = einsum_fields(self.ids, operands, out_letters, self.where, merge, [n in self._from_input for n in nodes], rigid)
         self.recorded.extend(recorded)
         return TensorInfo(tuple(shape if shape is not None else self.out_shape), fields)
+
+    def _plain_buffer(self, node: fx.Node | None) -> bool:
+        """``node`` reads a buffer no layer rule has given a role (rotary sin/cos tables, say)."""
+        if node is None or node.op != "get_attr":
+            return False
+        module, _, name = str(node.target).rpartition(".")
+        record = self.tensors.get((module, name))
+        return record is not None and not record.is_param and not any(record.roles)
 
     def param(self, module: str, name: str, roles: dict[int, str] | None = None) -> TensorInfo | None:
         """Info of parameter/buffer ``module.name`` (fresh ids per dim, shared by every use)."""

@@ -127,6 +127,8 @@ def sdpa(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
             for f in t.fields:
                 ctx.ids.block(f.ids, "grouped-query attention shares key/value heads", ctx.where)
         return TensorInfo(ctx.out_shape, [])
+    if arg(args, kwargs, 6, "scale") is None and q.field_at(q.ndim - 1) is not None:
+        _default_scale_site(ctx, q)
     out_batch = [("b", i) for i in range(nb)]
     operands = [(q, [*lq, "L", "E"]), (k, [*lk, "S", "E"]), (v, [*lv, "S", "V"])]
     if mask is not None:
@@ -134,6 +136,18 @@ def sdpa(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
         offset = len(full) - mask.ndim
         operands.append((mask, [full[ax + offset] for ax in range(mask.ndim)]))
     return ctx.einsum(operands, [*out_batch, "L", "V"], merge=_merge(ctx, out_batch, operands))
+
+
+def _default_scale_site(ctx: Any, q: TensorInfo) -> None:
+    """Without ``scale=``, attention divides by sqrt(q's last size): removing head dims would change every score."""
+    head_dim = q.shape[-1]
+
+    def check(ev: Evaluator) -> None:
+        if ev.size(q, q.ndim - 1) != head_dim:
+            raise Invalid("scaled_dot_product_attention without scale= divides by sqrt(head_dim), which removing head dims "
+                          "would change (pass scale=, or prune whole heads: attention='heads')")
+
+    ctx.site(Site(ctx.node, ctx.where, "attention default scale", [f.ids for f in q.fields], check))
 
 
 def conv_stripes(mode: str, groups: int, weight_shape: tuple[int, ...]) -> bool:
@@ -239,8 +253,6 @@ def _untraceable_inputs(ctx: Any, x: TensorInfo | None, weight: Any, w: TensorIn
     ids = ctx.ids.fresh((w.shape[1],))
     ctx.ids.block(ids, reason, ctx.where)
     return TensorInfo(w.shape, sorted([*w.fields, Field((1,), ids)], key=lambda f: f.axes))
-
-
 
 
 def conv_transpose_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None, groups: int) -> TensorInfo:
