@@ -66,6 +66,18 @@ class ScaledStdConv2d(StdConv2d):
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+class BiTStdConv2d(StdConv2d):
+    """BiT-style weight standardisation written by hand: ``(w - mean) / sqrt(var + eps)`` over each filter."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v, m = torch.var_mean(self.weight, dim=[1, 2, 3], keepdim=True, unbiased=False)
+        w = (self.weight - m) / torch.sqrt(v + self.eps)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+STD_CONVS = {"std": StdConv2d, "scaled": ScaledStdConv2d, "bit": BiTStdConv2d}
+
+
 class Block(nn.Module):
     """One generated block; ``kind`` selects the construct, ``opts`` its variant."""
 
@@ -101,7 +113,7 @@ class Block(nn.Module):
             self.r = nn.Conv2d(c_in, opts["hidden"], 1)
             self.e = nn.Conv2d(opts["hidden"], c_in, 1)
         elif kind == "stdconv":
-            self.conv = (ScaledStdConv2d if opts["scaled"] else StdConv2d)(c_in, opts["c_out"], opts["k"], bias=opts["bias"])
+            self.conv = STD_CONVS[opts["style"]](c_in, opts["c_out"], opts["k"], bias=opts["bias"])
             self.c_out = opts["c_out"]
         elif kind == "grouped":  # ResNeXt-style: 1x1 to groups x per_in, grouped 3x3 to groups x per_out
             g, width = opts["groups"], opts["groups"] * opts["per_in"]
@@ -243,7 +255,7 @@ def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
         opts = dict(hidden=draw(st.integers(2, 4)))
     elif kind == "stdconv":
         c_out = draw(st.integers(4, 10))
-        opts = dict(c_out=c_out, k=draw(st.sampled_from([1, 3])), bias=draw(st.booleans()), scaled=draw(st.booleans()))
+        opts = dict(c_out=c_out, k=draw(st.sampled_from([1, 3])), bias=draw(st.booleans()), style=draw(st.sampled_from(sorted(STD_CONVS))))
     elif kind == "grouped":
         opts = dict(groups=draw(st.sampled_from([2, 3])), per_in=draw(st.sampled_from([1, 2, 2, 3])), per_out=draw(st.sampled_from([1, 2, 2, 3])),
                     bn=draw(st.booleans()), bias=draw(st.booleans()), gn=draw(st.sampled_from([False, False, True])), functional=draw(st.booleans()))

@@ -19,7 +19,7 @@ from prunekit.importance import GROUP_CRITERIA, GroupCriterion, NothingToScore, 
 from prunekit.structured import PruningWarning
 from prunekit.structured.surgery import remove_units
 
-from .archgen import ScaledStdConv2d, StdConv2d
+from .archgen import BiTStdConv2d, ScaledStdConv2d, StdConv2d
 from .helpers import graph_of, outputs, relative_error, zeroed
 
 
@@ -33,7 +33,7 @@ def model_with(std: type[StdConv2d], k: int, consumer: str = "conv") -> nn.Seque
 
 
 X = torch.randn(2, 3, 6, 6, dtype=torch.float64)
-KINDS = [(StdConv2d, 1), (StdConv2d, 3), (ScaledStdConv2d, 1), (ScaledStdConv2d, 3)]
+KINDS = [(std, k) for std in (StdConv2d, ScaledStdConv2d, BiTStdConv2d) for k in (1, 3)]
 
 
 def _graph(model: nn.Module) -> tuple[object, list[str]]:
@@ -53,7 +53,7 @@ def test_output_filters_prune_like_zeroing_and_inputs_are_refused_by_name(std, k
     assert roles.get(("3.gain", 0)) == ("norm_weight" if std is ScaledStdConv2d else None)
     assert not any(g.prunable for g in graph.groups_of("0")), "inputs of a standardised conv must stay"
     named = [m for m in messages if m.startswith("3: ")]
-    assert len(named) == 1 and "mean and std" in named[0] and "each filter over its input channels" in named[0], messages
+    assert len(named) == 1 and "weight standardisation normalises each filter by the mean and std over its input channels" in named[0], messages
 
     units = [0, 4, 7]
     expected = outputs(zeroed(model, group, units), X)
@@ -94,7 +94,7 @@ def _calibration(model: nn.Module, criterion: GroupCriterion):
 
 
 @pytest.mark.parametrize("name", GROUP_CRITERIA.names())
-@pytest.mark.parametrize("std", [StdConv2d, ScaledStdConv2d])
+@pytest.mark.parametrize("std", [StdConv2d, ScaledStdConv2d, BiTStdConv2d])
 def test_every_criterion_prunes_the_old_crash_repro(name, std) -> None:
     model = model_with(std, 3)
     criterion = make_criterion(name)
@@ -156,3 +156,15 @@ def test_batch_statistics_over_a_labelled_axis_refuse_it_with_a_warning() -> Non
     assert graph.prunable_groups() == []
     messages = [str(w.message) for w in caught if issubclass(w.category, PruningWarning)]
     assert any("batch_norm with batch statistics normalises over axis 2" in m for m in messages), messages
+
+
+def test_group_scores_skips_what_a_criterion_cannot_score_and_keeps_the_rest() -> None:
+    from prunekit.pruners.structured import group_scores
+
+    model = model_with(ScaledStdConv2d, 3)  # "3" has the gain (a norm weight), "5" (plain conv) has none
+    graph, _ = _graph(model)
+    with pytest.warns(PruningWarning, match=r"^5: channels coupled to it are left untouched: NormOnly has nothing to score"):
+        scores = group_scores(graph, NormOnly(normalization="none"), ScoringContext(model, graph))
+    assert list(scores) == [next(g.index for g in graph.groups if g.name == "3")]
+    torch.testing.assert_close(torch.from_numpy(next(iter(scores.values()))), model[3].gain.detach().abs().flatten())
+    assert [g.name for g in graph.prunable_groups()] == ["3"]

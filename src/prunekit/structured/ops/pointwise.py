@@ -24,7 +24,7 @@ ELEMENTWISE = (
 
 IDENTITY = (
     "dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout contiguous clone detach float half "
-    "double bfloat16 long int bool to type type_as requires_grad cpu cuda softmax log_softmax softmin cumsum cumprod "
+    "double bfloat16 long int bool to type type_as requires_grad cpu cuda cumsum cumprod "
     "normalize _assert_tensor_metadata identity"
 ).split()
 
@@ -53,6 +53,28 @@ def identity(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorI
     return ctx.identity(ctx.tensor(first))
 
 
+@register_op("softmax", "log_softmax", "softmin")
+def softmax(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorInfo:
+    """Normalised over ``dim``: every output there depends on every input there, so nothing along it can go alone.
+
+    A field spanning other axes too is merged along ``dim`` (split attention's softmax over radix
+    parts keeps channel c of every part as one unit); a field on ``dim`` alone is left untouched.
+    """
+    x = ctx.tensor(args[0])
+    out = ctx.identity(x)
+    dim = arg(args, kwargs, 1, "dim")
+    if dim is None:
+        return out
+    d = int(ctx.value(dim)) % max(1, x.ndim)
+    for f in out.fields:
+        if d in f.axes and len(f.axes) == 1:
+            ctx.ids.block(f.ids, f"'{ctx.node.target if isinstance(ctx.node.target, str) else ctx.node.target.__name__}' over channels: "
+                          "each output depends on all of them", ctx.where)
+        elif d in f.axes:
+            ctx.ids.union_along(f.ids, (f.axes.index(d),))
+    return out
+
+
 def _dims(dim: Any, ndim: int) -> list[int] | None:
     if dim is None:
         return None
@@ -77,6 +99,10 @@ def reduction(ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     dims = _dims(dim, x.ndim) if x.ndim else []
     if dims is None:
         dims = list(range(x.ndim))
+    if name in WEIGHT_STATISTICS and computed_from_parameter(args[0]):  # weight standardisation by hand (BiT-style)
+        for f in x.fields:
+            if set(f.axes) & set(dims):
+                ctx.ids.block(f.ids, STANDARDISED_WEIGHT, ctx.where)
     letters = list(range(x.ndim))
     out_letters = [ax if ax not in dims else None for ax in range(x.ndim)] if keepdim else [ax for ax in range(x.ndim) if ax not in dims]
     meta = ctx.out
@@ -153,8 +179,10 @@ def _block_statistics_axes(ctx: Any, x: TensorInfo, args: tuple[Any, ...], kwarg
 
 
 #: Why the input channels of a weight-standardised convolution stay.
-STANDARDISED_WEIGHT = ("weight standardisation (batch_norm over the weight) normalises each filter over its input channels: "
+STANDARDISED_WEIGHT = ("weight standardisation normalises each filter by the mean and std over its input channels: "
                        "removing an input channel would change every filter's mean and std")
+#: Reductions whose value over a parameter's axis changes when positions are removed (zeros are not neutral).
+WEIGHT_STATISTICS = frozenset({"mean", "nanmean", "std", "var", "std_mean", "var_mean"})
 
 
 def computed_from_parameter(a: Any, standardised: bool = False) -> bool:
