@@ -206,6 +206,26 @@ def test_a_standardised_grouped_conv_keeps_its_input_stripes_with_a_warning() ->
     assert (model[2].groups, model[2].in_channels, model[2].out_channels) == (3, 12, 9)
 
 
+class OwnForward(nn.Conv2d):
+    """A conv subclass with its own forward (traced through, like timm's Conv2dSame)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+@pytest.mark.parametrize(("mode", "units", "want"), [("auto", [1], (4, 8, 4)), ("groups", [1, 2], (2, 4, 4))])
+def test_a_traced_through_grouped_conv_keeps_the_right_groups(mode: str, units: list[int], want: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), OwnForward(8, 8, 3, padding=1, groups=4), nn.ReLU(), nn.Conv2d(8, 2, 1)).eval(), torch.randn(2, 3, 4, 4)
+    group = _group(graph_of(model, x, grouped_conv=mode), "2" if mode == "auto" else "0")
+    expected = outputs(zeroed(model, group, units), x)
+    remove_units(graph_of(model, x, grouped_conv=mode), {group.index: units})
+    assert relative_error(expected, outputs(model, x)) <= 1e-5
+    assert model[2].groups == want[0] and tuple(model[2].weight.shape[:2]) == (want[2], 2)
+    if mode == "auto":
+        assert (model[2].in_channels, model[2].out_channels) == want[1:]
+
+
 def test_counted_macs_of_a_striped_conv_follow_the_formula() -> None:
     model, x = _model()
     graph = graph_of(model, x)

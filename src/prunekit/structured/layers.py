@@ -122,8 +122,8 @@ class ConvHandler(LayerHandler):
         groups = module.groups
         if groups > 1 and x is not None:
             groups = x[-(module.weight.dim() - 1)] // per_group_in
-        elif groups > 1 and per_group_in == module.in_channels // groups and out % (module.out_channels // groups) == 0:
-            groups = out // (module.out_channels // groups)  # no input sizes: whole groups, as far as the weight tells
+        elif groups > 1 and out % groups:  # no input sizes: only removing whole groups leaves a count off the groups
+            groups = out // (module.out_channels // groups)  # (otherwise a traced-through forward's groups site binds it)
         module.groups = groups
         module.out_channels = out
         module.in_channels = per_group_in * groups
