@@ -122,7 +122,7 @@ def test_sizes_without_an_exact_rewrite_are_refused_with_a_warning(mode: str, c:
     (group,) = _stem_groups(graph)
     assert not group.prunable and group.reason == f"block: {message}"
     assert [str(w.message) for w in caught if issubclass(w.category, PruningWarning)] == [
-        f"block.stem: channels coupled to it are left untouched: block: {message}"]
+        f"block.stem: channels coupled to it are left untouched: block: {message} (layers left untouched: block.stem)"]
 
 
 def test_traced_int_arithmetic_keeps_its_attribute_and_inverts_only_exactly() -> None:
@@ -224,3 +224,51 @@ def test_window_partition_passes_channels_on_the_last_axis_through() -> None:
     assert (model.attn.dim, pruned.attn.dim, pruned.attn.ws) == (8, 6, 2)
     assert pruned.attn.proj.in_features == pruned.attn.proj.out_features == 6
     assert pruned(torch.randn(1, 4, 6, 3)).shape == (1, 2)
+
+
+class RelPosBias(nn.Module):
+    """A bias table read through a method another module's forward calls (timm's ``rel_pos.get_bias()``)."""
+
+    def __init__(self, tokens: int, heads: int) -> None:
+        super().__init__()
+        self.bias_shape = (tokens, tokens, heads)
+        self.table = nn.Parameter(torch.randn(tokens * tokens, heads))
+
+    def get_bias(self) -> torch.Tensor:
+        return self.table.view(self.bias_shape).permute(2, 0, 1)
+
+
+class BiasedAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, tokens: int) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.rel_pos = RelPosBias(tokens, heads)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5 + self.rel_pos.get_bias()
+        return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(B, N, -1))
+
+
+class BiasedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3, 8)
+        self.attn = BiasedAttention(8, 4, 5)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        return self.head(h + self.attn(h)).mean(1)
+
+
+def test_attributes_read_by_a_method_another_forward_calls_are_rewritten() -> None:
+    model, x = BiasedNet().eval(), torch.randn(2, 5, 3)
+    (heads,) = [g for g in graph_of(model, x).groups if "attn.qkv" in g.modules("out")]
+    assert heads.size == 4 and "attn.rel_pos" in heads.modules()
+    pruned = _prune_exactly(model, x, "attn.qkv", {0: [1, 2]})
+    assert (model.attn.rel_pos.bias_shape, pruned.attn.rel_pos.bias_shape) == ((5, 5, 4), (5, 5, 2))
+    assert (pruned.attn.num_heads, pruned.attn.head_dim, tuple(pruned.attn.rel_pos.table.shape)) == (2, 2, (25, 2))

@@ -7,7 +7,7 @@ conversions resolve to the values of the example input. Each such decision that 
 tensor size is recorded as a *guard*, so the dependency graph can later refuse pruning plans that
 would flip it.
 
-Integer attributes of traced-through modules (``self.num_heads``, items of int tuples and lists) are read as
+Integer attributes of the model's modules (``self.num_heads``, items of int tuples and lists) are read as
 :class:`TracedInt` (an ``int`` that remembers its owner and name), so size arguments such as
 ``x.reshape(B, N, 3, self.num_heads, self.head_dim)`` keep their origin in the graph and the
 surgery can update the attribute instead of leaving a stale constant behind; arithmetic with plain
@@ -256,7 +256,6 @@ class ConcreteTracer(fx.Tracer):
             self.module_outputs.setdefault(path, []).append(out.node)
             return out
         self._scopes.append(path)
-        instrumented = _instrument(m, path)
         try:
             out = super().call_module(m, forward, args, kwargs)
         except Exception:
@@ -264,7 +263,6 @@ class ConcreteTracer(fx.Tracer):
                 self.failed_module = path
             raise
         finally:
-            _restore(m, instrumented)
             self._scopes.pop()
         if isinstance(out, Proxy):
             self.module_outputs.setdefault(path, []).append(out.node)
@@ -274,12 +272,15 @@ class ConcreteTracer(fx.Tracer):
         self._tensor_names = {id(t): n for n, t in [*root.named_parameters(), *root.named_buffers()]}
         self._constants_by_name: dict[str, torch.Tensor] = {}
         self.proxy_buffer_attributes = True
-        instrumented = _instrument(root, "")
+        # every module, not only those whose forward runs: a method called from another forward
+        # (timm's rel_pos.get_bias() reading self.bias_shape) reads TracedInts too
+        instrumented = [(m, _instrument(m, path)) for path, m in root.named_modules()]
         try:
             with _concrete_autocast(self):
                 return super().trace(root, concrete_args)
         finally:
-            _restore(root, instrumented)
+            for m, originals in instrumented:
+                _restore(m, originals)
 
 
 _MISSING = object()

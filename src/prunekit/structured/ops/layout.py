@@ -82,9 +82,9 @@ def _sizes_site(ctx: Any, x: TensorInfo, sizes: Any, what: str, axes: slice = sl
         def check(ev: Evaluator) -> None:
             from prunekit.structured.shapes import Invalid
 
-            got = tuple(ev.value(sizes))
-            if got != tuple(expected(ev)):
-                raise Invalid(f"{what}: sizes {got} would not fit the pruned tensor {expected(ev)}")
+            got, want = tuple(ev.value(sizes)), tuple(expected(ev))
+            if len(got) != len(want) or any(g != w and g != -1 for g, w in zip(got, want)):  # -1 is inferred
+                raise Invalid(f"{what}: sizes {got} would not fit the pruned tensor {want}")
 
         ctx.site(Site(node, ctx.where, what, [f.ids for f in x.fields], check))
         return
