@@ -21,6 +21,7 @@ from prunekit.zoo import MODELS, create_model, default_input_shape
 from .archgen import architectures
 from .constructs import RotaryNet, SplitNet
 from .helpers import outputs, relative_error, zeroed
+from .test_timm import CASES as TIMM_CASES
 
 
 def _build(model: nn.Module, x: torch.Tensor, **options) -> tuple[DependencyGraph, list[str]]:
@@ -144,6 +145,23 @@ class InputResidual(nn.Module):
         return self.fc((self.a(x) + x).mean((2, 3)))  # a's channels are the input's: fixed, ordinarily
 
 
+class ChannelSoftmax(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 1)
+        self.b = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x).softmax(dim=1))  # a removed channel would leave every other output changed
+
+
+def test_softmax_over_channels_is_refused_and_named() -> None:
+    graph, messages = _build(ChannelSoftmax().eval(), torch.randn(1, 3, 4, 4))
+    assert not graph.prunable_groups()
+    assert messages == ["<model>: channels coupled to it are left untouched: 'softmax' over channels: each output depends on all of them "
+                        "(layers left untouched: a, b)"]
+
+
 def test_layers_fixed_by_inputs_and_outputs_are_not_warned() -> None:
     graph, messages = _build(InputResidual().eval(), torch.randn(1, 3, 4, 4))
     assert messages == [] and graph.untouched_layers() == []
@@ -183,3 +201,11 @@ def test_zoo_models_name_every_untouched_layer(name: str) -> None:
     graph, messages = _build(model.eval(), x)
     assert unnamed_untouched(graph, graph.layers()) == []
     assert messages == []
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_CASES))
+def test_timm_test_models_name_every_untouched_layer(timm, name: str) -> None:
+    model = timm.create_model(name, pretrained=False, num_classes=10, **TIMM_CASES[name]).eval()
+    graph, messages = _build(model, torch.randn(1, 3, 64, 64))
+    assert unnamed_untouched(graph, graph.layers()) == []
+    _named_once(messages, [u.name for u in graph.untouched_layers()])
