@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from prunekit.metrics import count_macs
+from prunekit.metrics import count_macs, count_parameters
 from prunekit.pruners import StructuredConfig, StructuredPruner
 from prunekit.structured import PruningWarning, remove_units
 from prunekit.structured.cost import CostModel
@@ -231,12 +231,13 @@ def test_counted_macs_of_a_striped_conv_follow_the_formula() -> None:
     graph = graph_of(model, x)
     a, g = _group(graph, "a"), _group(graph, "g")
     removed = graph.removed_mask({a.index: [0, 1, 2], g.index: [0, 1, 2, 3]})
-    predicted = CostModel(graph).cost(removed)["macs"]
+    predicted = CostModel(graph).cost(removed)
     remove_units(graph, {a: [0, 1, 2], g: [0, 1, 2, 3]})
     layers = {layer.name: layer.dense for layer in count_macs(model, x).layers}
     assert layers["g"] == 25 * (7 * 4) * 5 * 3 * 3  # positions x out channels x per-group in x kernel
     assert layers["a"] == 25 * 35 * 3 and layers["c"] == 25 * 5 * 28
-    assert predicted == count_macs(model, x).dense
+    assert predicted["macs"] == count_macs(model, x).dense
+    assert predicted["params"] == count_parameters(model).params == (3 * 35 + 35) + 2 * 35 + 28 * 5 * 9 + 2 * 28 + (28 * 5 + 5)  # a, bn1, g, bn2, c
 
 
 def test_spec_rebuilds_a_stripe_pruned_grouped_conv(tmp_path) -> None:
