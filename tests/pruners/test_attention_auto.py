@@ -19,6 +19,7 @@ from prunekit.pruners.plan import Plan
 from prunekit.structured.graph import DependencyGraph, PruningWarning
 
 from ..structured.helpers import outputs, relative_error
+from .test_latency_target import fake_runtime  # noqa: F401 (fixture)
 
 
 class Attention(nn.Module):
@@ -196,3 +197,27 @@ def test_the_choice_is_kept_across_steps_and_resumes(caplog: pytest.LogCaptureFi
 def test_attention_rejects_an_unknown_mode() -> None:
     with pytest.raises(ConfigError, match="attention"):
         StructuredPruner(ratio=0.5, attention="rows")
+
+
+def test_recipes_take_auto_a_mode_or_a_mapping_and_name_a_bad_value() -> None:
+    from pydantic import ValidationError
+
+    from prunekit.experiment.overrides import apply_overrides
+    from prunekit.experiment.recipe import load_recipe
+    from tests.experiment.recipes import tiny_recipe
+
+    raw = {**tiny_recipe(), "prune": {"method": "structured", "ratio": 0.5}}
+    assert load_recipe(raw).prune.attention == "auto"
+    assert load_recipe(apply_overrides(raw, ["prune.attention=head_dims"])).prune.attention == "head_dims"
+    mapping = apply_overrides(raw, ['prune.attention={"blocks.*.attn": heads}'])
+    assert load_recipe(mapping).prune.attention == {"blocks.*.attn": "heads"}
+    with pytest.raises(ValidationError, match=r"prune\.structured\.attention"):
+        load_recipe(apply_overrides(raw, ["prune.attention=rows"]))
+
+
+def test_latency_target_chooses_per_model(fake_runtime) -> None:  # noqa: F811 (the fixture)
+    torch.manual_seed(0)
+    model, x = TinyViT(((3, 8), (4, 3))).eval(), torch.randn(1, 7, 6)
+    result = StructuredPruner(latency_reduction=1.5, round_to=1, attention="auto").prune(model, x)
+    assert len(set(result.attention.values())) == 1 and len(result.attention) == 2  # one mode for the whole model
+    assert result.macs_before / result.macs_after > 1.3

@@ -66,19 +66,22 @@ def _within(module: str, scope: str) -> bool:
     return not scope or module == scope or module.startswith(scope + ".")
 
 
-def removed_cost(objective: Objective, plan: Plan, groups: Sequence[int]) -> float:
-    """What removing ``plan``'s units of ``groups`` only saves in ``objective``'s metric."""
+def removed_cost(objective: Objective, plan: Plan, groups: Sequence[int], dense: float) -> float:
+    """What removing ``plan``'s units of ``groups`` only saves from ``dense`` (the unpruned cost) in ``objective``'s metric."""
     part = Plan({g: u for g, u in plan.removals.items() if g in groups})
-    return objective.cost(Plan()) - objective.cost(part) if part.removals else 0.0
+    return dense - objective.cost(part) if part.removals else 0.0
 
 
-def block_modes(heads: AttentionOption, dims: AttentionOption, metric: str, inputs: tuple, *, resource: bool) -> dict[str, str]:
-    """The better mode of each block of ``heads.modes`` (see the module docstring); ties go to whole heads."""
+def block_modes(heads: AttentionOption, dims: AttentionOption, objectives: Sequence[Objective], *, resource: bool) -> dict[str, str]:
+    """The better mode of each block of ``heads.modes`` (see the module docstring); ties go to whole heads.
+
+    ``objectives``: over the two options' graphs (in that order), in the target's metric.
+    """
     stats = {}
-    for option in (heads, dims):
-        objective = Objective(option.graph, inputs, metric)
+    for option, objective in zip((heads, dims), objectives):
+        dense = objective.cost(Plan())
         blocks = block_groups(option.graph, list(heads.modes))
-        stats[id(option)] = {s: (removed_cost(objective, option.plan, gs), option.importance_removed(gs)) for s, gs in blocks.items()}
+        stats[id(option)] = {s: (removed_cost(objective, option.plan, gs, dense), option.importance_removed(gs)) for s, gs in blocks.items()}
     modes = {}
     for scope in heads.modes:
         (cost_h, loss_h), (cost_d, loss_d) = stats[id(heads)][scope], stats[id(dims)][scope]

@@ -198,11 +198,14 @@ class StructuredPruner:
         metric = cfg.target_metric if cfg.resource_target else "macs"
         dims = planned({s: HEAD_DIMS for s in heads.modes})
         options = [heads, dims]
-        if not cfg.latency_target:
-            mixed = block_modes(heads, dims, metric, inputs, resource=cfg.resource_target)
+        objectives: list[Objective] = []
+        if not cfg.latency_target:  # latency plans carry the cost they reach
+            objectives = [Objective(o.graph, inputs, metric) for o in options]  # cost models are built on first use
+            mixed = block_modes(heads, dims, objectives, resource=cfg.resource_target)
             if len(set(mixed.values())) > 1:
                 options.append(planned(mixed))
-        costs = [o.reached if o.reached is not None else Objective(o.graph, inputs, metric).cost(o.plan) for o in options]
+                objectives.append(Objective(options[-1].graph, inputs, metric))
+        costs = [o.reached if o.reached is not None else objectives[i].cost(o.plan) if objectives else 0.0 for i, o in enumerate(options)]
         goal = self._goal(fraction) if cfg.resource_target else None
         tolerance = max(cfg.tolerance, 0.05) if metric == "latency" else cfg.tolerance
         chosen = best_option(options, costs, goal=goal, tolerance=tolerance)
