@@ -104,7 +104,8 @@ def test_every_criterion_prunes_the_old_crash_repro(name, std) -> None:
         result = prunekit.prune_structured(model, X, ratio=0.5, round_to=1, importance=criterion, calibration=calibration)
     channels = {layer.name: (layer.before, layer.after) for layer in result.layers}
     assert channels["0"] == (8, 8) and channels["3"] == (12, 6)
-    assert any(str(w.message).startswith("3: ") and issubclass(w.category, PruningWarning) for w in caught)
+    named = [str(w.message) for w in caught if issubclass(w.category, PruningWarning) and str(w.message).startswith("3: ")]
+    assert len(named) == 1 and named[0].endswith("(layers left untouched: 0)"), named  # the first conv is named too
 
 
 class NormOnly(GroupCriterion):
@@ -168,3 +169,24 @@ def test_group_scores_skips_what_a_criterion_cannot_score_and_keeps_the_rest() -
     assert list(scores) == [next(g.index for g in graph.groups if g.name == "3")]
     torch.testing.assert_close(torch.from_numpy(next(iter(scores.values()))), model[3].gain.detach().abs().flatten())
     assert [g.name for g in graph.prunable_groups()] == ["3"]
+
+
+@pytest.mark.parametrize("std", [ScaledStdConv2d, BiTStdConv2d])
+@pytest.mark.parametrize("groups", [2, 8])
+def test_grouped_standardised_convs_keep_input_stripes_and_depthwise_ones_prune_whole_channels(std, groups) -> None:
+    torch.manual_seed(0)
+    conv = std(8, 8, 3)
+    conv.groups, conv.weight = groups, nn.Parameter(torch.randn(8, 8 // groups, 3, 3))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), conv, nn.ReLU(), nn.Conv2d(8, 5, 1), nn.Flatten(),
+                          nn.Linear(5 * 36, 3)).double().eval()
+    graph, messages = _graph(model)
+    if groups == 8:  # depthwise: a unit is one channel and its own filter, whose fan-in goes with it
+        assert [g.name for g in graph.prunable_groups()] == ["0", "4"] and not messages
+    else:  # output stripes are exact, input stripes change every filter's statistics
+        assert [g.name for g in graph.prunable_groups()] == ["2", "4"]
+        assert [m.split(":")[0] for m in messages] == ["2"] and "weight standardisation" in messages[0]
+    group = graph.prunable_groups()[0]
+    expected = outputs(zeroed(model, group, [1]), X)
+    pruned = copy.deepcopy(model)
+    remove_units(_graph(pruned)[0], {group.index: [1]})
+    assert relative_error(expected, outputs(pruned, X)) <= 1e-9
