@@ -139,7 +139,7 @@ class Taylor(GroupCriterion):
 
     def raw(self, group: Group, ctx: ScoringContext) -> torch.Tensor:
         no_calibration = ctx.calibration is None or ctx.calibration.grads is None
-        if no_calibration and all(m.tensor(ctx.model).grad is None for m in self.members(group)):
+        if no_calibration and not any(p.grad is not None for p in ctx.model.parameters()):
             raise ConfigError("taylor importance needs gradients: pass calibration=collect_calibration(model, batches, "
                               "{'grads'}) to the pruner's step")
         scores = super().raw(group, ctx)
