@@ -160,11 +160,15 @@ def test_warnings_of_the_mode_not_chosen_stay_silent() -> None:
 
 
 def test_a_model_without_attention_builds_one_graph() -> None:
-    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 5))
+    model, x = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 5)), torch.randn(2, 6)
     with (mock.patch.object(DependencyGraph, "build", wraps=DependencyGraph.build) as build,
           mock.patch.object(DependencyGraph, "with_attention") as again):
-        result = StructuredPruner(ratio=0.5).prune(model, torch.randn(2, 6))
-    assert build.call_count == 1 and not again.called
+        result = StructuredPruner(ratio=0.5).prune(model, x)
+        assert build.call_count == 1
+        pruner = StructuredPruner(ratio=0.25, steps=2)
+        pruner.prepare(model, x)  # builds the one graph it always built: nothing to choose
+        assert build.call_count == 2 and pruner.state_dict()["attention"] == {}
+    assert not again.called
     assert result.attention == {} and model[0].out_features == 8
 
 
@@ -182,10 +186,11 @@ def test_the_choice_is_kept_across_steps_and_resumes(caplog: pytest.LogCaptureFi
     torch.manual_seed(0)
     model, x = TinyViT(((3, 8), (3, 8))).eval(), torch.randn(1, 7, 6)
     pruner = StructuredPruner(ratio=0.5, steps=2)
-    pruner.prepare(model, x)
     with caplog.at_level(logging.INFO, logger="prunekit.pruners.structured"):
-        first = pruner.step(model, x, pruner.schedule()[0])
+        pruner.prepare(model, x)  # chooses for the whole target
     assert "attention='auto': 2 block(s) head_dims" in caplog.text
+    assert pruner.graph(model, x).options.attention == {"blocks.0.attn": "head_dims", "blocks.1.attn": "head_dims"}
+    first = pruner.step(model, x, pruner.schedule()[0])
     state = pruner.state_dict()
     assert state["attention"] == first.attention == {"blocks.0.attn": "head_dims", "blocks.1.attn": "head_dims"}
     resumed = StructuredPruner(ratio=0.5, steps=2)

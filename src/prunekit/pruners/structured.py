@@ -80,11 +80,19 @@ class StructuredPruner:
         """Measure targets against ``model`` (the unpruned original) without pruning it.
 
         Also what a resumed iterative run calls, so that the next :meth:`step` continues toward the
-        same absolute target as the uninterrupted run.
+        same absolute target as the uninterrupted run. With ``attention="auto"`` it also chooses the
+        attention modes here, for the whole target (unless the criterion needs calibration: then the
+        first step chooses).
         """
         inputs = _as_tuple(example_inputs)
+        self._chosen = None
         graph = self._graph(model, inputs)
         self._origin = self._make_origin(graph, model, inputs)
+        if self.config.attention == "auto" and not self.criterion.needs:
+            with warnings.catch_warnings():  # the steps warn about the graph they prune
+                warnings.simplefilter("ignore")
+                modes = self._choose_attention(self._option(graph, inputs, 1.0, None, {}), inputs, 1.0, None).modes if graph.head_scopes else {}
+            self._chosen = dict(modes)
 
     def _make_origin(self, graph: DependencyGraph, model: nn.Module, inputs: tuple[Any, ...]) -> _Origin:
         cfg = self.config
@@ -151,6 +159,14 @@ class StructuredPruner:
         check_fraction(fraction)
         inputs = _as_tuple(example_inputs)
         check_layer_patterns(model, self.config)
+        option = self._planned(model, inputs, fraction, calibration, removed or {})
+        if self.config.resource_target and option.reached is not None:
+            self._warn_unreached(option, fraction)
+        return option.graph, option.plan
+
+    def _planned(self, model: nn.Module, inputs: tuple[Any, ...], fraction: float, calibration: Calibration | None,
+                 removed: Mapping[int, Sequence[int]]) -> AttentionOption:
+        """The plan on the graph of ``model`` (choosing the attention modes first where ``"auto"`` has not yet)."""
         choosing = self.config.attention == "auto" and self._chosen is None
         with warnings.catch_warnings(record=True) if choosing else contextlib.nullcontext() as caught:
             if choosing:
@@ -158,15 +174,13 @@ class StructuredPruner:
             graph = self._graph(model, inputs)
             if self._origin is None:
                 self._origin = self._make_origin(graph, model, inputs)
-            option = self._option(graph, inputs, fraction, calibration, removed or {})
+            option = self._option(graph, inputs, fraction, calibration, removed)
             if choosing:
                 option = self._choose_attention(option, inputs, fraction, calibration)
                 self._chosen = dict(option.modes)
         if choosing:
             _replay(caught or [], option.graph)
-        if self.config.resource_target and option.reached is not None:
-            self._warn_unreached(option, fraction)
-        return option.graph, option.plan
+        return option
 
     def graph(self, model: nn.Module, example_inputs: Any) -> DependencyGraph:
         """The dependency graph this pruner plans on (its ``attention`` setting and ``ignored_layers`` applied;
