@@ -220,7 +220,8 @@ def _divisors(n: int) -> list[int]:
 
 @st.composite
 def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
-    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "stdconv", "csp", "grouped"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
+    # "grouped" twice: its stripe variants (per-group in and out >= 2) are a fraction of its draws
+    kinds = ["conv", "residual", "concat", "se", "nhwc", "tokens", "stdconv", "csp", "grouped", "grouped"] + (["split"] if c_in % 2 == 0 and c_in >= 4 else [])
     radixes = [r for r in (2, 3) if c_in % r == 0]
     rotary_heads = [d for d in _divisors(c_in) if d <= 4 and (c_in // d) % 2 == 0]
     kinds += (["splitattn"] if radixes else []) + (["rotary"] if rotary_heads else [])
