@@ -226,3 +226,18 @@ def test_latency_target_chooses_per_model(fake_runtime) -> None:  # noqa: F811 (
     result = StructuredPruner(latency_reduction=1.5, round_to=1, attention="auto").prune(model, x)
     assert len(set(result.attention.values())) == 1 and len(result.attention) == 2  # one mode for the whole model
     assert result.macs_before / result.macs_after > 1.3
+
+
+def test_importance_removed_weighs_shares_by_channels() -> None:
+    torch.manual_seed(0)
+    model, x = TinyViT(((3, 8), (4, 3))).eval(), torch.randn(1, 7, 6)
+    pruner = StructuredPruner(ratio=0.5, attention="heads", normalization="standardize")
+    pruner.prepare(model, x)
+    option = pruner._option(pruner.graph(model, x), (x,), 1.0, None, {})
+    heads = next(c for c in option.cands if option.graph.groups[c.index].name == "blocks.0.attn.qkv")
+    units = option.plan.removals[heads.index]
+    assert heads.scores.min() < 0 and len(units) == 1  # standardised scores; 1 of 3 heads goes
+    shifted = heads.scores - heads.scores.min() + 1.0
+    expected = shifted[list(units)].sum() / shifted.sum() * 3 * 24  # 3 heads of 3·8 qkv rows
+    assert option.importance_removed([heads.index]) == pytest.approx(expected)
+    assert 0 < expected < 72 / 3

@@ -38,15 +38,18 @@ class AttentionOption:
 
     def importance_removed(self, groups: Sequence[int] | None = None) -> float:
         """Channel-weighted share of importance the plan removes: per group, the removed share of its
-        scores times its channels (units × width), so whole heads and head dims compare."""
+        scores times its channels (units × width), so whole heads and head dims compare. Where a
+        normalisation made some scores negative they are shifted so that the lowest is 1."""
         by_index = {c.index: c for c in self.cands}
         total = 0.0
         for index, units in self.plan.removals.items():
             if groups is not None and index not in groups:
                 continue
             c, g = by_index[index], self.graph.groups[index]
-            mass = float(c.scores.sum())
-            share = float(c.scores[list(units)].sum()) / mass if mass > 0 else len(units) / c.size
+            low = float(c.scores.min())
+            scores = c.scores - low + 1.0 if low < 0 else c.scores
+            mass = float(scores.sum())
+            share = float(scores[list(units)].sum()) / mass if mass > 0 else len(units) / c.size
             total += share * g.size * g.width()
         return total
 
