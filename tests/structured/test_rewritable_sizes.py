@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from prunekit.pruners import StructuredPruner
 from prunekit.structured import DependencyGraph, PruningWarning, remove_units
 from prunekit.structured.values import TracedInt
 
@@ -93,6 +94,18 @@ def test_split_sections_stored_on_the_module_are_rewritten_item_by_item(mode: st
     assert pruned.block.sizes == expected and type(pruned.block.sizes) is type(expected)
     assert all(type(v) is int for v in pruned.block.sizes)
     assert (pruned.block.a.in_channels, pruned.block.b.in_channels) == (2, 2)
+
+
+def test_the_pruner_keeps_the_sections_of_one_layer_apart() -> None:
+    """Two groups of one split layer have their own original sizes: ratio 0 removes nothing, ratio 0.5 halves each."""
+    model, x = SplitNet("list").eval(), torch.randn(2, 3, 5, 5)
+    assert StructuredPruner(ratio=0.0).prune(copy.deepcopy(model), x).units_removed == 0
+    pruned = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PruningWarning)
+        StructuredPruner(ratio=0.5, allocation="uniform").prune(pruned, x)
+    assert pruned.block.sizes == [pruned.block.a.in_channels, pruned.block.b.in_channels] == [2, 3]
+    assert pruned.block.stem.out_channels == 5 and pruned(x).shape == (2, 2)
 
 
 def test_chunk_keeps_equal_pieces() -> None:

@@ -546,9 +546,13 @@ def _key(group: Group) -> str:
 
 
 def _size_key(group: Group) -> str:
-    """:func:`_key` with the unit width when above 1, which also survives pruning (whole heads and head dims of one layer differ)."""
+    """:func:`_key` with the unit width when above 1, which also survives pruning (whole heads and head dims of one layer differ),
+    and with the consuming layers where the group holds only part of a layer's outputs (the sections of one split layer differ)."""
     width = group.width()
-    return _key(group) if width == 1 else f"{_key(group)}@{width}"
+    key = _key(group) if width == 1 else f"{_key(group)}@{width}"
+    if any(m.role == "out" and (m.units < 0).any() for m in group.members):
+        key += ">" + ",".join(group.modules("in"))
+    return key
 
 
 def attention_modes(graph: DependencyGraph) -> dict[str, str]:

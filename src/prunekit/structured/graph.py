@@ -20,7 +20,7 @@ from prunekit.structured.fields import BLOCK, Field, TensorInfo
 from prunekit.structured.groups import Group, build_groups
 from prunekit.structured.layers import LayerHandlers, handler_for
 from prunekit.structured.propagate import AttentionModes, Propagation
-from prunekit.structured.shapes import AttrKey, Evaluator, Invalid, Site
+from prunekit.structured.shapes import AttrKey, Evaluator, Invalid, Site, dependencies
 from prunekit.structured.trace import Trace, trace_model
 from prunekit.structured.untouched import UntouchedLayer, find_untouched, layer_positions
 
@@ -146,9 +146,20 @@ class DependencyGraph:
         self._name_untouched()
 
     def _index_sites(self) -> None:
+        """Which sites a plan must check: by the labels of the tensors they read, and by the attributes they read."""
         self._sites_of_label = {}
+        self._sites_of_key: dict[AttrKey, list[int]] = {}
+        self._unconditional: list[int] = []
         for i, site in enumerate(self.prop.sites):
-            lab = np.unique(self.labels[np.concatenate([a.ravel() for a in site.ids])]) if site.ids else np.zeros(0, np.int64)
+            ids = list(site.ids)
+            if site.always:
+                read, keys = dependencies(site.node, self.infos)
+                ids += read
+                for key in keys:
+                    self._sites_of_key.setdefault(key, []).append(i)
+                if not keys and not read:
+                    self._unconditional.append(i)
+            lab = np.unique(self.labels[np.concatenate([a.ravel() for a in ids])]) if ids else np.zeros(0, np.int64)
             for label in lab.tolist():
                 self._sites_of_label.setdefault(label, []).append(i)
 
@@ -315,17 +326,22 @@ class DependencyGraph:
 
         Raises :class:`~prunekit.structured.shapes.Invalid` if the plan would break the model.
         """
-        relevant: set[int] = {i for i, s in enumerate(self.prop.sites) if s.always}
+        relevant: set[int] = set(self._unconditional)
         for label in np.flatnonzero(removed).tolist():
             relevant.update(self._sites_of_label.get(label, ()))
-        sites: list[Site] = [self.prop.sites[i] for i in sorted(relevant)]
         ev = self.evaluator(removed)
         bindings: dict[AttrKey, int] = {}
-        for site in sites:
-            for key, value in site.bind(ev):
-                if bindings.get(key, value) != value:
-                    raise Invalid(f"{key[0]}.{key[1]} would need two values ({bindings[key]} and {value})")
-                bindings[key] = value
+        pending = sorted(relevant)
+        while pending:  # a rewritten attribute brings in every site that reads it
+            for i in pending:
+                for key, value in self.prop.sites[i].bind(ev):
+                    if bindings.get(key, value) != value:
+                        raise Invalid(f"{key[0]}.{key[1]} would need two values ({bindings[key]} and {value})")
+                    bindings[key] = value
+            more = {j for key in bindings for j in self._sites_of_key.get(key, ())} - relevant
+            relevant |= more
+            pending = sorted(more)
+        sites: list[Site] = [self.prop.sites[i] for i in sorted(relevant)]
         ev = self.evaluator(removed, bindings)
         for site in sites:
             try:

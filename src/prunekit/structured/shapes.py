@@ -39,7 +39,7 @@ class Site:
     ids: list[np.ndarray]
     check: Callable[[Evaluator], None]
     bind: Callable[[Evaluator], Iterable[tuple[AttrKey, int]]] = lambda ev: ()
-    always: bool = False  # depends on attribute values, check for every plan
+    always: bool = False  # depends on attribute values: checked whenever one it reads is rewritten
 
 
 _SCALAR_FUNCS = {len, int, float, bool, max, min, abs, round, divmod, getattr}
@@ -177,10 +177,15 @@ def size_dependencies(node: fx.Node, infos: dict[fx.Node, Any]) -> list[np.ndarr
     return _walk(node, infos)[0]
 
 
-def _walk(node: fx.Node, infos: dict[fx.Node, Any]) -> tuple[list[np.ndarray], bool]:
-    """(ids of tensors reached through non-tensor arguments, whether a TracedInt takes part)."""
+def dependencies(node: fx.Node, infos: dict[fx.Node, Any]) -> tuple[list[np.ndarray], set[AttrKey]]:
+    """What the integer values ``node`` computes can change with: (ids of the tensors whose sizes they read, attributes they read)."""
+    return _walk(node, infos)
+
+
+def _walk(node: fx.Node, infos: dict[fx.Node, Any]) -> tuple[list[np.ndarray], set[AttrKey]]:
+    """(ids of tensors reached through non-tensor arguments, keys of the TracedInts that take part)."""
     ids: list[np.ndarray] = []
-    always = False
+    keys: set[AttrKey] = set()
     seen: set[fx.Node] = set()
     stack = [node]
     while stack:
@@ -196,13 +201,13 @@ def _walk(node: fx.Node, infos: dict[fx.Node, Any]) -> tuple[list[np.ndarray], b
                 else:
                     stack.append(a)
             elif isinstance(a, TracedInt):
-                always = True
-    return ids, always
+                keys.add(a.key)
+    return ids, keys
 
 
 def guard_site(node: fx.Node, value: Any, infos: dict[fx.Node, Any]) -> Site:
     """A control-flow decision: the guarded expression must keep ``value``."""
-    ids, always = _walk(node, infos)
+    ids, keys = _walk(node, infos)
 
     def check(ev: Evaluator) -> None:
         now = ev.value(node)
@@ -210,7 +215,7 @@ def guard_site(node: fx.Node, value: Any, infos: dict[fx.Node, Any]) -> Site:
             return
         raise Invalid(f"a decision in forward ({node.format_node()}) would change from {value!r} to {now!r}")
 
-    return Site(node, str(node.meta.get("scope", "")), "control flow on a size", ids, check, always=always)
+    return Site(node, str(node.meta.get("scope", "")), "control flow on a size", ids, check, always=bool(keys))
 
 
 def _same(a: Any, b: Any) -> bool:
