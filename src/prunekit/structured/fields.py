@@ -118,15 +118,34 @@ class IdSpace:
 
     def components(self, explicit: bool = True, extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Component label of every id (``labels[0]`` is the blocked component)."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
         a, b = self.edges(explicit)
         if extra is not None:
             a, b = np.concatenate([a, extra[0]]), np.concatenate([b, extra[1]])
-        graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(self.size, self.size))
-        _, labels = connected_components(graph, directed=False)
-        return labels.astype(np.int64)
+        return connected_components(self.size, a, b)
+
+
+def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label of each of ``n`` nodes joined by the undirected edges ``a[i]``–``b[i]``, components
+    numbered in the order of their smallest node (as ``scipy.sparse.csgraph.connected_components`` does).
+
+    Vectorised union-find: every round hooks the larger root of each still-split edge under the
+    smaller one, then points every node at its root; a root is thus its component's smallest node.
+    """
+    root = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    while a.size:
+        ra, rb = root[a], root[b]
+        split = ra != rb
+        if not split.any():
+            break
+        a, b, ra, rb = a[split], b[split], ra[split], rb[split]
+        np.minimum.at(root, np.maximum(ra, rb), np.minimum(ra, rb))
+        while True:
+            up = root[root]
+            if np.array_equal(up, root):
+                break
+            root = up
+    return np.unique(root, return_inverse=True)[1].astype(np.int64)
 
 
 def broadcast_to_axes(ids: np.ndarray, own: tuple[int, ...], target: tuple[int, ...]) -> np.ndarray:

@@ -342,7 +342,7 @@ class DependencyGraph:
             relevant |= more
             pending = sorted(more)
         sites: list[Site] = [self.prop.sites[i] for i in sorted(relevant)]
-        ev = self.evaluator(removed, bindings)
+        ev = ev.with_bindings(bindings)
         for site in sites:
             try:
                 site.check(ev)

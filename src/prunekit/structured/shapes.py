@@ -55,6 +55,11 @@ class Evaluator:
     bindings: dict[AttrKey, int] = field(default_factory=dict)
     _shapes: dict[fx.Node, tuple[int, ...]] = field(default_factory=dict)
     _values: dict[fx.Node, Any] = field(default_factory=dict)
+    _sizes: dict[tuple[int, int], tuple[Field, int]] = field(default_factory=dict)  # (id(field), axis) -> (the field, kept size)
+
+    def with_bindings(self, bindings: dict[AttrKey, int]) -> Evaluator:
+        """The same plan with attribute values ``bindings`` (tensor sizes, which do not depend on them, are shared)."""
+        return Evaluator(self.infos, self.labels, self.removed, dict(bindings), self._shapes, {}, self._sizes)
 
     # --- tensors ------------------------------------------------------------------------------
     def kept_along(self, f: Field, axis: int) -> np.ndarray:
@@ -68,7 +73,11 @@ class Evaluator:
         f = info.field_at(axis)
         if f is None:
             return info.shape[axis]
-        return int(self.kept_along(f, axis).sum())
+        key = (id(f), axis)
+        cached = self._sizes.get(key)
+        if cached is None:  # the entry holds the field, so its id is not reused while cached
+            cached = self._sizes[key] = (f, int(self.kept_along(f, axis).sum()))
+        return cached[1]
 
     def shape(self, node: fx.Node) -> tuple[int, ...]:
         cached = self._shapes.get(node)

@@ -20,11 +20,15 @@ be traced is retried as an opaque leaf (left untouched by pruning, with a warnin
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
+import dis
+import functools
 import inspect
 import math
 import operator
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +102,14 @@ class _ConcreteMixin:
             raise AttributeError(k)
         return ConcreteAttribute(self, k)  # type: ignore[arg-type]
 
+    def __iter__(self) -> Iterator[Any]:
+        # fx's Proxy.__iter__, with the caller's bytecode disassembled once per code object instead of per call
+        caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+        inst = _instruction_at(caller.f_code, caller.f_lasti)  # type: ignore[union-attr]
+        if inst.opname == "UNPACK_SEQUENCE":
+            return (self[i] for i in range(inst.argval))  # type: ignore[index]
+        return self.tracer.iter(self)  # type: ignore[arg-type]
+
     def __len__(self) -> int:
         node = self.tracer.create_proxy("call_function", len, (self,), {})
         return int(self.tracer.guard(node))
@@ -119,6 +131,18 @@ class _ConcreteMixin:
 
     def __imul__(self, other: Any) -> Any:
         return self.tracer.create_proxy("call_function", operator.imul, (self, other), {})
+
+
+@functools.lru_cache(maxsize=4096)
+def _instructions(code: types.CodeType) -> tuple[list[int], list[dis.Instruction]]:
+    insts = list(dis.get_instructions(code))
+    return [i.offset for i in insts], insts
+
+
+def _instruction_at(code: types.CodeType, offset: int) -> dis.Instruction:
+    """The instruction of ``code`` at byte ``offset`` (a frame's ``f_lasti``)."""
+    offsets, insts = _instructions(code)
+    return insts[bisect.bisect_left(offsets, offset)]
 
 
 class ConcreteProxy(_ConcreteMixin, Proxy):
@@ -199,7 +223,23 @@ class ConcreteTracer(fx.Tracer):
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
         if self._concrete:
             return attr_val
-        return super().getattr(attr, attr_val, parameter_proxy_cache)
+        # fx's Tracer.getattr, with the root's parameter/buffer names read from a table instead of scanned per access
+        name = self._attr_names.get(id(attr_val)) if isinstance(attr_val, torch.Tensor) and not self.param_shapes_constant else None
+        if name is None or self._root_tensor(name) is not attr_val:
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
+
+    def _root_tensor(self, name: str) -> Any:
+        """The root's parameter or buffer ``name`` now (read past fx's patched ``Module.__getattr__``)."""
+        *path, leaf = name.split(".")
+        module: Any = self.root
+        for atom in path:
+            module = module._modules.get(atom)
+            if module is None:
+                return None
+        return module._parameters.get(leaf, module._buffers.get(leaf))
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # type: ignore[override]
         value = self._evaluate(kind, target, args, kwargs) if kind != "output" else None
@@ -270,6 +310,9 @@ class ConcreteTracer(fx.Tracer):
 
     def trace(self, root: nn.Module, concrete_args: dict[str, Any] | None = None) -> fx.Graph:  # type: ignore[override]
         self._tensor_names = {id(t): n for n, t in [*root.named_parameters(), *root.named_buffers()]}
+        self._attr_names: dict[int, str] = {}  # what fx's getattr finds: the first name, parameters before buffers
+        for n, t in [*root.named_parameters(), *root.named_buffers()]:
+            self._attr_names.setdefault(id(t), n)
         self._constants_by_name: dict[str, torch.Tensor] = {}
         self.proxy_buffer_attributes = True
         # every module, not only those whose forward runs: a method called from another forward

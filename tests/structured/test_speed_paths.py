@@ -1,0 +1,99 @@
+"""Exactness of the fast paths of graph building and of the pruner's measurements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components as scipy_components
+from torch import nn
+
+from prunekit.metrics import count_macs
+from prunekit.metrics.macs import counted_forward
+from prunekit.pruners import StructuredPruner
+from prunekit.structured.fields import connected_components
+from prunekit.structured.graph import DependencyGraph
+from prunekit.structured.trace import _instruction_at
+
+
+def _scipy_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n))
+    return scipy_components(graph, directed=False)[1]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_connected_components_number_like_scipy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    if seed % 3 == 0:  # one chain visiting the nodes in random order: many hook rounds
+        perm = rng.permutation(n)
+        a, b = perm[:-1], perm[1:]
+    else:
+        m = int(rng.integers(0, 2 * n))
+        a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+    assert np.array_equal(connected_components(n, a, b), _scipy_labels(n, a, b))
+
+
+def test_connected_components_small_case() -> None:
+    # components {0, 3}, {1}, {2, 4, 5}: numbered by their smallest node
+    labels = connected_components(6, np.array([3, 5, 4]), np.array([0, 2, 5]))
+    assert labels.tolist() == [0, 1, 2, 0, 2, 2]
+
+
+class _Unpacking(nn.Module):
+    def __init__(self, loop: bool) -> None:
+        super().__init__()
+        self.loop = loop
+        self.conv = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = self.conv(x).chunk(2, 1)
+        if self.loop:
+            return sum(p.mean() for p in parts)
+        first, second = parts
+        return first - second
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_iterating_a_proxy_unpacks_without_len_only_when_unpacking(loop: bool) -> None:
+    graph = DependencyGraph.build(_Unpacking(loop), torch.randn(1, 3, 4, 4))
+    lens = [n for n in graph.prop.trace.graph.nodes if n.op == "call_function" and n.target is len]
+    assert len(lens) == (1 if loop else 0)
+    assert _instruction_at(_Unpacking.forward.__code__, 0).offset == 0
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        h = self.mid(self.conv(x).relu()).relu()
+        c, w = h.shape[1], self.fc.weight  # a parameter read inside forward (the tracer's table path)
+        pooled = h.mean((2, 3))
+        return pooled @ w.t(), {"features": h[:, :c]}
+
+
+def test_counted_forward_is_count_macs_and_the_output() -> None:
+    torch.manual_seed(0)
+    model, x = _Net().train(), torch.randn(2, 3, 8, 8)
+    report, out = counted_forward(model, x)
+    assert report == count_macs(model, x)
+    assert model.training  # restored
+    assert out[0].shape == (2, 4) and out[1]["features"].shape == (2, 8, 8, 8)
+    assert not out[0].requires_grad
+
+
+def test_prune_reports_counted_costs_and_keeps_output_shapes() -> None:
+    torch.manual_seed(0)
+    model, x = _Net(), torch.randn(1, 3, 8, 8)
+    dense = count_macs(model, x).dense
+    result = StructuredPruner(ratio=0.5, round_to=1).prune(model, x)
+    assert result.macs_before == dense
+    assert result.macs_after == count_macs(model, x).dense < dense
+    assert result.params_after == sum(p.numel() for p in model.parameters())
+    out = model(x)
+    assert out[0].shape == (1, 4) and out[1]["features"].shape[0] == 1
