@@ -125,7 +125,7 @@ class Block(nn.Module):
         elif kind == "splitattn":  # ResNeSt-style split attention over radix parts
             self.sa = SplitAttention(c_in, opts["radix"], opts["hidden"])
         elif kind == "rotary":  # timm-style attention with rotary q/k (constant sin/cos buffers)
-            self.attn = RotaryAttention(c_in, opts["heads"], opts["tokens"], opts["scale"])
+            self.attn = RotaryAttention(c_in, opts["heads"], opts["tokens"], opts["scale"], opts["interleaved"])
         elif kind == "nhwc":
             self.fc = nn.Linear(c_in, opts["c_out"])
             self.c_out = opts["c_out"]
@@ -266,7 +266,7 @@ def block_specs(draw: Any, c_in: int) -> tuple[str, dict[str, Any], int]:
         opts = dict(radix=draw(st.sampled_from(radixes)), hidden=draw(st.integers(2, 4)))
         event(f"split attention, radix {opts['radix']}")
     elif kind == "rotary":
-        opts = dict(heads=draw(st.sampled_from(rotary_heads)), scale=draw(st.sampled_from([None, 0.5])))
+        opts = dict(heads=draw(st.sampled_from(rotary_heads)), scale=draw(st.sampled_from([None, 0.5])), interleaved=draw(st.booleans()))
         event("rotary attention")
     elif kind == "nhwc":
         c_out = draw(st.integers(4, 10))

@@ -45,24 +45,32 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x2, x1], dim=-1)
 
 
-class RotaryAttention(nn.Module):
-    """timm-style attention with rotary q/k: constant sin/cos buffers, rotate-half, sdpa, ``reshape(B, N, C)``."""
+def rotate_interleaved(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([-x[..., 1::2], x[..., ::2]], -1).reshape(x.shape)
 
-    def __init__(self, dim: int, num_heads: int, tokens: int, scale: float | None = None) -> None:
+
+class RotaryAttention(nn.Module):
+    """timm-style attention with rotary q/k: constant sin/cos buffers, rotate-half (or interleaved
+    pairs, EVA-style ``x[..., ::2]``), sdpa, ``reshape(B, N, C)``."""
+
+    def __init__(self, dim: int, num_heads: int, tokens: int, scale: float | None = None, interleaved: bool = False, computed: bool = False) -> None:
         super().__init__()
-        self.num_heads, self.head_dim, self.scale = num_heads, dim // num_heads, scale
+        self.num_heads, self.head_dim, self.scale, self.computed = num_heads, dim // num_heads, scale, computed
+        self.rotate = rotate_interleaved if interleaved else rotate_half
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         angle = torch.arange(tokens).double()[:, None] * torch.arange(1, self.head_dim // 2 + 1).double()[None]
-        angle = torch.cat([angle, angle], -1)
+        angle = angle.repeat_interleave(2, -1) if interleaved else torch.cat([angle, angle], -1)
         self.register_buffer("sin", angle.sin().float(), persistent=False)
         self.register_buffer("cos", angle.cos().float(), persistent=False)
+        self.register_buffer("angle", angle.float(), persistent=False)  # computed=True: sin/cos built in forward (EVA-style)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        q = q * self.cos + rotate_half(q) * self.sin
-        k = k * self.cos + rotate_half(k) * self.sin
+        cos, sin = (self.angle.cos(), self.angle.sin()) if self.computed else (self.cos, self.sin)
+        q = q * cos + self.rotate(q) * sin
+        k = k * cos + self.rotate(k) * sin
         x = F.scaled_dot_product_attention(q, k, v) if self.scale is None else F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
@@ -79,10 +87,11 @@ class SplitNet(nn.Module):
 
 
 class RotaryNet(nn.Module):
-    def __init__(self, dim: int = 16, heads: int = 4, tokens: int = 6, scale: float | None = None) -> None:
+    def __init__(self, dim: int = 16, heads: int = 4, tokens: int = 6, scale: float | None = None, interleaved: bool = False,
+                 computed: bool = False) -> None:
         super().__init__()
         self.embed = nn.Linear(5, dim)
-        self.attn = RotaryAttention(dim, heads, tokens, scale)
+        self.attn = RotaryAttention(dim, heads, tokens, scale, interleaved, computed)
         self.head = nn.Linear(dim, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

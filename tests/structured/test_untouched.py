@@ -84,13 +84,14 @@ def test_split_attention_in_whole_group_mode_names_every_frozen_layer() -> None:
     _named_once(messages, frozen)
 
 
-def _rotary(scale: float | None = None) -> tuple[RotaryNet, torch.Tensor]:
+def _rotary(scale: float | None = None, interleaved: bool = False, computed: bool = False) -> tuple[RotaryNet, torch.Tensor]:
     torch.manual_seed(0)
-    return RotaryNet(scale=scale).double().eval(), torch.randn(2, 6, 5, dtype=torch.float64)
+    return RotaryNet(scale=scale, interleaved=interleaved, computed=computed).double().eval(), torch.randn(2, 6, 5, dtype=torch.float64)
 
 
-def test_rotary_attention_loses_whole_heads_exactly() -> None:
-    model, x = _rotary()
+@pytest.mark.parametrize(("interleaved", "computed"), [(False, False), (True, False), (False, True)])
+def test_rotary_attention_loses_whole_heads_exactly(interleaved: bool, computed: bool) -> None:
+    model, x = _rotary(interleaved=interleaved, computed=computed)
     graph, messages = _build(model, x, attention="heads")
     assert messages == [] and graph.untouched_layers() == []
     heads = next(g for g in graph.prunable_groups() if "attn.qkv" in g.modules("out"))

@@ -83,6 +83,7 @@ class Propagation:
     _modules: dict[str, nn.Module] = field(default_factory=dict)
     _from_input: set[fx.Node] = field(default_factory=set)  # computed from the model's inputs, through no blocked op
     _tainted: set[fx.Node] = field(default_factory=set)  # an op on the way recorded a block (its fixed axes are not ordinary)
+    _from_buffers: set[fx.Node] = field(default_factory=set)  # computed from role-less buffers alone (rotary tables built in forward)
     _node_of: dict[int, fx.Node] = field(default_factory=dict)  # id(TensorInfo) -> node it is the info of
 
     # --- walking ------------------------------------------------------------------------------
@@ -98,6 +99,9 @@ class Propagation:
             info = self._visit(node, modules)
             if len(self.ids.blocks) > blocks or any(a in self._tainted for a in inputs):
                 self._tainted.add(node)
+            if self._plain_buffer(node) or (inputs and node.op != "call_module" and all(a in self._from_buffers for a in inputs if _has_tensor(a.meta.get("value")))
+                                            and any(a in self._from_buffers for a in inputs)):
+                self._from_buffers.add(node)
             self.infos[node] = info
             if isinstance(info, TensorInfo):
                 self._node_of[id(info)] = node
@@ -216,7 +220,7 @@ class Propagation:
 
     def einsum(self, operands: Sequence[tuple[TensorInfo, Letters]], out_letters: Letters, shape: tuple[int, ...] | None = None, merge: Sequence[Hashable] = ()) -> TensorInfo:
         nodes = [self._node_of.get(id(info)) for info, _ in operands]
-        rigid = None if self.merge_heads else [self._plain_buffer(n) for n in nodes]
+        rigid = None if self.merge_heads else [n in self._from_buffers and (n.op != "get_attr" or self._plain_buffer(n)) for n in nodes]
         fields, recorded = einsum_fields(self.ids, operands, out_letters, self.where, merge, [n in self._from_input for n in nodes], rigid)
         self.recorded.extend(recorded)
         return TensorInfo(tuple(shape if shape is not None else self.out_shape), fields)

@@ -109,6 +109,13 @@ def index_info(ctx: Any, x: TensorInfo, index: Any, out_shape: tuple[int, ...]) 
                 sl = slice(*old.indices(x.shape[a]))
                 if sl != slice(0, x.shape[a], 1):
                     constant = all(not isinstance(b, fx.Node) and not isinstance(b, TracedInt) for b in (it.start, it.stop, it.step))
+                    if len(f.axes) > 1 and (sl.step != 1 or constant):
+                        # merged along this axis, which then never shrinks: the field's other axes stay
+                        # removable (whole heads under rotary's x[..., ::2] / x[..., 1::2])
+                        ctx.ids.union_along(f.ids, (k,))
+                        ids = np.take(ids, range(sl.start, sl.stop, sl.step), axis=k)
+                        axes.append(dst)
+                        continue
                     if sl.step != 1:
                         ctx.ids.block(f.ids, "strided slice of channels", ctx.where)
                         keep = False
