@@ -147,6 +147,7 @@ def test_traced_int_arithmetic_keeps_its_attribute_and_inverts_only_exactly() ->
     assert (3 * c).solve(10) is None and (TracedInt(9, "", "c") // 2).solve(3) is None
     assert (10 - c).solve(4) == 6 and half.rebind(4) == [] and half.rebind(2) == [(("block", "c", None), 4)]
     assert type(c + TracedInt(2, "block", "k")) is int and type(c * 0.5) is float  # two attributes / floats: plain values
+    assert type(copy.deepcopy(half)) is int and copy.deepcopy(half) == 4  # a copy is the plain value
 
 
 class AutocastBlock(nn.Module):

@@ -36,6 +36,10 @@ class TracedInt(int):
     def __repr__(self) -> str:
         return int.__repr__(self)
 
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        # a copy or pickle (of a value a forward stored on its module while traced) is the plain int
+        return (int, (int(self),))
+
     def describe(self) -> str:
         """The expression in source form, e.g. ``stage.c // 2``."""
         text = f"{self.owner + '.' if self.owner else ''}{self.attr}{'' if self.index is None else f'[{self.index}]'}"
