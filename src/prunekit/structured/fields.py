@@ -68,6 +68,7 @@ class IdSpace:
         self.blocks: list[BlockRecord] = []
         self.where = ""  # the op being propagated (set by the walker), named by merges
         self.merges: list[tuple[np.ndarray, str]] = []  # (ids merged into one unit per hyperplane, where)
+        self.propagated: int | None = None  # couplings made by the ops themselves (before layouts are made rectangular)
 
     def fresh(self, shape: tuple[int, ...]) -> np.ndarray:
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -105,9 +106,14 @@ class IdSpace:
         if ids.size:
             self.blocks.append(BlockRecord(ids, reason, where))
 
-    def edges(self, explicit: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        a = list(self._a)
-        b = list(self._b)
+    def seal(self) -> None:
+        """Mark the couplings so far as the ops' own (see :meth:`components`' ``propagated_only``)."""
+        self.propagated = len(self._a)
+
+    def edges(self, explicit: bool = True, propagated_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        end = self.propagated if propagated_only and self.propagated is not None else len(self._a)
+        a = list(self._a[:end])
+        b = list(self._b[:end])
         if explicit:
             for rec in self.blocks:
                 a.append(rec.ids)
@@ -116,9 +122,10 @@ class IdSpace:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(a), np.concatenate(b)
 
-    def components(self, explicit: bool = True, extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Component label of every id (``labels[0]`` is the blocked component)."""
-        a, b = self.edges(explicit)
+    def components(self, explicit: bool = True, extra: tuple[np.ndarray, np.ndarray] | None = None, propagated_only: bool = False) -> np.ndarray:
+        """Component label of every id (``labels[0]`` is the blocked component); ``propagated_only``:
+        from the ops' couplings alone, without the merges made after :meth:`seal`."""
+        a, b = self.edges(explicit, propagated_only)
         if extra is not None:
             a, b = np.concatenate([a, extra[0]]), np.concatenate([b, extra[1]])
         return connected_components(self.size, a, b)

@@ -106,6 +106,7 @@ class Propagation:
             if isinstance(info, TensorInfo):
                 self._node_of[id(info)] = node
         self.ids.where = ""
+        self.ids.seal()
         for guard in self.trace.guards:
             self.sites.append(guard_site(guard.node, guard.value, self.infos))
         self.node = None

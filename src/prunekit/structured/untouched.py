@@ -48,7 +48,7 @@ def find_untouched(ids: IdSpace, tensors: dict[tuple[str, str], TensorRecord], l
     for g in groups:
         if g.prunable:
             prunable[g.labels] = True
-    base = ids.components(explicit=False)
+    base = ids.components(explicit=False, propagated_only=True)
     group_of = {int(lab): g for g in groups for lab in g.labels.tolist()}
     block_of: dict[int, int] = {}  # base component -> first explicit block record reaching it
     for k, rec in enumerate(ids.blocks):
@@ -75,6 +75,9 @@ def _reason(name: str, ids: IdSpace, lab: np.ndarray, labels: np.ndarray, comps:
     if hits:
         rec = ids.blocks[hits[0]]
         return UntouchedLayer(name, rec.reason, rec.where or "<model>")
+    if (lab == labels[BLOCK]).all():  # only the merges that keep multi-axis removals rectangular fixed it
+        return UntouchedLayer(name, "its channels share a layout over several axes with fixed channels (a reshape merged them "
+                                    "so that removals stay rectangular)", name)
     groups = [group_of[x] for x in lab.tolist() if x in group_of]
     for g in groups:
         if g.size >= 2 and g.reason:
