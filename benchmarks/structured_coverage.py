@@ -148,7 +148,7 @@ def reinit_degenerate(model, seed: int = 0) -> list[str]:
     changed = []
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.numel() == 0 or name.rsplit(".", 1)[-1] == "bias" or float(p.abs().max()) >= TINY:
+            if p.numel() == 0 or name.endswith("bias") or float(p.abs().max()) >= TINY:  # bias, q_bias, ...
                 continue
             if p.dim() >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
@@ -371,8 +371,11 @@ def write_results(records: list[dict], out: Path) -> None:
             return f"FAIL ({r.get('stage', '?')})"
         return f"ok {_reduction(r):.2f}×, onnx {'ok' if r.get('export_ok') else 'FAIL'}"
 
-    def num(r: dict | None, key: str, fmt: str = "{}", scale: float = 1.0) -> str:
+    def num(r: dict | None, key: str, fmt: str = "{}", scale: int = 1) -> str:
         return fmt.format(r[key] * scale) if r and r.get(key) is not None else "-"
+
+    def one_line(text: str) -> str:
+        return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())[:300]
 
     pk, tp, both = summary["prunekit"], summary["torch_pruning"], summary["both_ok"]
     lines = [
@@ -416,7 +419,8 @@ def write_results(records: list[dict], out: Path) -> None:
         "- pk untouched MACs: dense MACs of conv/linear layers that no prunable group of prunekit's dependency graph touches, "
         "over the dense model's MACs. Each such layer must be named by a warning.",
         "- unchanged MACs: dense MACs of conv/linear layers whose weight shape is the same after pruning, over the dense model's MACs "
-        "(includes the classifier's output side and whatever the tool chose not to narrow).",
+        "(includes the classifier's output side and whatever the tool chose not to narrow). Both shares count a layer's MACs "
+        "only where its module is called; a weight used through `F.linear` directly (EVA's fused qkv) counts among the other MACs.",
     ]
     unnamed_rows = [r for r in records if r.get("untouched_unnamed")]
     if unnamed_rows:
@@ -424,7 +428,7 @@ def write_results(records: list[dict], out: Path) -> None:
         lines += [f"- {r['model']}: {', '.join(r['untouched_unnamed'][:8])}{' ...' if len(r['untouched_unnamed']) > 8 else ''}" for r in unnamed_rows]
     failures = [r for r in records if not r.get("ok") or not r.get("export_ok")]
     if failures:
-        lines += ["", "## Failures", ""] + [f"- {r['model']} / {r['tool']}: {r.get('stage', 'export')}: {r.get('error') or r.get('export_error', '')}" for r in failures]
+        lines += ["", "## Failures", ""] + [f"- {r['model']} / {r['tool']}: {r.get('stage', 'export')}: {one_line(r.get('error') or r.get('export_error', ''))}" for r in failures]
     write_text(out / "structured_coverage.md", "\n".join(lines) + "\n")
 
 

@@ -12,18 +12,19 @@ import structured_coverage as cov
 
 
 class LayerScaled(nn.Module):
-    """A residual block with a 1e-5 layer scale and a zero-initialised classifier: its output is all zero."""
+    """A conv with a zero extra bias and a 1e-5 layer scale, then a zero-initialised classifier: its output is all zero."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.q_bias = nn.Parameter(torch.zeros(8))  # named like EVA's q_bias: a bias, left as it is
         self.gamma = nn.Parameter(torch.full((8,), 1e-5))
         self.head = nn.Linear(8, 4)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head((self.gamma[:, None, None] * self.conv(x)).mean((2, 3)))
+        return self.head((self.gamma[:, None, None] * (self.conv(x) + self.q_bias[:, None, None])).mean((2, 3)))
 
 
 def test_reinit_degenerate_gives_tiny_parameters_seeded_values_and_leaves_the_rest():
@@ -36,7 +37,7 @@ def test_reinit_degenerate_gives_tiny_parameters_seeded_values_and_leaves_the_re
     changed = cov.reinit_degenerate(model)
 
     assert changed == ["gamma", "head.weight"]
-    assert torch.equal(model.conv.weight, conv_before) and not model.head.bias.any()  # biases stay
+    assert torch.equal(model.conv.weight, conv_before) and not model.head.bias.any() and not model.q_bias.any()  # biases stay
     gamma, head = model.gamma.detach(), model.head.weight.detach()
     assert 0.5 <= float(gamma.min()) and float(gamma.max()) < 1.0
     assert 0.2 < float(head.std()) * math.sqrt(8) < 5.0  # std ~ 1/sqrt(fan-in)
