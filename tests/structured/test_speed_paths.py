@@ -97,3 +97,51 @@ def test_prune_reports_counted_costs_and_keeps_output_shapes() -> None:
     assert result.params_after == sum(p.numel() for p in model.parameters())
     out = model(x)
     assert out[0].shape == (1, 4) and out[1]["features"].shape[0] == 1
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, groups=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dw(self.conv(x)).flatten(2).transpose(1, 2)
+        q, k, v = self.qkv(h).chunk(3, -1)
+        return torch.softmax(q @ k.transpose(1, 2), -1) @ v + torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_count_macs_totals_like_flop_counter_mode() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model, x = _Attention().eval(), torch.randn(2, 3, 6, 6)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    report = count_macs(model, x)
+    layers = sum(layer.dense for layer in report.layers)
+    assert report.dense == max(layers, counter.get_total_flops() // 2 // 2)
+    assert report.other == counter.get_total_flops() // 2 // 2 - layers > 0  # the attention products
+
+
+class _Cond(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.sum() > 0, lambda t: self.a(t) @ t.t(), lambda t: self.b(t) @ t.t(), (x,))
+
+
+def test_higher_order_operators_are_counted_by_flop_counter_mode() -> None:
+    from prunekit.metrics.macs import _TotalFlops, _Unsupported
+
+    model, x = _Cond(), torch.randn(3, 4)
+    lean = _TotalFlops()
+    with torch.no_grad(), lean, pytest.raises(_Unsupported):
+        model(x)
+    assert lean.unsupported
+    report = count_macs(model, x)  # both branches' layers ran: 3 rows x 16 MACs / 3 examples each
+    assert [(layer.name, layer.dense) for layer in report.layers] == [("a", 16), ("b", 16)] and report.dense == 32
