@@ -26,6 +26,7 @@ layer, and ``num_heads``/``head_dim``/``attn_dim`` patched by hand afterwards.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import math
@@ -158,6 +159,18 @@ def reinit_degenerate(model, seed: int = 0) -> list[str]:
     return changed
 
 
+def _exports(model, x) -> bool:
+    """Whether the dynamo ONNX exporter takes ``model`` at all (to tell an exporter limit from a pruning fault)."""
+    import torch
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.onnx.export(model, (x,), os.path.join(tmp, "m.onnx"), dynamo=True, verbose=False)
+        return True
+    except Exception:
+        return False
+
+
 def input_spread(model, x, x2) -> float:
     """max |f(x) - f(x2)| / max |f(x)|: 0 for an output that ignores its input."""
     import torch
@@ -225,6 +238,7 @@ def run_one(name: str, size: int, kwargs: dict, tool: str) -> dict:
         record["macs_before"] = report.dense
         record["params_before"] = sum(p.numel() for p in model.parameters())
         shapes_before = weight_shapes(model)
+        dense_model = copy.deepcopy(model)  # exported only when the pruned model's export fails
         if tool == "prunekit":
             untouched, record["untouched_reported"] = untouched_layers(model, x)
             per_layer = {layer.name: layer.dense for layer in report.layers}
@@ -273,7 +287,7 @@ def run_one(name: str, size: int, kwargs: dict, tool: str) -> dict:
         scale = float(np.abs(out.numpy()).max())  # relative to the output's own scale, however small
         record["export_ok"] = bool(np.allclose(got, out.numpy(), atol=1e-3 * scale, rtol=1e-3))
     except Exception as exc:
-        record.update(export_ok=False, export_error=f"{type(exc).__name__}: {exc}"[:300])
+        record.update(export_ok=False, export_error=f"{type(exc).__name__}: {exc}"[:300], dense_export_ok=_exports(dense_model, x))
     record["ok"] = bool(record["forward_ok"] and record["input_dependent"] and record["macs_after"] < record["macs_before"])
     if not record["ok"]:
         record["stage"] = "check"
@@ -369,7 +383,8 @@ def write_results(records: list[dict], out: Path) -> None:
             return "-"
         if not r.get("ok"):
             return f"FAIL ({r.get('stage', '?')})"
-        return f"ok {_reduction(r):.2f}×, onnx {'ok' if r.get('export_ok') else 'FAIL'}"
+        onnx = "ok" if r.get("export_ok") else "FAIL (dense too)" if r.get("dense_export_ok") is False else "FAIL"
+        return f"ok {_reduction(r):.2f}×, onnx {onnx}"
 
     def num(r: dict | None, key: str, fmt: str = "{}", scale: int = 1) -> str:
         return fmt.format(r[key] * scale) if r and r.get(key) is not None else "-"
@@ -413,7 +428,8 @@ def write_results(records: list[dict], out: Path) -> None:
         f"- ok: pruning and forward succeed, the output shape is unchanged, MACs are reduced, and the pruned output depends on the "
         f"input (two random inputs give outputs differing by more than {SPREAD_TOL:g} of the output's largest magnitude; "
         "`input_spread` in the JSON). ×: dense / pruned MACs, both counted with `prunekit.metrics.count_macs`.",
-        "- onnx: dynamo export + onnxruntime output within 1e-3 (relative to the output's own scale) of torch's.",
+        "- onnx: dynamo export + onnxruntime output within 1e-3 (relative to the output's own scale) of torch's; "
+        "'FAIL (dense too)': the exporter refuses the unpruned model as well.",
         "- prune s: the tool's prune call only (prunekit `StructuredPruner.prune`; Torch-Pruning constructor + `step()` + head patch), one thread.",
         "- pk warnings: messages in prunekit's `PruneResult.warnings` (PruningWarnings; Torch-Pruning has no counterpart).",
         "- pk untouched MACs: dense MACs of conv/linear layers that no prunable group of prunekit's dependency graph touches, "
