@@ -17,6 +17,7 @@ if two different inputs give outputs that differ by more than 1e-3 of the output
     python benchmarks/structured_coverage.py            # writes benchmarks/results/structured_coverage.{json,md}
     python benchmarks/structured_coverage.py --only vit_tiny_patch16_224 --timeout 300
     python benchmarks/structured_coverage.py --only resnet18 resnest14d --out /tmp/cov_test   # a test run
+    python benchmarks/structured_coverage.py --jobs 2 --timeout 150 --resume   # two models at once, continuing an interrupted run
 
 Torch-Pruning 1.6.1 is run as its timm example does: ``MetaPruner`` with
 ``GroupMagnitudeImportance(p=2)``, the classifier ignored, ``num_heads`` given for every ``qkv``
@@ -26,6 +27,7 @@ layer, and ``num_heads``/``head_dim``/``attn_dim`` patched by hand afterwards.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
 import importlib
 import json
@@ -36,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -305,6 +308,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=300, help="seconds per model and tool")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "TOOL"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(HERE / "results"), help="results directory")
+    parser.add_argument("--jobs", type=int, default=1, help="models run at once (each process uses one thread; timings are side by side per model)")
+    parser.add_argument("--resume", action="store_true", help="keep the records already in --out and run only the missing ones")
     args = parser.parse_args()
     if args.one:
         name, tool = args.one
@@ -316,18 +321,37 @@ def main() -> None:
         parser.error(f"not in the model list: {', '.join(unknown)} (add them to MODELS with an input size)")
     chosen = [m for m in MODELS if not args.only or m[0] in args.only]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
-    records = []
-    for name, _size, _kw in chosen:
-        for tool in ("prunekit", "torch_pruning"):
-            try:
-                proc = subprocess.run([sys.executable, __file__, "--one", name, tool], capture_output=True, text=True, timeout=args.timeout, env=env)
-                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-                rec = json.loads(line[7:]) if line else {"model": name, "tool": tool, "ok": False, "stage": "crash", "error": proc.stderr[-400:]}
-            except subprocess.TimeoutExpired:
-                rec = {"model": name, "tool": tool, "ok": False, "stage": "timeout", "error": f"over {args.timeout}s"}
-            records.append(rec)
-            print(f"{name:34s} {tool:14s} ok={rec.get('ok')} export={rec.get('export_ok')} {rec.get('error', '')[:90]}", flush=True)
-            write_results(records, Path(args.out))  # after every model: an interrupted run keeps what it measured
+    out = Path(args.out)
+    done: dict[tuple[str, str], dict] = {}
+    if args.resume and (out / "structured_coverage.json").exists():
+        done = {(r["model"], r["tool"]): r for r in json.loads((out / "structured_coverage.json").read_text())["records"]}
+    order = {name: i for i, (name, _s, _k) in enumerate(chosen)}
+    records = [r for key, r in done.items() if key[0] in order]
+    lock = threading.Lock()
+
+    def run_model(name: str) -> None:
+        for tool in ("prunekit", "torch_pruning"):  # both tools of a model back to back, under the same load
+            if (name, tool) in done:
+                continue
+            rec = _run_subprocess(name, tool, args.timeout, env)
+            with lock:
+                records.append(rec)
+                records.sort(key=lambda r: (order[r["model"]], r["tool"]))
+                print(f"{name:34s} {tool:14s} ok={rec.get('ok')} export={rec.get('export_ok')} {rec.get('error', '')[:90]}", flush=True)
+                write_results(records, out)  # after every model: an interrupted run keeps what it measured (--resume continues it)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(run_model, [name for name, _s, _k in chosen]))
+
+
+def _run_subprocess(name: str, tool: str, timeout: int, env: dict[str, str]) -> dict:
+    """One model and tool in a fresh process (one failure or hang never stops the run)."""
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--one", name, tool], capture_output=True, text=True, timeout=timeout, env=env)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        return json.loads(line[7:]) if line else {"model": name, "tool": tool, "ok": False, "stage": "crash", "error": proc.stderr[-400:]}
+    except subprocess.TimeoutExpired:
+        return {"model": name, "tool": tool, "ok": False, "stage": "timeout", "error": f"over {timeout}s"}
 
 
 def _geomean(values: list[float]) -> float | None:
