@@ -39,6 +39,9 @@ def test_summary_reports_dense_and_pruned(finished_run):
     assert s["compression_ratio"] == pytest.approx(s["dense"]["params"] / s["pruned"]["nonzero_params"])
     assert {r["method"] for r in s["curve"]} == {"magnitude (global)", "random (global)"}
     assert set(s["pruned"]["corruption_accuracy"]) == {"gaussian_noise", "blur", "contrast"}
+    mean = sum(s["pruned"]["corruption_accuracy"].values()) / 3
+    assert s["corruption_summary"]["mean"]["pruned"] == pytest.approx(mean)
+    assert set(s["corruption_summary"]["families"]) == {"noise", "blurring", "digital"}
     assert s["compression"]["file_bytes"] == (run / "compressed.pkdc").stat().st_size
     assert s["compression"]["bit_identical"] and s["compression"]["predictions_identical"]
     assert s["compression"]["accuracy_decompressed"] == s["compression"]["accuracy_quantized"]

@@ -118,6 +118,13 @@ def test_optional_sections_appear_with_hand_computed_rows() -> None:
         "| corruption | dense (%) | pruned (%) | change (points) |\n|---|---|---|---|\n"
         "| gaussian_noise | 90 | 85 | -5 |\n| blur | 80 | 81 | 1 |\n"
     )
+    with_means = full_summary()
+    with_means["corruption_summary"] = {"mean": {"dense": 0.85, "pruned": 0.83, "relative_drop": 0.02 / 0.85},
+                                        "families": {"noise": {"dense": 0.9, "pruned": 0.85, "relative_drop": 0.05 / 0.9}}}
+    table = next(t for t in summary_tables(with_means) if t.title.startswith("Accuracy under input corruptions"))
+    assert table.to_markdown().endswith(
+        "| mean (relative drop 2.4%) | 85 | 83 | -2 |\n| mean: noise (relative drop 5.6%) | 90 | 85 | -5 |\n\n"
+        "mean rows: mean accuracy over the corruptions (of a family); relative drop = (dense − pruned) / dense\n")
     assert md["Per-class accuracy"].endswith(
         "| class | dense (%) | pruned (%) | change (points) |\n|---|---|---|---|\n"
         "| zero | 99 | 98 | -1 |\n| one | 97 | 97 | 0 |\n"

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from prunekit._parametrize import plain_copy
 from prunekit.deployment.runtimes import time_side_by_side
 from prunekit.metrics._inputs import batched
-from prunekit.metrics import FirstExamples, agreement, compare_latency, corruption_accuracy, count_macs, count_parameters, evaluate, size_on_disk
+from prunekit.metrics import FirstExamples, agreement, compare_latency, corruption_accuracy, corruption_summary, count_macs, count_parameters, evaluate, size_on_disk
 
 COUNTING_NOTE = (
     "Parameters count every parameter (biases and norms included); nonzero parameters count the "
@@ -75,6 +75,7 @@ def compare(
         for name, model in (("dense", dense), ("pruned", pruned)):
             out[name]["corruption_accuracy"] = corruption_accuracy(model, test, corruptions, corruption_severity,
                                                                    progress=progress, label=f"corrupted: {name}")
+        out["corruption_summary"] = corruption_summary(out["dense"]["corruption_accuracy"], out["pruned"]["corruption_accuracy"])
     out["compression_ratio"] = out["dense"]["params"] / max(1, out["pruned"]["nonzero_params"])
     out["theoretical_speedup"] = out["dense"]["macs"] / max(1, out["pruned"]["effective_macs"])
     if latency_batch_size:

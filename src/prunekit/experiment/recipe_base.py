@@ -147,7 +147,8 @@ class EvaluateSection(Settings):
     latency_repeats: int = Field(20, ge=1, le=MAX_COUNT)
     latency_runtime: str | None = Field(None, description="runtime dense and pruned are timed on (torch, torch_compile, onnxruntime); "
                                         "default: the prune section's runtime if it names one, else torch")
-    corruptions: tuple[str, ...] = Field(("gaussian_noise", "blur", "contrast"), description="accuracy under these input corruptions; () to skip")
+    corruptions: tuple[str, ...] = Field(("gaussian_noise", "blur", "contrast"), description="accuracy under these input corruptions: "
+                                         "names, families (noise, blurring, weather, digital) or all; () to skip")
     corruption_severity: int = Field(3, ge=1, le=5)
     subset: int | None = Field(None, ge=1, le=2**31, description="evaluate on the first N test examples only (quick runs; "
                                "the summary says N of M); also used by the compress, export and deploy accuracy checks")
@@ -163,6 +164,6 @@ class EvaluateSection(Settings):
     @field_validator("corruptions")
     @classmethod
     def _known_corruptions(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        from prunekit.metrics import CORRUPTIONS
+        from prunekit.metrics import expand_corruptions
 
-        return tuple(CORRUPTIONS.check(n) for n in names)
+        return expand_corruptions(names)

@@ -106,7 +106,9 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
             f"Accuracy under input corruptions (severity {summary.get('corruption_severity')})",
             ["corruption", "dense (%)", "pruned (%)", "change (points)"],
             [[name, pct(acc), pct(pruned["corruption_accuracy"][name]), round(100 * (pruned["corruption_accuracy"][name] - acc), 2)]
-             for name, acc in dense["corruption_accuracy"].items()],
+             for name, acc in dense["corruption_accuracy"].items()] + _corruption_mean_rows(summary.get("corruption_summary")),
+            note="mean rows: mean accuracy over the corruptions (of a family); relative drop = (dense − pruned) / dense"
+            if summary.get("corruption_summary") else "",
         ))
     per_class = summary.get("per_class")
     if per_class:
@@ -170,3 +172,13 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> tu
     html_path = run_dir / "report.html"
     write_text(html_path, page)
     return md_path, html_path
+
+
+def _corruption_mean_rows(corruption_summary: dict[str, Any] | None) -> list[list[Any]]:
+    """``mean`` and ``mean: <family>`` rows for the corruption table, with the relative drop in %."""
+    if not corruption_summary:
+        return []
+    means = [("mean", corruption_summary["mean"])] + [(f"mean: {f}", m) for f, m in corruption_summary["families"].items()]
+    return [[f"{label} (relative drop {100 * m['relative_drop']:.1f}%)", round(100 * m["dense"], 2), round(100 * m["pruned"], 2),
+             round(100 * (m["pruned"] - m["dense"]), 2)] for label, m in means]
+
