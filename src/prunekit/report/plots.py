@@ -140,3 +140,24 @@ def save_png(fig: Figure, path: str) -> bytes:
     data = buffer.getvalue()
     write_bytes(path, data)
     return data
+
+
+def accuracy_vs_ratio(sweep: Sequence[tuple[float, Mapping[str, float]]], dense: Mapping[str, float],
+                      potential: Mapping[str, float | None] | None = None, xlabel: str = "prune ratio", title: str = "") -> Figure:
+    """Accuracy against the prune ratio, one line per distribution (test, each corruption...), with its
+    dense accuracy as a dotted line of the same colour and its prune potential (if given) as a marker."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    points = sorted(sweep, key=lambda p: p[0])
+    for name, reference in dense.items():
+        (line,) = ax.plot([p[0] for p in points], [100 * p[1][name] for p in points], marker="o", ms=4, label=name)
+        ax.axhline(100 * reference, color=line.get_color(), ls=":", lw=1)
+        at = (potential or {}).get(name)
+        if at is not None:
+            ax.plot([at], [100 * dict(points)[at][name]], marker="*", ms=12, color=line.get_color())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "Accuracy vs prune ratio per distribution (★ prune potential)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
