@@ -102,7 +102,7 @@ def test_minimal_summary_gives_the_two_headline_tables() -> None:
 
 def test_optional_sections_appear_with_hand_computed_rows() -> None:
     md = {t.title: t.to_markdown() for t in summary_tables(full_summary())}
-    assert list(md) == ["Dense vs pruned", "Headline", "Accuracy vs weights remaining", "Per layer",
+    assert list(md) == ["Dense vs pruned", "Headline", "Accuracy vs weights remaining", "Prune potential on test (within 0.5 points of dense)", "Per layer",
                         "Accuracy under input corruptions (severity 3)", "Per-class accuracy"]
     assert md["Dense vs pruned"].endswith("| latency (ms, median) | 2 | 1.6 |\n\nMACs per example\n")
     assert "| measured speed-up (latency ratio; torch) | 1.25 |\n" in md["Headline"]
@@ -110,6 +110,10 @@ def test_optional_sections_appear_with_hand_computed_rows() -> None:
         "| method | round | weights remaining (%) | test accuracy (%) |\n|---|---|---|---|\n"
         "| magnitude | 1 | 50 | 97.9 |\n| magnitude | 2 | 10 | 97.5 |\n"
     )
+    # dense 98%: 97.5% at 90% pruned is exactly on the 0.5-point edge, so it counts
+    assert md["Prune potential on test (within 0.5 points of dense)"].endswith(
+        "| method | largest fraction pruned (%) | compression (×) |\n|---|---|---|\n| magnitude | 90 | 10 |\n\n"
+        "Liebenwein et al. 2021: the largest swept ratio whose accuracy stays within the band; empty: none does\n")
     assert md["Per layer"].endswith(
         "| layer | params | kept_fraction |\n|---|---|---|\n| fc1.weight | 235,200 | 0.08 |\n| fc2.weight | 30,000 | 0.15 |\n"
     )
@@ -199,7 +203,7 @@ def test_full_report_has_every_section_and_figure(tmp_path) -> None:
     run = fake_run(tmp_path, EPOCHS)
     md_path, html_path = write_report(run, full_summary())
     md, page = md_path.read_text(), html_path.read_text()
-    titles = ["Dense vs pruned", "Headline", "Accuracy vs weights remaining", "Per layer",
+    titles = ["Dense vs pruned", "Headline", "Accuracy vs weights remaining", "Prune potential on test (within 0.5 points of dense)", "Per layer",
               "Accuracy under input corruptions (severity 3)", "Per-class accuracy"]
     assert re.findall(r"^### (.*)$", md, flags=re.M) == titles
     assert re.findall(r"<h3>([^<]*)</h3><table>", page) == titles

@@ -435,7 +435,8 @@ def list_(what: Annotated[str, typer.Argument(help="models | datasets | criteria
         + [(n, "structured (group): " + GROUP_CRITERIA.meta(n).get("description", "")) for n in GROUP_CRITERIA.names()],
         "schedules": [(n, "") for n in SCHEDULES.names()],
         "methods": [(n, METHODS.meta(n)["description"]) for n in METHODS.names()],
-        "corruptions": [(n, (CORRUPTIONS.get(n).__doc__ or "").strip().splitlines()[0]) for n in CORRUPTIONS.names()],
+        "corruptions": [(n, f"{CORRUPTIONS.meta(n).get('family', 'other')}: " + (CORRUPTIONS.get(n).__doc__ or "").strip().splitlines()[0])
+                        for n in CORRUPTIONS.names()],
         "recipes": [(name, _first_comment(path)) for name, path in sorted(shipped_recipes().items())],
     }
     with user_errors("list"):
