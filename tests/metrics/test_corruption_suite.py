@@ -190,6 +190,7 @@ def test_mean_corruption_accuracy_and_relative_drop_on_fake_models() -> None:
                (torch.rand(4, 1, 8, 8, generator=_g(5)), torch.tensor([2, 0, 1, 1]))]
     names = ["gaussian_noise", "fog", "pixelate"]
     dense, pruned = corruption_accuracy(Constant(0), batches, names), corruption_accuracy(Constant(1), batches, names)
+    assert corruption_accuracy(Constant(0), batches, ["weather"]) == {"brightness": 0.5, "fog": 0.5}  # a family by name
     summary = corruption_summary(dense, pruned)
     assert summary["mean"] == {"dense": 0.5, "pruned": 0.375, "relative_drop": 0.25}
     assert summary["families"] == {"digital": {"dense": 0.5, "pruned": 0.375, "relative_drop": 0.25},

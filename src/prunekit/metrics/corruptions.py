@@ -224,6 +224,8 @@ def corruption_accuracy(
 ) -> dict[str, float]:
     """Test accuracy of ``model`` on every corrupted copy of ``batches`` (same noise for every model).
 
+    ``corruptions`` holds names, family names or ``"all"`` (see :func:`expand_corruptions`).
+
     Batches are corrupted one at a time on ``device`` (default: the model's); noise is drawn on the
     CPU from one seeded generator, so it does not depend on the device. ``batches`` must be
     re-iterable in a fixed order. ``progress`` shows one bar per corruption (described as
@@ -234,7 +236,7 @@ def corruption_accuracy(
     if not hasattr(batches, "__len__"):
         batches = list(batches)
     results = {}
-    for name in corruptions:
+    for name in expand_corruptions(corruptions):
         corrupted = _Corrupted(batches, CORRUPTIONS.get(name), severity, seed, device)
         results[name] = evaluate(model, corrupted, device=device, progress=progress, description=f"{label} {name}".strip()).accuracy
     return results
