@@ -156,12 +156,12 @@ def fog(x: Tensor, severity: int, generator: torch.Generator) -> Tensor:
 
 @CORRUPTIONS.register("pixelate", family="digital")
 def pixelate(x: Tensor, severity: int, generator: torch.Generator) -> Tensor:
-    """Each ``b × b`` block (``b = severity + 1``, from the top left, edge blocks replicate-padded) replaced
-    by its mean: whole blocks, so a higher severity always keeps less detail."""
-    b = severity + 1
+    """Each block of 1×2, 2×2, 2×3, 3×3, 3×4 pixels (rows × columns; from the top left, edge blocks
+    replicate-padded) replaced by its mean: whole blocks, so a higher severity always keeps less detail."""
+    bh, bw = ((1, 2), (2, 2), (2, 3), (3, 3), (3, 4))[severity - 1]
     h, w = x.shape[-2:]
-    padded = F.pad(x, (0, -w % b, 0, -h % b), mode="replicate") if h % b or w % b else x
-    return F.avg_pool2d(padded, b).repeat_interleave(b, 2).repeat_interleave(b, 3)[..., :h, :w]
+    padded = F.pad(x, (0, -w % bw, 0, -h % bh), mode="replicate") if h % bh or w % bw else x
+    return F.avg_pool2d(padded, (bh, bw)).repeat_interleave(bh, 2).repeat_interleave(bw, 3)[..., :h, :w]
 
 
 @CORRUPTIONS.register("jpeg", family="digital")
