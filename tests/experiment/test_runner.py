@@ -42,6 +42,7 @@ def test_summary_reports_dense_and_pruned(finished_run):
     mean = sum(s["pruned"]["corruption_accuracy"].values()) / 3
     assert s["corruption_summary"]["mean"]["pruned"] == pytest.approx(mean)
     assert set(s["corruption_summary"]["families"]) == {"noise", "blurring", "digital"}
+    assert s["prune_potential"]["delta"] == 0.005 and set(s["prune_potential"]["methods"]) == {"magnitude (global)", "random (global)"}
     assert s["compression"]["file_bytes"] == (run / "compressed.pkdc").stat().st_size
     assert s["compression"]["bit_identical"] and s["compression"]["predictions_identical"]
     assert s["compression"]["accuracy_decompressed"] == s["compression"]["accuracy_quantized"]

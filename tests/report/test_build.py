@@ -62,6 +62,7 @@ def full_summary() -> dict:
         measured_speedup=1.25,
         corruption_severity=3,
         counting_note="MACs per example",
+        prune_potential={"delta": 0.005, "methods": {"magnitude": 0.9}},
         curve=[
             {"method": "magnitude", "round": 1, "fraction_remaining": 0.5, "accuracy": 0.979},
             {"method": "magnitude", "round": 2, "fraction_remaining": 0.1, "accuracy": 0.975},
@@ -110,7 +111,6 @@ def test_optional_sections_appear_with_hand_computed_rows() -> None:
         "| method | round | weights remaining (%) | test accuracy (%) |\n|---|---|---|---|\n"
         "| magnitude | 1 | 50 | 97.9 |\n| magnitude | 2 | 10 | 97.5 |\n"
     )
-    # dense 98%: 97.5% at 90% pruned is exactly on the 0.5-point edge, so it counts
     assert md["Prune potential on test (within 0.5 points of dense)"].endswith(
         "| method | largest fraction pruned (%) | compression (×) |\n|---|---|---|\n| magnitude | 90 | 10 |\n\n"
         "Liebenwein et al. 2021: the largest swept ratio whose accuracy stays within the band; empty: none does\n")

@@ -11,7 +11,10 @@ from torch import Tensor, nn
 from prunekit._parametrize import plain_copy
 from prunekit.deployment.runtimes import time_side_by_side
 from prunekit.metrics._inputs import batched
-from prunekit.metrics import FirstExamples, agreement, compare_latency, corruption_accuracy, corruption_summary, count_macs, count_parameters, evaluate, size_on_disk
+from prunekit.metrics import (
+    FirstExamples, agreement, compare_latency, corruption_accuracy, corruption_summary, count_macs, count_parameters, evaluate, prune_potential,
+    size_on_disk,
+)
 
 COUNTING_NOTE = (
     "Parameters count every parameter (biases and norms included); nonzero parameters count the "
@@ -92,6 +95,17 @@ def compare(
         out["latency_runtime"] = latency_runtime
         out["measured_speedup"] = timing["dense"].median_ms / timing["pruned"].median_ms
     return out
+
+
+def curve_prune_potential(curve: Iterable[dict[str, Any]], dense_accuracy: float, delta: float = 0.005) -> dict[str, Any]:
+    """``{"delta", "methods": {method: largest fraction pruned within delta of dense on test, or None}}``
+    from the run's curve rows (``method``, ``fraction_remaining``, ``accuracy``)."""
+    curve = list(curve)
+    methods = {}
+    for method in dict.fromkeys(r["method"] for r in curve):
+        sweep = [(1.0 - r["fraction_remaining"], {"test": r["accuracy"]}) for r in curve if r["method"] == method]
+        methods[method] = prune_potential(sweep, {"test": dense_accuracy}, delta)["test"]
+    return {"delta": delta, "methods": methods}
 
 
 def total_examples(batches: Iterable[Any]) -> int | None:

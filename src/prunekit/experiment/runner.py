@@ -24,7 +24,7 @@ from prunekit.experiment.compress_step import compress_step
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.deploy_step import deploy_step
 from prunekit.experiment.env import environment
-from prunekit.experiment.evaluation import compare, evaluation_note
+from prunekit.experiment.evaluation import compare, curve_prune_potential, evaluation_note
 from prunekit.experiment.export_step import export_step
 from prunekit.experiment.inputs import VERSION_KEY, input_fingerprints, record_inputs
 from prunekit.experiment.method_sections import METHODS
@@ -272,6 +272,7 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
                 "method": recipe.prune.method},
         **result,
         "curve": pruned.curve,
+        "prune_potential": curve_prune_potential(pruned.curve, result["dense"]["accuracy"]),
         "layers": pruned.layers,
         "notes": notes,
         **{key: pruned.extra[key] for key in ("stop", "staircase") if key in pruned.extra},

@@ -59,9 +59,10 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
                 [[r["method"], r.get("round"), pct(r["fraction_remaining"]), pct(r["accuracy"])] for r in summary["curve"]],
             )
         )
-        if dense.get("accuracy") is not None:
-            tables.append(_test_prune_potential(summary["curve"], dense["accuracy"]))
     layers = summary.get("layers") or []
+    potential = summary.get("prune_potential")
+    if potential and potential.get("methods"):
+        tables.append(_prune_potential_table(potential))
     if layers:
         keys = [k for k in layers[0] if k != "name"]
         tables.append(Table("Per layer", ["layer", *keys], [[row["name"], *[row[k] for k in keys]] for row in layers]))
@@ -185,17 +186,11 @@ def _corruption_mean_rows(corruption_summary: dict[str, Any] | None) -> list[lis
              round(100 * (m["pruned"] - m["dense"]), 2)] for label, m in means]
 
 
-def _test_prune_potential(curve: list[dict[str, Any]], dense_accuracy: float, delta: float = 0.005) -> Table:
-    """Per method of the curve: the largest fraction pruned whose test accuracy is within ``delta`` of dense."""
-    from prunekit.metrics import prune_potential
 
-    rows = []
-    for method in dict.fromkeys(r["method"] for r in curve):
-        sweep = [(1.0 - r["fraction_remaining"], {"test": r["accuracy"]}) for r in curve if r["method"] == method]
-        pruned = prune_potential(sweep, {"test": dense_accuracy}, delta)["test"]
-        rows.append([method, None if pruned is None else round(100 * pruned, 2),
-                     None if pruned is None else round(1 / max(1e-12, 1 - pruned), 2)])
-    return Table(f"Prune potential on test (within {100 * delta:g} points of dense)",
+def _prune_potential_table(potential: dict[str, Any]) -> Table:
+    """Per method of the curve: the largest fraction pruned within ``potential["delta"]`` of dense on test."""
+    rows = [[method, None if pruned is None else round(100 * pruned, 2), None if pruned is None else round(1 / max(1e-12, 1 - pruned), 2)]
+            for method, pruned in potential["methods"].items()]
+    return Table(f"Prune potential on test (within {100 * potential['delta']:g} points of dense)",
                  ["method", "largest fraction pruned (%)", "compression (×)"], rows,
                  note="Liebenwein et al. 2021: the largest swept ratio whose accuracy stays within the band; empty: none does")
-
