@@ -191,8 +191,8 @@ def weight_shapes(model) -> dict[str, tuple[int, ...]]:
 
 
 def untouched_layers(model, x) -> tuple[list[str], list[str] | None]:
-    """Conv/linear layers that no prunable group of prunekit's dependency graph touches, counted here
-    from the groups' members, and the graph's own ``untouched_layers()`` names (None where it has none)."""
+    """Conv/linear layers that no prunable group of prunekit's dependency graph touches (counted here from
+    the groups' members, less the layers the model's inputs/outputs alone fix), and the graph's own ``untouched_layers()`` names."""
     import warnings
 
     from prunekit.pruners import StructuredPruner
@@ -201,8 +201,9 @@ def untouched_layers(model, x) -> tuple[list[str], list[str] | None]:
         warnings.simplefilter("ignore")
         graph = StructuredPruner(ratio=0.5).graph(model, x)
     touched = {m.module for g in graph.prunable_groups() for m in g.members}
-    reported = [u.name for u in graph.untouched_layers()] if hasattr(graph, "untouched_layers") else None
-    return [n for n in weight_shapes(model) if n not in touched], reported
+    fixed = set(graph.fixed_by_model())  # channels fixed by the model's inputs/outputs alone (token-mixing linears): nothing to warn about
+    reported = [u.name for u in graph.untouched_layers()]
+    return [n for n in weight_shapes(model) if n not in touched and n not in fixed], reported
 
 
 def unnamed(layers: list[str], warnings: list[str]) -> list[str]:
