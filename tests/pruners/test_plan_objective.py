@@ -110,3 +110,13 @@ def test_transposed_conv_costs_count_its_input_positions_like_count_macs() -> No
     plan = Plan.of({group.index: [0, 1]})  # the transposed conv keeps 2 of 4 outputs
     assert objective.cost(plan) == objective.measure(plan) == 36 * 216 + 36 * 8 * 2 * 9 + 2 * 169 * 10
     assert count_parameters(model).prunable_params == 8 * 3 * 9 + 8 * 4 * 9 + 676 * 10
+
+
+def test_wide_units_whose_exact_step_keeps_the_whole_group_take_a_coarser_step() -> None:
+    # a channel stripe of a 3-group conv is 3 channels: 8 stripes (24 channels) would be the exact
+    # multiple of round_to=8, i.e. the whole group; round_to // width = 2 stripes per step instead
+    stripes = Candidate.make(0, np.arange(8.0), max_ratio=1.0, round_to=8, width=3)
+    assert stripes.step == 2
+    assert Candidate.make(0, np.arange(16.0), max_ratio=1.0, round_to=8, width=3).step == 8  # exact step possible: kept
+    assert Candidate.make(0, np.arange(4.0), max_ratio=1.0, round_to=8, width=2).step == 4  # width divides round_to: unchanged
+    assert Candidate.make(0, np.arange(8.0), max_ratio=1.0, round_to=8, width=1).step == 8  # plain channels: unchanged

@@ -132,9 +132,15 @@ class Candidate:
 
     @staticmethod
     def make(index: int, scores: np.ndarray, max_ratio: float, round_to: int, width: int, removed_before: int = 0, original: int | None = None) -> Candidate:
-        """Build a candidate; ``width`` channels per unit decides the rounding step of ``round_to`` channels."""
+        """Build a candidate; ``width`` channels per unit decides the rounding step of ``round_to`` channels.
+
+        Units wider than one channel whose exact step would keep the whole group (a channel stripe
+        of a 3-group conv: 8 stripes for a multiple of 8 channels) take ``round_to // width`` units instead.
+        """
         size = int(scores.size)
         step = round_to // math.gcd(round_to, max(1, width)) if round_to > 1 else 1
+        if width > 1 and step >= size:
+            step = max(1, round_to // width)
         base = original if original is not None else size
         cap = int(math.floor(max_ratio * base + 1e-9)) - removed_before
         cap = max(0, min(cap, size - step if size > step else 0))
