@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "pruners": 4,
     "training": 5,
     "analysis": 6,  # its scans share work between torchrun processes through training.distributed
+    "dynamic": 6,  # gates on structured groups; its budget loss is a training callback
     "experiment": 7,
     "cli": 8, "integrations": 8,  # integrations reads recipes' prune sections (experiment) and drives training callbacks
     "__init__": 9, "__main__": 9, "keras_style": 9,  # keras_style: deprecated shim of integrations.keras_style
