@@ -69,7 +69,7 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
 
 
 #: TrainConfig fields added after dense checkpoints were first cached: left out of the key at their defaults.
-_LATER_TRAIN_FIELDS = ("precision", "channels_last", "compile", "grad_accumulation")
+_LATER_TRAIN_FIELDS = ("precision", "channels_last", "compile", "grad_accumulation", "augment")
 
 
 def _train_key(train: TrainConfig) -> dict[str, Any]:

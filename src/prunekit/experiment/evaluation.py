@@ -1,4 +1,4 @@
-"""The evaluation step: dense vs pruned on accuracy, size, MACs, disk, latency and agreement."""
+"""The evaluation step: dense vs pruned on accuracy, size, MACs, disk, latency, agreement and PIE examples."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from prunekit._parametrize import plain_copy
 from prunekit.deployment.runtimes import time_side_by_side
 from prunekit.metrics._inputs import batched
+from prunekit.metrics.pie import pie_examples
 from prunekit.metrics import (
     FirstExamples, agreement, compare_latency, corruption_accuracy, corruption_summary, count_macs, count_parameters, evaluate, prune_potential,
     size_on_disk,
@@ -57,7 +58,8 @@ def compare(
     """Everything ``summary.json`` reports about a dense/pruned pair (side-by-side latency on ``latency_runtime``).
 
     ``test`` is re-iterated for each pass (pass a :class:`prunekit.metrics.FirstExamples` to evaluate on
-    fewer examples); ``out["evaluation"]`` says how many examples were used, of how many.
+    fewer examples); ``out["evaluation"]`` says how many examples were used, of how many;
+    ``out["pie_examples"]`` lists the examples the pruned model gets wrong and the dense right.
     ``progress`` shows a bar per test pass, per corruption and for the latency timing."""
     ev_dense = evaluate(dense, test, num_classes, progress=progress, description="test: dense")
     ev_pruned = evaluate(pruned, test, num_classes, progress=progress, description="test: pruned")
@@ -71,6 +73,7 @@ def compare(
             **profile(pruned, example_input),
         },
         "per_class": {"dense": ev_dense.per_class_accuracy, "pruned": ev_pruned.per_class_accuracy},
+        "pie_examples": pie_examples(ev_dense.predictions, ev_pruned.predictions, ev_dense.labels),
         "counting_note": COUNTING_NOTE,
     }
     if corruptions:

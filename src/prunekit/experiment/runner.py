@@ -26,6 +26,7 @@ from prunekit.experiment.deploy_step import deploy_step
 from prunekit.experiment.env import environment
 from prunekit.experiment.evaluation import compare, curve_prune_potential, evaluation_note
 from prunekit.experiment.export_step import export_step
+from prunekit.experiment.pie_step import write_pie
 from prunekit.experiment.inputs import VERSION_KEY, input_fingerprints, record_inputs
 from prunekit.experiment.method_sections import METHODS
 from prunekit.experiment.recipe import Recipe
@@ -222,6 +223,12 @@ def prune_step(ctx: RunContext) -> MethodResult:
     return result
 
 
+def _write_pie(ctx: RunContext, pie: dict[str, Any]) -> dict[str, Any]:
+    """``pie.json`` and the PIE thumbnails in the run directory, de-normalised with the test set's mean/std."""
+    test_set = getattr(ctx.data.test, "dataset", None)
+    return write_pie(ctx.run.path, pie, ctx.test_batches(), ctx.data.class_names, getattr(test_set, "mean", None), getattr(test_set, "std", None))
+
+
 def _pruned_result(ctx: RunContext, saved: dict[str, Any]) -> MethodResult:
     """The saved pruned model (masks attached) and the report rows recorded in ``steps/prune.json``."""
     missing = sorted({"curve", "layers", "extra"} - saved.keys())
@@ -252,6 +259,7 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
                            corruptions=ev.corruptions, corruption_severity=ev.corruption_severity,
                            latency_runtime=ev.latency_runtime or getattr(recipe.prune, "runtime", None) or "torch",
                            progress=ctx.progress)
+        measured["pie"] = _write_pie(ctx, measured.pop("pie_examples"))
         run.mark_done("evaluate", measured)
         result = run.result("evaluate")  # as JSON, like a reused result
     result["per_class"]["classes"] = list(ctx.data.class_names)

@@ -113,6 +113,9 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
             note="mean rows: mean accuracy over the corruptions (of a family); relative drop = (dense − pruned) / dense"
             if summary.get("corruption_summary") else "",
         ))
+    pie = summary.get("pie")
+    if pie is not None:
+        tables.append(_pie_table(pie, (summary.get("per_class") or {}).get("classes", [])))
     per_class = summary.get("per_class")
     if per_class:
         tables.append(
@@ -166,15 +169,38 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> tu
     md = [f"# {title}", "", *intro, ""]
     md += [t.to_markdown() for t in tables]
     md += [f"![{name}](plots/{name})\n" for name in pngs]
+    thumbnails = _pie_thumbnails(run_dir, summary)
+    if thumbnails is not None:
+        md.append(f"![PIE examples]({summary['pie']['thumbnails']})\n")
     md_path = run_dir / "report.md"
     write_text(md_path, "\n".join(md))
     body = [f"<h1>{html.escape(title)}</h1>", "<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>" for line in intro) + "</ul>"]
     body += [t.to_html() for t in tables]
     body += [f"<h3>{html.escape(name)}</h3><img alt='{name}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>" for name, data in pngs.items()]
+    if thumbnails is not None:
+        body.append(f"<h3>PIE examples (dense / pruned labels)</h3><img class='pie' alt='PIE examples' "
+                    f"src='data:image/png;base64,{base64.b64encode(thumbnails).decode()}'>")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
     html_path = run_dir / "report.html"
     write_text(html_path, page)
     return md_path, html_path
+
+
+def _pie_table(pie: dict[str, Any], classes: list[str]) -> Table:
+    """The shown PIE examples: index, label, dense and pruned predictions (class names when known)."""
+    name = lambda c: classes[c] if c < len(classes) else c  # noqa: E731
+    rows = [[e["index"], name(e["label"]), name(e["dense"]), ", ".join(str(name(p)) for p in e["pruned"])] for e in pie["shown"]]
+    more = f"; the first {len(rows)} are listed" if pie["count"] > len(rows) else ""
+    return Table(f"PIE examples: {pie['count']} test examples wrong after pruning, right before",
+                 ["test index", "label", "dense", "pruned"], rows,
+                 note=f"Hooker et al. 2019 (pruning identified exemplars); all of them in {pie['file']}{more}"
+                 + (f"; across {pie['seeds']} pruned seeds, those wrong in most" if pie.get("seeds", 1) > 1 else ""))
+
+
+def _pie_thumbnails(run_dir: Path, summary: dict[str, Any]) -> bytes | None:
+    """The PNG of the PIE thumbnails a run wrote (``None`` when it has none)."""
+    path = (summary.get("pie") or {}).get("thumbnails")
+    return (run_dir / path).read_bytes() if path and (run_dir / path).is_file() else None
 
 
 def _corruption_mean_rows(corruption_summary: dict[str, Any] | None) -> list[list[Any]]:

@@ -1,6 +1,7 @@
 """Training: the train/eval loop, callbacks, optimizers, LR schedules, checkpoints, structured prune → fine-tune
 and the stop conditions of iterative pruning."""
 
+from prunekit.training.augment import AugmentConfig, CorruptedBatches, augment_batches
 from prunekit.training.callbacks import Callback, JsonlLogger
 from prunekit.training.checkpoint import TrainState, load_checkpoint, read_train_state, save_checkpoint
 from prunekit.training.config import LRScheduleConfig, OptimizerConfig, TrainConfig
@@ -13,9 +14,9 @@ from prunekit.training.structured_finetune import (
 )
 
 __all__ = [
-    "Callback", "JsonlLogger", "LRScheduleConfig", "OptimizerConfig", "SparsityLearningConfig", "SparsityPenalty",
+    "AugmentConfig", "Callback", "CorruptedBatches", "JsonlLogger", "LRScheduleConfig", "OptimizerConfig", "SparsityLearningConfig", "SparsityPenalty",
     "StopCheck", "StopCondition", "StopMeasures",
     "StructuredFinetuneResult", "StructuredStepResult", "TrainConfig", "TrainResult", "TrainState", "Trainer",
-    "calibration_data", "epoch_seed", "fit", "learn_sparsity", "load_checkpoint", "make_lr_scheduler", "make_optimizer",
+    "augment_batches", "calibration_data", "epoch_seed", "fit", "learn_sparsity", "load_checkpoint", "make_lr_scheduler", "make_optimizer",
     "prune_finetune_structured", "read_train_state", "save_checkpoint",
 ]

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from prunekit._settings import MAX_COUNT, MAX_EPOCHS, Seed, Settings
+from prunekit.training.augment import AugmentConfig
 
 
 class OptimizerConfig(Settings):
@@ -55,6 +56,8 @@ class TrainConfig(Settings):
     grad_accumulation: int = Field(
         1, ge=1, le=MAX_COUNT,
         description="optimizer step every k micro-batches (loss scaled by 1/k); steps, epochs' step counts and schedules count optimizer steps")
+    augment: AugmentConfig | None = Field(
+        None, description="augment the training batches (crops, corruptions as training-time shift); never validation or calibration batches")
 
     @model_validator(mode="after")
     def _milestones_in_range(self) -> TrainConfig:

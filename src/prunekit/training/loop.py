@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from prunekit.errors import DamagedFileError, TrainingDivergedError
 from prunekit.metrics.accuracy import evaluate
 from prunekit.progress import make_progress
+from prunekit.training.augment import augment_batches
 from prunekit.training.callbacks import Callback
 from prunekit.training import distributed
 from prunekit.training.checkpoint import load_checkpoint, save_checkpoint
@@ -106,6 +107,7 @@ def fit(
     device = distributed.local_device(device)
     model.to(device)
     train = distributed.shard_batches(train)
+    train = augment_batches(train, config.augment, config.seed)  # training batches only: never val
     progress = progress and distributed.is_main_process()
     batches = len(train)  # type: ignore[arg-type]
     if batches == 0:
