@@ -26,7 +26,8 @@ def test_structured_recipe_stops_at_the_macs_target_and_the_summary_says_so(tmp_
     run = run_recipe(load_recipe(_structured(stop={"min_macs_reduction": 1.5})), tmp_path, progress=False)
     s = json.loads((run / "summary.json").read_text())
     stop = s["stop"]
-    assert stop["condition"] == {"min_macs_reduction": 1.5, "metric_name": "metric", "patience": 0, "restore_best": True}
+    assert stop["condition"] == {"min_macs_reduction": 1.5, "latency_batch_size": 1, "latency_threads": 1, "metric_name": "metric",
+                                 "patience": 0, "restore_best": True}
     assert stop["method"] == "l2 (uniform)" and stop["stopped_at"] == stop["last_good_step"] < 2
     assert stop["stop_reason"].startswith(f"step {stop['stopped_at']} reached the target: MACs reduction")
     steps = [r for r in s["curve"] if r["round"] > 0]
@@ -55,4 +56,18 @@ def test_an_accuracy_limit_without_a_validation_split_says_how_to_fix(tmp_path) 
     raw["data"]["val_fraction"] = 0
     raw["train"]["epochs"] = 1
     with pytest.raises(ConfigError, match="set data.val_fraction above 0"):
+        run_recipe(load_recipe(raw), tmp_path, progress=False)
+
+
+def test_structured_recipe_stops_at_a_latency_target_measured_on_the_named_runtime(tmp_path) -> None:
+    stop = {"min_latency_reduction": 1.0001, "latency_runtime": "torch", "latency_batch_size": 4}
+    s = json.loads((run_recipe(load_recipe(_structured(stop=stop)), tmp_path, progress=False) / "summary.json").read_text())
+    checks = s["stop"]["variants"]["l2 (uniform)"]["checks"]
+    assert all(c["measures"]["latency_ms"] > 0 and c["measures"]["latency_reduction"] > 0 for c in checks)
+    assert s["stop"]["condition"]["latency_runtime"] == "torch" and s["stop"]["condition"]["latency_batch_size"] == 4
+
+
+def test_a_latency_stop_on_masked_pruning_is_refused_with_the_reason(tmp_path) -> None:
+    raw = tiny_recipe(stop={"max_latency_ms": 1.0}, baselines=[])
+    with pytest.raises(ConfigError, match="a masked model runs at dense speed"):
         run_recipe(load_recipe(raw), tmp_path, progress=False)

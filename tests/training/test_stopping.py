@@ -92,6 +92,16 @@ def test_a_measured_metric_target_stops_like_latency_would() -> None:
     assert stopper.stop_reason == "step 1 reached the target: latency_ms 3.5 ≤ metric_target 4"
 
 
+def test_latency_targets_stop_at_the_step_that_reaches_them() -> None:
+    stopper = Stopper(StopCondition(max_latency_ms=4.0), Reference())
+    assert not stopper.observe(0, StopMeasures(latency_ms=5.0))
+    assert stopper.observe(1, StopMeasures(latency_ms=3.5))
+    assert stopper.stop_reason == "step 1 reached the target: latency 3.5 ms ≤ max_latency_ms 4"
+    stopper = Stopper(StopCondition(min_latency_reduction=2.0), Reference())
+    assert [stopper.observe(i, StopMeasures(latency_ms=1.0, latency_reduction=r)) for i, r in enumerate([1.4, 2.1])] == [False, True]
+    assert stopper.stop_reason == "step 1 reached the target: latency reduction 2.100× ≥ min_latency_reduction 2.0×"
+
+
 def test_a_target_reached_by_a_failing_step_stops_at_once_and_keeps_the_last_good() -> None:
     stopper = Stopper(StopCondition(max_accuracy_drop=1.0, max_params=100, patience=5), Reference(validation_accuracy=0.9))
     assert not stopper.observe(0, StopMeasures(validation_accuracy=0.9, params=150))
@@ -101,7 +111,9 @@ def test_a_target_reached_by_a_failing_step_stops_at_once_and_keeps_the_last_goo
 
 @pytest.mark.parametrize("settings, message", [
     ({}, "StopCondition names no condition: set max_accuracy_drop (points of validation accuracy), max_macs, min_macs_reduction, "
-         "max_params, min_params_reduction, or metric with metric_target"),
+         "max_params, min_params_reduction, max_latency_ms, min_latency_reduction, or metric with metric_target"),
+    ({"max_latency_ms": 2.0, "latency_runtime": "tpu"}, "unknown latency_runtime 'tpu'; known: onnxruntime, torch, torch_compile"),
+    ({"min_latency_reduction": 1.0}, "greater than 1"),
     ({"patience": 2}, "StopCondition names no condition"),
     ({"metric_target": 3.0}, "metric_target is set but metric is not: a measured metric needs both metric"),
     ({"metric": len}, "metric is set but metric_target is not"),
@@ -117,7 +129,7 @@ def test_a_condition_that_names_nothing_or_is_malformed_says_what_to_set(setting
 
 def test_recipe_form_excludes_the_callable() -> None:
     assert StopCondition(max_accuracy_drop=0.5).model_dump(mode="json", exclude_none=True) == {
-        "max_accuracy_drop": 0.5, "metric_name": "metric", "patience": 0, "restore_best": True}
+        "max_accuracy_drop": 0.5, "latency_batch_size": 1, "latency_threads": 1, "metric_name": "metric", "patience": 0, "restore_best": True}
     assert "metric" not in StopCondition(metric=len, metric_target=1.0).model_dump(mode="json")
 
 
@@ -152,6 +164,23 @@ def test_structured_macs_target_stops_at_the_first_step_below_it() -> None:
     assert run.stopped_at == run.last_good_step == len(run.steps) - 1
     assert count_macs(run.model, blob_splits()[2]).dense == run.steps[-1].macs
     assert run.stop_reason.startswith(f"step {run.stopped_at} reached the target: MACs")
+
+
+def test_structured_latency_target_times_each_step_side_by_side_and_saves_it(tmp_path) -> None:
+    run, _ = _structured(StopCondition(min_latency_reduction=1e5, latency_runtime="torch"), tmp_path=tmp_path, steps=2)
+    assert len(run.steps) == 2 and run.stopped_at is None  # unreachable: the schedule runs out
+    for check in run.stop_checks:
+        assert check.measures.latency_ms > 0 and 0 < check.measures.latency_reduction < 1e5
+    saved = json.loads((tmp_path / "step_00" / "stop.json").read_text())
+    assert saved["latency_ms"] == run.stop_checks[0].measures.latency_ms
+
+
+def test_latency_conditions_on_masked_rounds_say_they_need_structured_pruning() -> None:
+    train, val, example = blob_splits()
+    with pytest.raises(ConfigError, match="stop.max_latency_ms / min_latency_reduction time the pruned model, which needs example_inputs= "
+                                          r"\(a batch of inputs\) and structured pruning"):
+        prune_finetune(mlp(), train, UnstructuredConfig(sparsity=0.9), SCHEDULE, FINETUNE, val=val, example_inputs=example,
+                       stop=StopCondition(max_latency_ms=1.0))
 
 
 def test_a_rerun_after_a_stop_returns_the_same_answer_without_redoing_steps(tmp_path) -> None:

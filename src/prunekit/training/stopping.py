@@ -12,9 +12,14 @@ Two kinds of condition, any mix of them:
   accuracy of the model the steps start from. A step past the limit ends the run (after
   ``patience`` more failing steps), and the result is the model of the **last step that satisfied
   it** (``restore_best``; the unpruned model when none did).
-- a **target** (``max_macs``, ``min_macs_reduction``, ``max_params``, ``min_params_reduction``, or
-  ``metric`` with ``metric_target``, e.g. a latency measurement): the first step that reaches one
-  ends the run, and is kept when it satisfies the limits.
+- a **target** (``max_macs``, ``min_macs_reduction``, ``max_params``, ``min_params_reduction``,
+  ``max_latency_ms``, ``min_latency_reduction``, or ``metric`` with ``metric_target``): the first
+  step that reaches one ends the run, and is kept when it satisfies the limits.
+
+Latency targets time the physically pruned model on ``latency_runtime`` (default: the default
+runtime, onnxruntime when installed) at ``latency_batch_size`` and ``latency_threads``, with warm-up
+and medians; ``min_latency_reduction`` times each step side by side with the model the steps
+started from. They apply to structured pruning only (a masked model runs at dense speed).
 
 The pruner's own target can then be generous (``ratio=0.9`` over many steps): the condition ends it.
 Each step's measurements are kept in its folder's ``stop.json``, so a resumed run decides the same
@@ -34,7 +39,9 @@ from torch import nn
 
 from prunekit._io import read_json, write_json
 from prunekit._settings import MAX_COUNT, Settings
+from prunekit.deployment.runtimes import RUNTIMES, time_side_by_side
 from prunekit.errors import CheckpointError, ConfigError, shorten
+from prunekit.metrics._inputs import as_args, batched
 from prunekit.training import distributed
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,11 @@ class StopCondition(Settings):
     min_macs_reduction: float | None = Field(None, gt=1, le=1e6, description="stop once dense MACs / step MACs reach this")
     max_params: int | None = Field(None, gt=0, le=2**53, description="stop once a step's parameters (non-zero for masks) are at most this")
     min_params_reduction: float | None = Field(None, gt=1, le=1e6, description="stop once dense / step parameters reach this")
+    max_latency_ms: float | None = Field(None, gt=0, le=1e7, description="stop once a step's measured latency (ms) is at most this")
+    min_latency_reduction: float | None = Field(None, gt=1, le=1e6, description="stop once starting-model latency / step latency reaches this")
+    latency_runtime: str | None = Field(None, description="runtime latency is measured on (default: onnxruntime when installed, else torch)")
+    latency_batch_size: int = Field(1, ge=1, le=4096, description="batch size latency is measured at")
+    latency_threads: int = Field(1, ge=1, le=256, description="threads latency is measured with")
     metric: Callable[..., float] | None = Field(None, exclude=True, description="Python API only: metric(model) -> float, lower is better")
     metric_target: float | None = Field(None, description="stop once metric(model) is at most this (e.g. latency in ms)")
     metric_name: str = Field("metric", min_length=1, max_length=64, description="what the metric is, for messages and records")
@@ -65,6 +77,13 @@ class StopCondition(Settings):
                              f"name one: use max_macs, min_macs_reduction, max_params, min_params_reduction or max_accuracy_drop")
         return value
 
+    @field_validator("latency_runtime")
+    @classmethod
+    def _known_runtime(cls, value: str | None) -> str | None:
+        if value is not None and value not in RUNTIMES:
+            raise ValueError(f"unknown latency_runtime {value!r}; known: {', '.join(RUNTIMES.names())}")
+        return value
+
     @model_validator(mode="after")
     def _some_condition(self) -> StopCondition:
         if (self.metric is None) != (self.metric_target is None):
@@ -73,7 +92,8 @@ class StopCondition(Settings):
                              f"and metric_target (stop once the metric is at most it)")
         if not self.limits() and not self.targets():
             raise ValueError("StopCondition names no condition: set max_accuracy_drop (points of validation accuracy), max_macs, "
-                             "min_macs_reduction, max_params, min_params_reduction, or metric with metric_target")
+                             "min_macs_reduction, max_params, min_params_reduction, max_latency_ms, min_latency_reduction, "
+                             "or metric with metric_target")
         return self
 
     def limits(self) -> list[str]:
@@ -82,7 +102,8 @@ class StopCondition(Settings):
 
     def targets(self) -> list[str]:
         """The conditions whose first reaching step ends the run."""
-        names = ("max_macs", "min_macs_reduction", "max_params", "min_params_reduction", "metric_target")
+        names = ("max_macs", "min_macs_reduction", "max_params", "min_params_reduction", "max_latency_ms", "min_latency_reduction",
+                 "metric_target")
         return [n for n in names if getattr(self, n) is not None]
 
     @property
@@ -97,6 +118,10 @@ class StopCondition(Settings):
     def needs_params(self) -> bool:
         return self.max_params is not None or self.min_params_reduction is not None
 
+    @property
+    def needs_latency(self) -> bool:
+        return self.max_latency_ms is not None or self.min_latency_reduction is not None
+
 
 @dataclass
 class StopMeasures:
@@ -107,6 +132,8 @@ class StopMeasures:
     params: int | None = None
     metric: float | None = None
     metric_name: str | None = None
+    latency_ms: float | None = None
+    latency_reduction: float | None = None  # starting-model / step latency, timed side by side
 
 
 @dataclass
@@ -154,6 +181,8 @@ class Stopper:
         c = self.condition
         return not ((c.needs_accuracy and measures.validation_accuracy is None) or (c.needs_macs and measures.macs is None)
                     or (c.needs_params and measures.params is None)
+                    or (c.max_latency_ms is not None and measures.latency_ms is None)
+                    or (c.min_latency_reduction is not None and measures.latency_reduction is None)
                     or (c.metric is not None and (measures.metric is None or measures.metric_name != c.metric_name)))
 
     def observe(self, step: int, measures: StopMeasures) -> bool:
@@ -219,6 +248,10 @@ class Stopper:
             return f"parameters {m.params:,} ≤ max_params {c.max_params:,}"
         if c.min_params_reduction is not None and m.params and ref.params and ref.params / m.params >= c.min_params_reduction:
             return f"parameter reduction {ref.params / m.params:.3f}× ≥ min_params_reduction {c.min_params_reduction}×"
+        if c.max_latency_ms is not None and m.latency_ms is not None and m.latency_ms <= c.max_latency_ms:
+            return f"latency {m.latency_ms:.4g} ms ≤ max_latency_ms {c.max_latency_ms:.4g}"
+        if c.min_latency_reduction is not None and m.latency_reduction is not None and m.latency_reduction >= c.min_latency_reduction:
+            return f"latency reduction {m.latency_reduction:.3f}× ≥ min_latency_reduction {c.min_latency_reduction}×"
         if c.metric_target is not None and m.metric is not None and m.metric <= c.metric_target:
             return f"{c.metric_name} {m.metric:.6g} ≤ metric_target {c.metric_target:.6g}"
         return None
@@ -226,11 +259,32 @@ class Stopper:
 
 @dataclass
 class Measuring:
-    """How a loop measures a model for its condition: validation accuracy (a fraction), MACs, parameters."""
+    """How a loop measures a model for its condition: validation accuracy (a fraction), MACs, parameters,
+    latency (``(ms, reduction)``, see :func:`latency_measuring`)."""
 
     validate: Callable[[nn.Module], float | None] | None
     macs: Callable[[nn.Module], int] | None
     params: Callable[[nn.Module], int]
+    latency: Callable[[nn.Module], tuple[float, float | None]] | None = None
+
+
+def latency_measuring(condition: StopCondition, example_inputs: Any, reference: nn.Module) -> Callable[[nn.Module], tuple[float, float | None]]:
+    """``model -> (median ms, reduction)`` on the condition's runtime; the reduction (``reference`` ms /
+    model ms, timed side by side, interleaved) only when ``min_latency_reduction`` is set."""
+    inputs = batched(as_args(example_inputs), condition.latency_batch_size)
+    runtime, threads = condition.latency_runtime, condition.latency_threads
+
+    def latency(model: nn.Module) -> tuple[float, float | None]:
+        was_training = model.training
+        model.eval()
+        try:
+            if condition.min_latency_reduction is None:
+                return time_side_by_side({"model": model}, inputs, runtime, threads)["model"].median_ms, None
+            t = time_side_by_side({"reference": reference, "model": model}, inputs, runtime, threads)
+            return t["model"].median_ms, t["reference"].median_ms / t["model"].median_ms
+        finally:
+            model.train(was_training)
+    return latency
 
 
 def start(condition: StopCondition, model: nn.Module, how: Measuring, where: str) -> Stopper:
@@ -243,6 +297,9 @@ def start(condition: StopCondition, model: nn.Module, how: Measuring, where: str
                           f"(a validation split, never the test set) or validate_fn=")
     if condition.needs_macs and how.macs is None:
         raise ConfigError(f"{where}: stop.max_macs / min_macs_reduction need the model's MACs; pass example_inputs= (a batch of inputs)")
+    if condition.needs_latency and how.latency is None:
+        raise ConfigError(f"{where}: stop.max_latency_ms / min_latency_reduction time the pruned model, which needs example_inputs= "
+                          f"(a batch of inputs) and structured pruning (a masked model runs at dense speed)")
     return Stopper(condition, Reference(
         validation_accuracy=_accuracy(how.validate, model, where) if condition.needs_accuracy else None,
         macs=how.macs(model) if condition.min_macs_reduction is not None and how.macs is not None else None,
@@ -263,12 +320,15 @@ def measure(stopper: Stopper, folder: Path | None, load: Callable[[], nn.Module]
         except CheckpointError as exc:
             log.warning("%s; measuring again", exc)
     model, c = load(), stopper.condition
+    latency_ms, reduction = how.latency(model) if c.needs_latency and how.latency is not None else (None, None)
     measures = StopMeasures(
         validation_accuracy=_accuracy(how.validate, model, where) if c.needs_accuracy else None,
         macs=how.macs(model) if c.needs_macs and how.macs is not None else None,
         params=how.params(model) if c.needs_params else None,
         metric=float(c.metric(model)) if c.metric is not None else None,
         metric_name=c.metric_name if c.metric is not None else None,
+        latency_ms=latency_ms,
+        latency_reduction=reduction,
     )
     if path is not None and distributed.is_main_process():
         write_json(path, asdict(measures))

@@ -39,7 +39,7 @@ from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import Batches, fit
 from prunekit.training.sparsity import SparsityLearningConfig, learn_sparsity
-from prunekit.training.stopping import Measuring, StopCheck, StopCondition, Stopper, measure, start
+from prunekit.training.stopping import Measuring, StopCheck, StopCondition, Stopper, latency_measuring, measure, start
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ def prune_finetune_structured(
         validate_fn = lambda m: evaluate(m, val, device=device).accuracy  # noqa: E731
     if evaluate_fn is None:
         evaluate_fn = lambda m: evaluate(m, val, device=device).accuracy if val is not None else None  # noqa: E731
-    how = Measuring(validate_fn, lambda m: count_macs(m, example_inputs).dense, lambda m: count_parameters(m).params)
+    latency = latency_measuring(stop, example_inputs, copy.deepcopy(model).eval()) if stop is not None and stop.needs_latency else None
+    how = Measuring(validate_fn, lambda m: count_macs(m, example_inputs).dense, lambda m: count_parameters(m).params, latency)
     stopper = start(stop, model, how, "prune_finetune_structured") if stop is not None else None
     start_model = copy.deepcopy(model) if stop is not None and stop.restore_best and stop.needs_accuracy else None
     kept: nn.Module | None = None  # the last good step's model, when it cannot be reloaded from its folder
@@ -187,7 +188,7 @@ def _judge(stopper: Stopper, index: int, record: StructuredStepResult, model: nn
            on_val: bool, *, fresh: bool) -> bool:
     """Measure step ``index`` for the stop condition (its record's values where they are the ones needed); ``True``: stop."""
     validate = (lambda _: record.accuracy) if on_val else how.validate
-    known = Measuring(validate, lambda _: record.macs, lambda _: record.params)
+    known = Measuring(validate, lambda _: record.macs, lambda _: record.params, how.latency)
     return stopper.observe(index, measure(stopper, step_dir, lambda: model, known, "prune_finetune_structured", fresh=fresh))
 
 
