@@ -1,0 +1,181 @@
+""""Lost in Pruning" (Liebenwein et al. 2021): prune potential on the test set vs under corruption, with and
+without augmentation during retraining.
+
+Per network, iterative global magnitude pruning (rate 0.5 per round: 2×, 4×, … 64× compression of the
+prunable weights, 6 rounds), each round retrained briefly with Adam 1e-4 (LeNet-300-100: 1 epoch;
+LeNet-5: half an epoch), once on clean batches and once with ``TrainConfig.augment`` corrupting each
+retraining batch with probability 0.5 by a seeded random corruption of the suite (all 11 types,
+severity 1..5). Dense models come from ``common.dense_checkpoint`` (LeNet-300-100: 8 epochs Adam 1e-3,
+shared with stop_condition.py; LeNet-5: 3 epochs Adam 1e-3), trained on clean data only. Every model is
+evaluated on the full test set, clean and under each of the 11 corruptions at severity 3 (the same
+seeded corrupted batches for every model); a family's accuracy is the mean of its corruptions'.
+Prune potential: the largest swept compression whose accuracy on that distribution is within
+δ = 0.5 points of the dense model's there (``prunekit.metrics.prune_potential``); ``—``: no swept
+point qualifies (below 2×). Nothing is tuned: the settings were fixed before the run, and the test
+set is evaluated once per model. The training-time corruptions are the same types as the evaluated
+ones (at random severities, with other noise draws), so the augmented arm measures robustness to a
+known shift, as in the paper's guideline, not to an unseen one. ResNet-20 (CIFAR-10) is run only when
+the background dense checkpoint ``benchmarks/work/dense-resnet20-cifar10-*`` exists.
+
+    OMP_NUM_THREADS=1 python benchmarks/lost_in_pruning.py   # writes benchmarks/results/lost_in_pruning.{json,md,*.png}
+
+Resumable: rounds are cached under ``benchmarks/work/lost_in_pruning/<network>-<arm>/`` and each
+model's evaluation beside them; a rerun picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
+
+from prunekit._io import write_json
+from prunekit.metrics import corruption_accuracy, evaluate
+from prunekit.metrics.corruptions import CORRUPTIONS, families
+from prunekit.metrics.prune_potential import prune_potential
+from prunekit.pruners import UnstructuredConfig
+from prunekit.report import plots
+from prunekit.report.tables import Table
+from prunekit.schedules import build_schedule
+from prunekit.training import AugmentConfig, TrainConfig
+from prunekit.training.prune_finetune import load_round, prune_finetune
+from prunekit.zoo import get_loaders
+
+OUT = WORK / "lost_in_pruning"
+DELTA = 0.005
+RATE, ROUNDS = 0.5, 6
+ADAM = {"name": "adam", "lr": 1e-3}
+NETWORKS: dict[str, dict[str, Any]] = {
+    "lenet_300_100/mnist": {"model": "lenet_300_100", "dataset": "mnist", "dense": TrainConfig(epochs=8, optimizer=ADAM), "finetune_epochs": 1.0},
+    "lenet5/mnist": {"model": "lenet5", "dataset": "mnist", "dense": TrainConfig(epochs=3, optimizer=ADAM), "finetune_epochs": 0.5},
+    "lenet5/fashion_mnist": {"model": "lenet5", "dataset": "fashion_mnist", "dense": TrainConfig(epochs=3, optimizer=ADAM), "finetune_epochs": 0.5},
+}
+#: The retraining augmentation of the "augmented" arm.
+AUGMENT = AugmentConfig(corruptions=("all",), severities=(1, 2, 3, 4, 5), p=0.5)
+ARMS = {"clean": None, "augmented": AUGMENT}
+
+
+def resnet20_setup() -> dict[str, Any] | None:
+    """The ResNet-20 row's settings when the background dense checkpoint exists (else ``None``)."""
+    if not any(WORK.glob("dense-resnet20-cifar10-*.safetensors")):
+        return None
+    from cifar_dense import cifar_train_config
+
+    return {"model": "resnet20", "dataset": "cifar10", "dense": cifar_train_config(), "finetune_epochs": 1.0,
+            "finetune_optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}}
+
+
+def distributions(corrupted: dict[str, float], clean: float) -> dict[str, float]:
+    """Test accuracy, each family's mean corruption accuracy and the mean over all corruptions."""
+    out = {"test": clean}
+    for family, names in families().items():
+        present = [corrupted[n] for n in names if n in corrupted]
+        if present:
+            out[family] = statistics.mean(present)
+    out["all corruptions"] = statistics.mean(corrupted.values())
+    return out
+
+
+def evaluated(path: Path, model: torch.nn.Module, test: Any, severity: int) -> dict[str, Any]:
+    """``model``'s clean and corrupted test accuracies, cached in ``path``."""
+    if path.exists():
+        return json.loads(path.read_text())
+    model.eval()
+    clean = evaluate(model, test).accuracy
+    corrupted = corruption_accuracy(model, test, CORRUPTIONS.names(), severity=severity, seed=0)
+    record = {"test": clean, "corruptions": corrupted, "distributions": distributions(corrupted, clean)}
+    write_json(path, record)
+    return record
+
+
+def run_network(label: str, setup: dict[str, Any], severity: int) -> dict[str, Any]:
+    dense, dense_record = dense_checkpoint(setup["model"], setup["dataset"], setup["dense"], progress=False)
+    data = get_loaders(setup["dataset"], data_root(), batch_size=128, val_fraction=0.1, seed=0, progress=False)
+    name = label.replace("/", "-")
+    dense_eval = evaluated(OUT / f"{name}-dense.json", dense, data.test, severity)
+    dense_val = evaluate(dense, data.val).accuracy
+    schedule = build_schedule({"name": "iterative", "rate": RATE, "final_sparsity": 1 - (1 - RATE) ** ROUNDS})
+    arms = {}
+    for arm, augment in ARMS.items():
+        root = OUT / f"{name}-{arm}"
+        finetune = TrainConfig(epochs=setup["finetune_epochs"], optimizer=setup.get("finetune_optimizer", {"name": "adam", "lr": 1e-4}),
+                               augment=augment, eval_every_epochs=0)
+        start = time.perf_counter()
+        records = prune_finetune(copy.deepcopy(dense), data.train, UnstructuredConfig(sparsity=schedule.final_sparsity, scope="global"),
+                                 schedule, finetune, val=data.val, checkpoint_dir=root)
+        sweep = []
+        for record in records:
+            model = load_round(copy.deepcopy(dense), root / f"round_{record.round:03d}")
+            ev = evaluated(root / f"eval_round_{record.round:03d}.json", model, data.test, severity)
+            compression = 1 / (1 - record.target_sparsity)
+            sweep.append({"compression": compression, "sparsity": record.sparsity, "val_accuracy": record.accuracy, **ev})
+        points = [(p["compression"], p["distributions"]) for p in sweep]
+        arms[arm] = {"sweep": sweep, "prune_potential": prune_potential(points, dense_eval["distributions"], DELTA),
+                     "seconds_this_run": time.perf_counter() - start}
+        fig = plots.accuracy_vs_ratio(points, dense_eval["distributions"], arms[arm]["prune_potential"], xlabel="compression (×)",
+                                      title=f"{label}, retraining {arm}: accuracy vs compression (★ prune potential, δ 0.5)")
+        fig.axes[0].set_xscale("log", base=2)
+        plots.save_png(fig, str(RESULTS / f"lost_in_pruning_{name}_{arm}.png"))
+    return {"network": label, "dense_test_accuracy": dense_record["test_accuracy"], "dense_val_accuracy": dense_val,
+            "dense": dense_eval, "arms": arms}
+
+
+def _potential(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}×"
+
+
+def tables(results: list[dict[str, Any]]) -> list[Table]:
+    dists = list(results[0]["dense"]["distributions"])
+    potential = Table(f"Prune potential (largest compression within {100 * DELTA:g} points of dense), corruptions at the severity below",
+                      ["network", "retraining", *dists],
+                      [[r["network"], arm, *(_potential(a["prune_potential"][d]) for d in dists)] for r in results for arm, a in r["arms"].items()])
+    accuracy = Table("Accuracy (%) per distribution: dense, and each swept compression",
+                     ["network", "retraining", "compression", *dists],
+                     [[r["network"], "—", "1× (dense)", *(round(100 * r["dense"]["distributions"][d], 2) for d in dists)] for r in results]
+                     + [[r["network"], arm, f"{p['compression']:g}×", *(round(100 * p["distributions"][d], 2) for d in dists)]
+                        for r in results for arm, a in r["arms"].items() for p in a["sweep"]])
+    return [potential, accuracy]
+
+
+def verdict(results: list[dict[str, Any]]) -> str:
+    """The paper's two claims, checked on these numbers (``None`` potentials count as 1×)."""
+    lines = []
+    for r in results:
+        clean = {d: v or 1.0 for d, v in r["arms"]["clean"]["prune_potential"].items()}
+        aug = {d: v or 1.0 for d, v in r["arms"]["augmented"]["prune_potential"].items()} if "augmented" in r["arms"] else {}
+        shifted = [d for d in clean if d != "test"]
+        lower = [d for d in shifted if clean[d] < clean["test"]]
+        raised = [d for d in shifted if aug and aug[d] > clean[d]]
+        lines.append(f"- {r['network']}: prune potential under shift lower than on test for {len(lower)} of {len(shifted)} distributions "
+                     f"({', '.join(lower) or 'none'}); augmentation raised it for {len(raised)} of {len(shifted)} ({', '.join(raised) or 'none'}).")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="*", default=[*NETWORKS, "resnet20/cifar10"])
+    parser.add_argument("--severity", type=int, default=3)
+    args = parser.parse_args()
+    setup_logging()
+    torch.set_num_threads(1)
+    results = []
+    for label in args.networks:
+        setup = NETWORKS.get(label) or (resnet20_setup() if label == "resnet20/cifar10" else None)
+        if setup is None:
+            continue  # ResNet-20 without its dense checkpoint
+        results.append(run_network(label, setup, args.severity))
+        images = "\n".join(f"![{r['network']} {arm}](lost_in_pruning_{r['network'].replace('/', '-')}_{arm}.png)" for r in results for arm in r["arms"])
+        preamble = __doc__.split("\n\n", 1)[1] + f"\nSeverity {args.severity}.\n\n" + verdict(results) + "\n\n" + images + "\n"
+        write_results("lost_in_pruning", {"delta": DELTA, "severity": args.severity, "augment": AUGMENT.model_dump(mode="json"), "results": results},
+                      tables(results), preamble=preamble, command="OMP_NUM_THREADS=1 python benchmarks/lost_in_pruning.py")
+
+
+if __name__ == "__main__":
+    main()
