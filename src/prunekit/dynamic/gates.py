@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -99,6 +100,16 @@ class GatedModel(nn.Module):
         self.last_saliency: dict[str, Tensor] = {}
         self.last_gates: dict[str, Tensor] = {}
         self._handles = [model.get_submodule(layer).register_forward_pre_hook(self._hook(layer)) for layer in self._hooked_layers()]
+
+    def description(self) -> dict[str, Any]:
+        """JSON-able sites and density: with the bare model, :meth:`from_description` rebuilds the gates (then load the state dict)."""
+        return {"sites": [asdict(s) for s in self.sites], "density": next(iter(self.gates.values())).density}
+
+    @classmethod
+    def from_description(cls, model: nn.Module, description: dict[str, Any]) -> GatedModel:
+        """Untrained gates on ``model`` at the sites of :meth:`description`."""
+        sites = [GateSite(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}) for s in description["sites"]]
+        return cls(model, sites, description["density"])
 
     def gate(self, name: str) -> ChannelGate:
         """The gate of site ``name``."""

@@ -32,6 +32,11 @@ def build_model(description: dict[str, Any]) -> nn.Module:
         from prunekit.structured.spec import rebuild
 
         model = rebuild(model, architecture)
+    gated = description.get("gated")
+    if gated is not None:  # a dynamic (gated) model: the gates go back on their channel groups
+        from prunekit.dynamic import GatedModel
+
+        model = GatedModel.from_description(model, gated)
     return model
 
 
@@ -43,6 +48,10 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, description: dict
     save_safetensors(path.with_suffix(".safetensors"), plain.state_dict(), metadata={"format": "prunekit.model/1"})
     if len(masks):
         masks.save(path.with_suffix(".masks.safetensors"))
+    from prunekit.dynamic import GatedModel
+
+    if isinstance(model, GatedModel):  # the gates' sites and density, to put them back on load
+        description = {**description, "gated": model.description()}
     write_json(path.with_suffix(".json"), {**description, "has_masks": bool(len(masks))})
 
 

@@ -241,6 +241,20 @@ class DepthSection(DepthConfig):
         return list(dict.fromkeys((self.importance, *self.baselines)))
 
 
+class DynamicSection(Settings):
+    """Input-dependent channel pruning (FBS-style gates, :mod:`prunekit.dynamic`): a gate on every gateable
+    (block-interior) channel group matching ``groups`` keeps the ``density`` most salient channels per input;
+    the gated model is fine-tuned with ``finetune`` plus ``budget_weight`` times the L1 norm of the saliencies.
+    ``static`` (structured settings, e.g. ``{macs_reduction: 1.5}``) prunes statically first, then gates."""
+
+    method: Literal["dynamic"] = "dynamic"
+    density: float = Field(0.5, gt=0, le=1, description="fraction of each gated group's channels computed per input")
+    groups: tuple[str, ...] = Field(("*",), min_length=1, description="fnmatch patterns on the producing layer of the groups to gate")
+    budget_weight: float = Field(1e-4, ge=0, le=1e3, description="weight of the L1 budget loss on the gate saliencies")
+    finetune: TrainConfig = TrainConfig(epochs=2)
+    static: StructuredConfig | None = None
+
+
 METHODS.add("unstructured", Method(UnstructuredSection, "prunekit.experiment.methods.unstructured:run_unstructured"), description="prune → fine-tune rounds of unstructured masks (one-shot or a schedule), with baselines")
 METHODS.add("gradual", Method(GradualSection, "prunekit.experiment.methods.gradual:run_gradual"), description="pruning during training: masks follow a sparsity schedule (polynomial decay, cubic)")
 METHODS.add("lottery", Method(LotterySection, "prunekit.experiment.methods.lottery:run_lottery_method"), description="lottery tickets: iterative magnitude pruning with reset or rewind, with controls")
@@ -248,3 +262,4 @@ METHODS.add("nm", Method(NMSection, "prunekit.experiment.methods.nm:run_nm"), de
 METHODS.add("structured", Method(StructuredSection, "prunekit.experiment.methods.structured:run_structured"), description="channels, neurons and heads removed for real: one-shot or prune → fine-tune steps")
 METHODS.add("dst", Method(DSTSection, "prunekit.experiment.methods.dst:run_dst"), description="dynamic sparse training from scratch: RigL or SET at constant sparsity")
 METHODS.add("depth", Method(DepthSection, "prunekit.experiment.methods.depth:run_depth"), description="whole residual blocks removed by importance (output change, BN scale, L2), then fine-tuning")
+METHODS.add("dynamic", Method(DynamicSection, "prunekit.experiment.methods.dynamic:run_dynamic"), description="input-dependent channel gates (FBS) on block-interior groups, optionally after static pruning; skip path at inference")

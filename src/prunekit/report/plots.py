@@ -161,3 +161,38 @@ def accuracy_vs_ratio(sweep: Sequence[tuple[float, Mapping[str, float]]], dense:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def accuracy_vs_cost(points: Sequence[Mapping[str, Any]], *axes: tuple[str, str], title: str = "") -> Figure:
+    """One panel per ``(key, label)`` in ``axes``: accuracy (``points[i]["accuracy"]``) against that cost, a labelled marker per ``method``."""
+    fig, panels = plt.subplots(1, len(axes), figsize=(5.2 * len(axes), 4.0), squeeze=False)
+    for ax, (key, label) in zip(panels[0], axes):
+        for p in points:
+            if p.get("accuracy") is None:
+                continue
+            ax.plot([p[key]], [100 * p["accuracy"]], marker="o", ms=6, ls="", label=p["method"])
+            ax.annotate(p["method"], (p[key], 100 * p["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def macs_histogram(counts: Sequence[int], edges: Sequence[float], dense: float | None = None, title: str = "") -> Figure:
+    """Histogram of effective MACs per input (``counts`` over bin ``edges``, as ``numpy.histogram`` gives), with the dense count as a line."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    scale = 1e6
+    widths = [(b - a) / scale for a, b in zip(edges[:-1], edges[1:])]
+    ax.bar([a / scale for a in edges[:-1]], counts, width=[w if w > 0 else 0.01 for w in widths], align="edge", edgecolor="black", lw=0.3)
+    if dense is not None:
+        ax.axvline(dense / scale, color="grey", ls=":", label="dense")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("effective MACs per input (M)")
+    ax.set_ylabel("inputs")
+    ax.set_title(title or "MACs per input")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
