@@ -19,8 +19,9 @@ the background dense checkpoint ``benchmarks/work/dense-resnet20-cifar10-*`` exi
 
     OMP_NUM_THREADS=1 python benchmarks/lost_in_pruning.py   # writes benchmarks/results/lost_in_pruning.{json,md,*.png}
 
-Resumable: rounds are cached under ``benchmarks/work/lost_in_pruning/<network>-<arm>/`` and each
-model's evaluation beside them; a rerun picks up where it stopped.
+Resumable: rounds are cached under ``benchmarks/work/lost_in_pruning/<network>-<dense key>-s<severity>/<arm>/``
+and each model's evaluation beside them; a rerun picks up where it stopped. Networks may run in
+separate processes (``--networks lenet5/mnist``); each run rewrites the results from all finished ones.
 """
 
 from __future__ import annotations
@@ -63,13 +64,15 @@ ARMS = {"clean": None, "augmented": AUGMENT}
 
 
 def resnet20_setup() -> dict[str, Any] | None:
-    """The ResNet-20 row's settings when the background dense checkpoint exists (else ``None``)."""
-    if not any(WORK.glob("dense-resnet20-cifar10-*.safetensors")):
-        return None
-    from cifar_dense import cifar_train_config
-
-    return {"model": "resnet20", "dataset": "cifar10", "dense": cifar_train_config(), "finetune_epochs": 1.0,
-            "finetune_optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}}
+    """The ResNet-20 row's settings when the finished dense checkpoint of ``cifar_dense.py`` (its record
+    and weights, not a training checkpoint still being written) exists; else ``None``, so this script
+    never trains a dense ResNet-20 itself."""
+    for record in WORK.glob("dense-resnet20-cifar10-*.json"):
+        settings = json.loads(record.read_text()).get("settings", {})
+        if record.with_suffix(".safetensors").exists() and settings.get("train"):
+            return {"model": "resnet20", "dataset": "cifar10", "dense": TrainConfig(**settings["train"]), "finetune_epochs": 1.0,
+                    "finetune_optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}}
+    return None
 
 
 def distributions(corrupted: dict[str, float], clean: float) -> dict[str, float]:
@@ -99,12 +102,13 @@ def run_network(label: str, setup: dict[str, Any], severity: int) -> dict[str, A
     dense, dense_record = dense_checkpoint(setup["model"], setup["dataset"], setup["dense"], progress=False)
     data = get_loaders(setup["dataset"], data_root(), batch_size=128, val_fraction=0.1, seed=0, progress=False)
     name = label.replace("/", "-")
-    dense_eval = evaluated(OUT / f"{name}-dense.json", dense, data.test, severity)
+    work = OUT / f"{name}-{dense_record['key']}-s{severity}"  # the cells of this dense model (a retrained one starts afresh)
+    dense_eval = evaluated(work / "dense.json", dense, data.test, severity)
     dense_val = evaluate(dense, data.val).accuracy
     schedule = build_schedule({"name": "iterative", "rate": RATE, "final_sparsity": 1 - (1 - RATE) ** ROUNDS})
     arms = {}
     for arm, augment in ARMS.items():
-        root = OUT / f"{name}-{arm}"
+        root = work / arm
         finetune = TrainConfig(epochs=setup["finetune_epochs"], optimizer=setup.get("finetune_optimizer", {"name": "adam", "lr": 1e-4}),
                                augment=augment, eval_every_epochs=0)
         start = time.perf_counter()
@@ -123,8 +127,10 @@ def run_network(label: str, setup: dict[str, Any], severity: int) -> dict[str, A
                                       title=f"{label}, retraining {arm}: accuracy vs compression (★ prune potential, δ 0.5)")
         fig.axes[0].set_xscale("log", base=2)
         plots.save_png(fig, str(RESULTS / f"lost_in_pruning_{name}_{arm}.png"))
-    return {"network": label, "dense_test_accuracy": dense_record["test_accuracy"], "dense_val_accuracy": dense_val,
-            "dense": dense_eval, "arms": arms}
+    result = {"network": label, "dense_key": dense_record["key"], "dense_test_accuracy": dense_record["test_accuracy"],
+              "dense_val_accuracy": dense_val, "dense": dense_eval, "arms": arms}
+    write_json(OUT / f"{name}-s{severity}-result.json", result)
+    return result
 
 
 def _potential(value: float | None) -> str:
@@ -162,19 +168,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="*", default=[*NETWORKS, "resnet20/cifar10"])
     parser.add_argument("--severity", type=int, default=3)
+    parser.add_argument("--tables-only", action="store_true", help="rewrite the results from the finished networks, run nothing")
     args = parser.parse_args()
     setup_logging()
     torch.set_num_threads(1)
-    results = []
-    for label in args.networks:
+    for label in args.networks if not args.tables_only else ():
         setup = NETWORKS.get(label) or (resnet20_setup() if label == "resnet20/cifar10" else None)
         if setup is None:
             continue  # ResNet-20 without its dense checkpoint
-        results.append(run_network(label, setup, args.severity))
-        images = "\n".join(f"![{r['network']} {arm}](lost_in_pruning_{r['network'].replace('/', '-')}_{arm}.png)" for r in results for arm in r["arms"])
-        preamble = __doc__.split("\n\n", 1)[1] + f"\nSeverity {args.severity}.\n\n" + verdict(results) + "\n\n" + images + "\n"
-        write_results("lost_in_pruning", {"delta": DELTA, "severity": args.severity, "augment": AUGMENT.model_dump(mode="json"), "results": results},
-                      tables(results), preamble=preamble, command="OMP_NUM_THREADS=1 python benchmarks/lost_in_pruning.py")
+        run_network(label, setup, args.severity)
+        write_tables(args.severity)
+    write_tables(args.severity)
+
+
+def write_tables(severity: int) -> None:
+    """The results file from every network finished so far (several processes may run networks side by side)."""
+    files = [OUT / f"{label.replace('/', '-')}-s{severity}-result.json" for label in [*NETWORKS, "resnet20/cifar10"]]
+    results = [json.loads(f.read_text()) for f in files if f.exists()]
+    if not results:
+        return
+    images = "\n".join(f"![{r['network']} {arm}](lost_in_pruning_{r['network'].replace('/', '-')}_{arm}.png)" for r in results for arm in r["arms"])
+    preamble = __doc__.split("\n\n", 1)[1] + f"\nSeverity {severity}.\n\n" + verdict(results) + "\n\n" + images + "\n"
+    write_results("lost_in_pruning", {"delta": DELTA, "severity": severity, "augment": AUGMENT.model_dump(mode="json"), "results": results},
+                  tables(results), preamble=preamble, command="OMP_NUM_THREADS=1 python benchmarks/lost_in_pruning.py")
 
 
 if __name__ == "__main__":

@@ -224,7 +224,10 @@ def prune_step(ctx: RunContext) -> MethodResult:
 
 
 def _write_pie(ctx: RunContext, pie: dict[str, Any]) -> dict[str, Any]:
-    """``pie.json`` and the PIE thumbnails in the run directory, de-normalised with the test set's mean/std."""
+    """``pie.json`` and the PIE thumbnails in the run directory, de-normalised with the test set's mean/std
+    (rank 0 only under torchrun: its step record is the one kept)."""
+    if not distributed.is_main_process():
+        return {}
     test_set = getattr(ctx.data.test, "dataset", None)
     return write_pie(ctx.run.path, pie, ctx.test_batches(), ctx.data.class_names, getattr(test_set, "mean", None), getattr(test_set, "std", None))
 
