@@ -76,7 +76,8 @@ def compress_model(
     for name, tensor in tensors.items():
         layer = quantization.layers.get(name)
         if layer is not None:
-            entry, secs, account = encode_layer(layer, spec.index_bits_for(layer.kind), spec.huffman)
+            entry, secs, account = encode_layer(layer, spec.index_bits_for(layer.kind), spec.huffman,
+                                                  index_coding=spec.index_coding, codebook_dtype=spec.codebook_dtype)
             entries.append(entry)
             sections += secs
             accounts.append(account)

@@ -6,7 +6,14 @@ A quantized layer is stored as four or five sections:
 - ``<name>:weights``   its entry symbols (codebook index, or the filler symbol), Huffman- or fixed-coded;
 - ``<name>:gaps``      its relative indices, Huffman- or fixed-coded;
 - ``<name>:weights.lengths`` / ``<name>:gaps.lengths``  uint8 canonical Huffman code lengths
-  (Huffman coding only), one per symbol up to the last symbol with a code.
+  (Huffman coding only), one per symbol up to the last symbol with a code;
+- ``<name>:support``  (``index_coding: compact`` only) bit flags of the rows, then the columns,
+  that hold a nonzero (see :class:`~prunekit.compression.sparse_index.CompactEntries`).
+
+With ``index_coding: fillers`` (the paper's format, and what files without the field hold) the
+weight stream holds one symbol per entry, filler entries included; with ``compact`` it holds one
+per nonzero and the gap stream carries escape symbols instead. ``codebook_dtype`` (default
+float32) may be float16: the centroids are then rounded, which the decoded weights reflect.
 
 The per-layer byte accounting (:class:`LayerAccount`) is computed here, while the streams are built.
 """
@@ -24,7 +31,7 @@ from prunekit.compression.bitpack import pack_fixed, unpack_fixed
 from prunekit.compression.huffman import HuffmanCode
 from prunekit.compression.quantize import QuantizedLayer
 from prunekit.compression.report import LayerAccount
-from prunekit.compression.sparse_index import decode_entries, encode_entries
+from prunekit.compression.sparse_index import count_fillers, decode_compact, decode_entries, encode_compact, encode_entries, matrix_view
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -48,28 +55,41 @@ def dtype_name(dtype: torch.dtype) -> str:
         raise ValueError(f"cannot store tensors of dtype {dtype}; supported: {', '.join(DTYPES)}") from None
 
 
-def encode_layer(layer: QuantizedLayer, index_bits: int, huffman: bool) -> tuple[dict[str, Any], list[tuple[str, bytes]], LayerAccount]:
+def encode_layer(layer: QuantizedLayer, index_bits: int, huffman: bool, *, index_coding: str = "fillers",
+                 codebook_dtype: str = "float32") -> tuple[dict[str, Any], list[tuple[str, bytes]], LayerAccount]:
     """Header entry, sections and byte accounting for one quantized layer."""
     k = layer.n_clusters
-    entries = encode_entries(layer.positions().numpy(), layer.indices.long().numpy(), index_bits, k)
-    alphabet = k + (1 if entries.n_fillers else 0)
-    width = max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
-    w_freq = np.bincount(entries.symbols, minlength=k + 1)
-    g_freq = np.bincount(entries.gaps, minlength=1 << index_bits)
+    key = layer.name
+    positions, indices = layer.positions().numpy(), layer.indices.long().numpy()
+    if index_coding == "compact":
+        compact = encode_compact(positions, tuple(layer.shape), index_bits)
+        symbols, gaps, n_stored_fillers = indices.astype(np.int64), compact.gaps, compact.n_escapes
+        w_alphabet, g_alphabet = k, (1 << index_bits) + 1
+        support = np.packbits(compact.support).tobytes()
+        n_fillers = count_fillers(positions, index_bits)  # the paper's entries, for the P and P+Q stages
+    else:
+        entries = encode_entries(positions, indices, index_bits, k)
+        symbols, gaps, n_stored_fillers = entries.symbols, entries.gaps, entries.n_fillers
+        w_alphabet, g_alphabet = k + (1 if entries.n_fillers else 0), 1 << index_bits
+        support, n_fillers = None, entries.n_fillers
+    width = _width(k + (1 if n_fillers else 0))
+    w_freq = np.bincount(symbols, minlength=k + 1)
+    g_freq = np.bincount(gaps, minlength=g_alphabet)
     w_code = HuffmanCode.from_frequencies(w_freq)
     g_code = HuffmanCode.from_frequencies(g_freq)
-    key = layer.name
-    codebook = layer.codebook.numpy().astype("<f4").tobytes()
+    codebook = layer.codebook.numpy().astype("<f2" if codebook_dtype == "float16" else "<f4").tobytes()
     sections: list[tuple[str, bytes]] = [(f"{key}:codebook", codebook)]
+    if support is not None:
+        sections.append((f"{key}:support", support))
     streams: dict[str, Any] = {}
-    for label, symbols, code, fixed in (("weights", entries.symbols, w_code, width), ("gaps", entries.gaps, g_code, index_bits)):
+    for label, stream, code, fixed in (("weights", symbols, w_code, _width(w_alphabet)), ("gaps", gaps, g_code, _width(g_alphabet))):
         if huffman:
-            data, nbits = code.encode(symbols)
+            data, nbits = code.encode(stream)
             lengths = _trim(code.lengths).tobytes()
             sections += [(f"{key}:{label}.lengths", lengths), (f"{key}:{label}", data)]
             streams[label] = {"coding": "huffman", "nbits": nbits, "lengths": f"{key}:{label}.lengths", "data": f"{key}:{label}"}
         else:
-            data, nbits = pack_fixed(symbols, fixed)
+            data, nbits = pack_fixed(stream, fixed)
             sections.append((f"{key}:{label}", data))
             streams[label] = {"coding": "fixed", "nbits": nbits, "width": fixed, "data": f"{key}:{label}"}
     entry = {
@@ -81,12 +101,16 @@ def encode_layer(layer: QuantizedLayer, index_bits: int, huffman: bool) -> tuple
         "index_bits": index_bits,
         "n_clusters": k,
         "nnz": layer.nnz,
-        "n_entries": entries.n_entries,
-        "n_fillers": entries.n_fillers,
+        "n_entries": int(symbols.size),
+        "n_fillers": n_stored_fillers,
         "codebook": f"{key}:codebook",
         "weights": streams["weights"],
         "gaps": streams["gaps"],
     }
+    if codebook_dtype != "float32":
+        entry["codebook_dtype"] = codebook_dtype
+    if support is not None:
+        entry.update(index_coding="compact", support=f"{key}:support")
     account = LayerAccount(
         name=layer.name,
         kind=layer.kind,
@@ -96,13 +120,15 @@ def encode_layer(layer: QuantizedLayer, index_bits: int, huffman: bool) -> tuple
         bits=layer.bits,
         n_clusters=k,
         index_bits=index_bits,
-        n_entries=entries.n_entries,
-        n_fillers=entries.n_fillers,
+        n_entries=layer.nnz + n_fillers,
+        n_fillers=n_fillers,
         weight_width=width,
         weight_bits_huffman=w_code.encoded_bits(w_freq),
         position_bits_huffman=g_code.encoded_bits(g_freq),
         code_table_bytes=len(_trim(w_code.lengths)) + len(_trim(g_code.lengths)),
         stored_bytes=sum(len(b) for _, b in sections),
+        codebook_bytes=len(codebook),
+        support_bytes=len(support) if support is not None else 0,
     )
     return entry, sections, account
 
@@ -115,10 +141,20 @@ def decode_layer(entry: dict[str, Any], sections: dict[str, bytes]) -> Quantized
     shape = tuple(entry["shape"])
     numel = math.prod(shape)
     k = entry["n_clusters"]
-    codebook = torch.from_numpy(np.frombuffer(sections[entry["codebook"]], dtype="<f4").astype(np.float32))
+    stored = "<f2" if entry.get("codebook_dtype") == "float16" else "<f4"
+    codebook = torch.from_numpy(np.frombuffer(sections[entry["codebook"]], dtype=stored).astype(np.float32))
     symbols = _decode_stream(entry["weights"], sections, entry["n_entries"])
-    gaps = _decode_stream(entry["gaps"], sections, entry["n_entries"])
-    positions, indices = decode_entries(gaps, symbols, entry["index_bits"], k, numel)
+    if entry.get("index_coding") == "compact":
+        gaps = _decode_stream(entry["gaps"], sections, entry["nnz"] + entry["n_fillers"])
+        support = np.unpackbits(np.frombuffer(sections[entry["support"]], dtype=np.uint8))[: sum(matrix_view(shape))]
+        positions, indices = decode_compact(gaps, support, shape, entry["index_bits"]), symbols
+        if positions.size != symbols.size:
+            raise ValueError(f"the gap stream holds {positions.size} entries, the weight stream {symbols.size}")
+        if indices.size and indices.max() >= k:
+            raise ValueError(f"symbol outside [0, {k})")
+    else:
+        gaps = _decode_stream(entry["gaps"], sections, entry["n_entries"])
+        positions, indices = decode_entries(gaps, symbols, entry["index_bits"], k, numel)
     if positions.size != entry["nnz"]:
         raise ValueError(f"decoded {positions.size} nonzeros, header says {entry['nnz']}")
     mask = torch.zeros(numel, dtype=torch.bool)
@@ -166,6 +202,11 @@ def _decode_stream(info: dict[str, Any], sections: dict[str, bytes], count: int)
         code = HuffmanCode(np.frombuffer(sections[info["lengths"]], dtype=np.uint8).copy())
         return code.decode(data, count, info["nbits"])
     return unpack_fixed(data, count, info["width"])
+
+
+def _width(alphabet: int) -> int:
+    """Bits of a fixed-width code for ``alphabet`` symbols (at least 1)."""
+    return max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
 
 
 def _trim(lengths: np.ndarray) -> np.ndarray:

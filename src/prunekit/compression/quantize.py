@@ -148,12 +148,23 @@ def share_weights(model: nn.Module, spec: CompressionConfig | Mapping | None = N
             max_iter=spec.max_iter,
             reseed_empty=spec.reseed_empty,
         )
-        layers[name] = layer
+        layers[name] = as_stored(layer, spec.codebook_dtype)
         log.debug("%s: %d nonzeros -> %d clusters (%d bits)", name, layer.nnz, layer.n_clusters, layer.bits)
     result = QuantizationResult(layers, spec)
     if apply:
         result.apply_(model)
     return result
+
+
+def as_stored(layer: QuantizedLayer, codebook_dtype: str) -> QuantizedLayer:
+    """``layer`` with its centroids rounded to ``codebook_dtype`` (the file's precision), so that the
+    shared weights equal what a file holds; unchanged for float32."""
+    if codebook_dtype == "float32":
+        return layer
+    rounded = layer.codebook.to(torch.float16)
+    if not bool(torch.isfinite(rounded).all()) or bool((rounded[layer.codebook != 0] == 0).any()):
+        raise ConfigError(f"{layer.name}: a centroid does not fit float16 (overflow or underflow to zero); use codebook_dtype: float32")
+    return layer.with_codebook(rounded.float())
 
 
 def quantize_model(model: nn.Module, spec: CompressionConfig | Mapping | None = None, *, apply: bool = True) -> QuantizationResult:

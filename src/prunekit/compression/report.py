@@ -4,11 +4,14 @@ Per quantized layer, with ``E`` = entries (nonzeros + filler entries at the laye
 
 - **dense**: ``numel * 32`` bits (float32, every element).
 - **pruned** (P): ``E * (32 + index_bits)``: a float32 value and a relative index per entry.
-- **quantized** (P+Q): ``E * weight_width + E * index_bits + 32 * n_clusters``: fixed-width
+- **quantized** (P+Q): ``E * weight_width + E * index_bits + codebook``: fixed-width
   codebook indices (``weight_width = ceil(log2(n_clusters + has_fillers))``: a layer that needs
-  filler entries reserves one extra symbol), fixed-width relative indices, the float32 codebook.
-- **huffman** (P+Q+H): Huffman-coded indices and gaps (exact bit counts, no padding) + the
-  codebook + the stored code-length tables (one byte per symbol).
+  filler entries reserves one extra symbol), fixed-width relative indices, the codebook.
+- **huffman** (P+Q+H): the stored streams (exact bit counts, no padding): Huffman-coded indices
+  and gaps (with ``index_coding: compact``: gaps with escapes instead of filler entries, plus the
+  row/column support flags) + the codebook + the stored code-length tables (one byte per symbol).
+
+The codebook counts at its stored size (4 bytes per centroid, 2 with ``codebook_dtype: float16``).
 
 Unquantized tensors (biases, BatchNorm, excluded weights) are counted at their stored size in every
 compressed stage, and at 4 bytes per element (their own size if not floating point) as dense.
@@ -42,6 +45,8 @@ class LayerAccount:
     position_bits_huffman: int
     code_table_bytes: int
     stored_bytes: int
+    codebook_bytes: int  # as stored (float32, or float16 with ``codebook_dtype: float16``)
+    support_bytes: int = 0  # row/column flags of ``index_coding: compact``
 
     @property
     def density(self) -> float:
@@ -64,16 +69,12 @@ class LayerAccount:
         return self.n_entries * self.index_bits
 
     @property
-    def codebook_bytes(self) -> int:
-        return 4 * self.n_clusters
-
-    @property
     def quantized_bits(self) -> int:
         return self.weight_bits_fixed + self.position_bits_fixed + 8 * self.codebook_bytes
 
     @property
     def huffman_bits(self) -> int:
-        return self.weight_bits_huffman + self.position_bits_huffman + 8 * (self.codebook_bytes + self.code_table_bytes)
+        return self.weight_bits_huffman + self.position_bits_huffman + 8 * (self.codebook_bytes + self.code_table_bytes + self.support_bytes)
 
     def ratios(self) -> dict[str, float]:
         """Dense size over each stage's size."""
@@ -86,7 +87,7 @@ class LayerAccount:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["shape"] = list(self.shape)
-        for key in ("density", "dense_bits", "pruned_bits", "weight_bits_fixed", "position_bits_fixed", "codebook_bytes", "quantized_bits", "huffman_bits"):
+        for key in ("density", "dense_bits", "pruned_bits", "weight_bits_fixed", "position_bits_fixed", "quantized_bits", "huffman_bits"):
             out[key] = getattr(self, key)
         out["ratios"] = self.ratios()
         return _finite(out)

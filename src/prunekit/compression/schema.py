@@ -22,6 +22,7 @@ from torch import Tensor
 from prunekit.compression.bitpack import MAX_CODE_BITS
 from prunekit.compression.codec import DTYPES
 from prunekit.compression.packed import describe
+from prunekit.compression.sparse_index import matrix_view
 from prunekit.compression.spec import MAX_BITS, LayerKind
 from prunekit.errors import CheckpointError, ConfigError
 
@@ -36,6 +37,9 @@ _TOP_KEYS = frozenset({"format", "prunekit_version", "spec", "order", "layers", 
 _LAYER_KEYS = frozenset(
     {"name", "kind", "shape", "dtype", "bits", "index_bits", "n_clusters", "nnz", "n_entries", "n_fillers", "codebook", "weights", "gaps"}
 )
+#: Layer fields of files written with a non-default ``index_coding`` / ``codebook_dtype`` (absent: fillers, float32).
+_OPTIONAL_LAYER_KEYS = frozenset({"index_coding", "support", "codebook_dtype"})
+_CODEBOOK_ITEMSIZE = {"float32": 4, "float16": 2}
 _RAW_KEYS = frozenset({"name", "shape", "dtype", "stored_dtype", "section"})
 _STREAM_KEYS = {"huffman": frozenset({"coding", "nbits", "lengths", "data"}), "fixed": frozenset({"coding", "nbits", "width", "data"})}
 _ITEMSIZE = {name: torch.empty(0, dtype=dtype).element_size() for name, dtype in DTYPES.items()}
@@ -89,7 +93,7 @@ def _check_tensors(header: dict[str, Any], sections: Mapping[str, bytes], source
     """``({tensor name: numel}, {section name: tensor name})`` over the ``layers`` and ``extras`` entries."""
     numels: dict[str, int] = {}
     owners: dict[str, str] = {}
-    for key, keys, check in (("layers", _LAYER_KEYS, _check_layer), ("extras", _RAW_KEYS, _check_raw)):
+    for key, keys, check in (("layers", _LAYER_KEYS | _OPTIONAL_LAYER_KEYS, _check_layer), ("extras", _RAW_KEYS, _check_raw)):
         for i, entry in enumerate(header[key]):
             where = _Where(source, f"{key}[{i}]")
             if type(entry) is not dict:
@@ -118,14 +122,31 @@ def _check_layer(entry: dict[str, Any], sections: Mapping[str, bytes], where: _W
     nnz = _int(entry, "nnz", 0, numel, where)
     fillers = _int(entry, "n_fillers", 0, (numel - nnz) >> index_bits, where)
     n_entries = _field(entry, "n_entries", int, where)
-    if n_entries != nnz + fillers:
+    compact = _choice(entry, "index_coding", ("compact",), where) == "compact" if "index_coding" in entry else False
+    if "support" in entry and not compact:
+        raise where.error("has a support section but no index_coding 'compact'")
+    if compact and n_entries != nnz:
+        raise where.error(f"n_entries {describe(n_entries)} is not nnz = {nnz} (compact index coding)")
+    if not compact and n_entries != nnz + fillers:
         raise where.error(f"n_entries {describe(n_entries)} is not nnz + n_fillers = {nnz + fillers}")
+    dtype = _choice(entry, "codebook_dtype", tuple(_CODEBOOK_ITEMSIZE), where) if "codebook_dtype" in entry else "float32"
     codebook = _section(entry, "codebook", sections, where)
-    if len(sections[codebook]) != 4 * k:
-        raise where.error(f"codebook section {codebook!r} holds {len(sections[codebook])} bytes, n_clusters {k} needs {4 * k}")
-    weights = _check_stream(entry, "weights", n_entries, k + 1, sections, where)
-    gaps = _check_stream(entry, "gaps", n_entries, 1 << index_bits, sections, where)
-    return numel, [codebook, *weights, *gaps]
+    need = _CODEBOOK_ITEMSIZE[dtype] * k
+    if len(sections[codebook]) != need:
+        raise where.error(f"codebook section {codebook!r} holds {len(sections[codebook])} bytes, n_clusters {k} needs {need}")
+    used = [codebook]
+    if compact:
+        support = _section(entry, "support", sections, where)
+        rows, cols = matrix_view(tuple(entry["shape"]))
+        if len(sections[support]) != (rows + cols + 7) // 8:
+            raise where.error(f"support section {support!r} holds {len(sections[support])} bytes, {rows} rows + {cols} columns need {(rows + cols + 7) // 8}")
+        used.append(support)
+        weights = _check_stream(entry, "weights", nnz, k, sections, where)
+        gaps = _check_stream(entry, "gaps", nnz + fillers, (1 << index_bits) + 1, sections, where)
+    else:
+        weights = _check_stream(entry, "weights", n_entries, k + 1, sections, where)
+        gaps = _check_stream(entry, "gaps", n_entries, 1 << index_bits, sections, where)
+    return numel, [*used, *weights, *gaps]
 
 
 def _check_stream(

@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from prunekit import _parametrize
 
-from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, resolve_parameter, share_weights
+from prunekit.compression.quantize import QuantizationResult, QuantizedLayer, as_stored, resolve_parameter, share_weights
 from prunekit.compression.spec import CompressionConfig
 from prunekit.errors import StructureError
 
@@ -116,8 +116,11 @@ def strip_weight_sharing(model: nn.Module) -> QuantizationResult:
             if shared is None:
                 continue
             name = f"{mod_name}.{pname}" if mod_name else pname
-            layers[name] = shared.layer()
+            layers[name] = as_stored(shared.layer(), shared.spec.codebook_dtype)
             spec = spec or shared.spec
             _parametrize.remove(module, pname, leave_parametrized=True)
+            if shared.spec.codebook_dtype != "float32":  # the weight must equal the rounded centroids
+                with torch.no_grad():
+                    getattr(module, pname).copy_(layers[name].dense())
             getattr(module, pname).requires_grad_(shared.original_requires_grad)
     return QuantizationResult(layers, spec or CompressionConfig())

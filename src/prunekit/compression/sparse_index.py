@@ -102,3 +102,74 @@ def _runs(positions: np.ndarray) -> np.ndarray:
     if positions.size == 0:
         return positions
     return np.diff(positions, prepend=-1) - 1
+
+
+@dataclass(frozen=True)
+class CompactEntries:
+    """Compact position coding of one sparse tensor (``index_coding: compact``).
+
+    The tensor is viewed as a ``rows x cols`` matrix (``rows = shape[0]``). ``support`` marks the
+    rows, then the columns, that hold any nonzero; positions are counted in the matrix reduced to
+    those rows and columns. ``gaps`` holds one symbol per nonzero (zeros skipped before it, below
+    ``2**index_bits``) plus an *escape* symbol ``2**index_bits`` for each ``2**index_bits`` zeros
+    skipped without an entry, so gaps longer than the index width cost no weight symbol.
+    """
+
+    support: np.ndarray  # bool, rows + cols
+    gaps: np.ndarray  # int64, nnz + n_escapes symbols in [0, 2**index_bits]
+    n_escapes: int
+
+
+def encode_compact(positions: np.ndarray, shape: tuple[int, ...], index_bits: int) -> CompactEntries:
+    """Compact-code strictly increasing flat ``positions`` of a tensor of ``shape``."""
+    rows, cols = matrix_view(shape)
+    positions = np.asarray(positions, dtype=np.int64).ravel()
+    if not 1 <= index_bits <= 32:
+        raise ValueError(f"index_bits must lie in [1, 32], got {index_bits}")
+    r, c = np.divmod(positions, cols)
+    row_on = np.zeros(rows, dtype=bool)
+    col_on = np.zeros(cols, dtype=bool)
+    row_on[r] = True
+    col_on[c] = True
+    reduced = (np.cumsum(row_on)[r] - 1) * int(col_on.sum()) + np.cumsum(col_on)[c] - 1
+    runs = _runs(reduced)
+    if runs.size and runs.min() < 0:
+        raise ValueError("positions must be strictly increasing and non-negative")
+    escapes = runs >> index_bits
+    escape = 1 << index_bits
+    gaps = np.full(positions.size + int(escapes.sum()), escape, dtype=np.int64)
+    gaps[np.arange(positions.size, dtype=np.int64) + np.cumsum(escapes)] = runs & (escape - 1)
+    return CompactEntries(np.concatenate([row_on, col_on]), gaps, int(escapes.sum()))
+
+
+def decode_compact(gaps: np.ndarray, support: np.ndarray, shape: tuple[int, ...], index_bits: int) -> np.ndarray:
+    """Inverse of :func:`encode_compact`: the flat positions of the nonzeros.
+
+    Raises ``ValueError`` when the streams are inconsistent (a symbol above the escape, a position
+    outside the reduced matrix, a support of the wrong length).
+    """
+    rows, cols = matrix_view(shape)
+    support = np.asarray(support, dtype=bool).ravel()
+    if support.size != rows + cols:
+        raise ValueError(f"support holds {support.size} flags, a {rows}x{cols} matrix needs {rows + cols}")
+    gaps = np.asarray(gaps, dtype=np.int64).ravel()
+    escape = 1 << index_bits
+    if gaps.size and (gaps.min() < 0 or gaps.max() > escape):
+        raise ValueError(f"gap symbol outside [0, {escape}]")
+    real = gaps != escape
+    ends = np.cumsum(np.where(real, gaps + 1, escape))
+    reduced = ends[real] - 1
+    row_idx, col_idx = np.flatnonzero(support[:rows]), np.flatnonzero(support[rows:])
+    if reduced.size and reduced[-1] >= row_idx.size * col_idx.size:
+        raise ValueError(f"entry position {int(reduced[-1])} is outside the {row_idx.size}x{col_idx.size} support")
+    r, c = np.divmod(reduced, max(1, col_idx.size))
+    return row_idx[r] * cols + col_idx[c]
+
+
+def matrix_view(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(rows, cols)`` of a tensor seen as a matrix: the first dimension by the product of the others."""
+    if not shape:
+        return 1, 1
+    rows = int(shape[0])
+    cols = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    return rows, cols

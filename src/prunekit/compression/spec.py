@@ -42,6 +42,14 @@ class CompressionConfig(Settings):
     max_iter: int = Field(300, ge=1, le=MAX_COUNT, description="k-means iteration cap (per Lloyd run)")
     reseed_empty: bool = Field(True, description="re-seed clusters k-means leaves empty (else drop them)")
     huffman: bool = True
+    index_coding: Literal["fillers", "compact"] = Field(
+        "fillers",
+        description="relative indices as in the paper (filler entries for long gaps), or compact: rows/columns without "
+        "nonzeros flagged and skipped, long gaps as escape symbols of the gap stream (no filler weight symbols)",
+    )
+    codebook_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="stored centroid precision; float16 rounds the shared weights (lossy; measure the accuracy)"
+    )
     extras_precision: Literal["exact", "float16"] = Field(
         "exact", description="unquantized float tensors: stored in their own dtype, or as float16 (lossy)"
     )
