@@ -39,6 +39,17 @@ def test_structured_run_makes_a_smaller_plain_model(structured_run):
     assert (structured_run / "plots" / "layer_channels.png").exists()
 
 
+def test_each_variants_allocation_is_recorded_side_by_side_and_plotted(structured_run):
+    s = json.loads((structured_run / "summary.json").read_text())
+    alloc = s["allocations"]
+    assert alloc["layers"] == [r["name"] for r in s["layers"]]
+    assert set(alloc["kept_fraction"]) == {r["method"] for r in s["curve"]}
+    main = alloc["kept_fraction"]["taylor (uniform, after sparsity learning)"]
+    assert main == [r["channels_after"] / r["channels_before"] for r in s["layers"]]  # the main variant is the pruned model
+    assert all(len(v) == len(alloc["layers"]) and all(0 < f <= 1 for f in v) for v in alloc["kept_fraction"].values())
+    assert (structured_run / "plots" / "allocations.png").exists()
+
+
 def test_saved_structured_model_rebuilds_without_pickle(structured_run):
     model, description = load_model(structured_run / "checkpoints" / "pruned")
     assert "architecture" in description

@@ -286,6 +286,6 @@ def evaluate_step(ctx: RunContext, pruned: MethodResult) -> dict[str, Any]:
         "prune_potential": curve_prune_potential(pruned.curve, result["dense"]["accuracy"]),
         "layers": pruned.layers,
         "notes": notes,
-        **{key: pruned.extra[key] for key in ("stop", "staircase", "dynamic") if key in pruned.extra},
+        **{key: pruned.extra[key] for key in ("stop", "staircase", "dynamic", "allocations") if key in pruned.extra},
     }
 

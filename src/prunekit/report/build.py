@@ -148,6 +148,8 @@ def make_figures(summary: dict[str, Any], records: list[dict[str, Any]], out_dir
         )
     if summary.get("staircase", {}).get("counts"):
         figures["channel_staircase.png"] = plots.channel_staircase(summary["staircase"])
+    if summary.get("allocations"):
+        figures["allocations.png"] = plots.allocations(summary["allocations"]["layers"], summary["allocations"]["kept_fraction"])
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if epochs:
         figures["training_curves.png"] = plots.training_curves(epochs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -23,10 +23,12 @@ def _plain_log_ticks(ax, xs: Sequence[float], max_ticks: int = 8) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def accuracy_vs_remaining(curve: Sequence[Mapping[str, Any]], dense_accuracy: float | None = None, title: str = "") -> Figure:
+def accuracy_vs_remaining(curve: Sequence[Mapping[str, Any]], dense_accuracy: float | None = None, title: str = "", *,
+                          spread: Literal["bars", "band"] = "bars") -> Figure:
     """Test accuracy against the fraction of weights remaining (log x), one line per method.
 
-    ``curve`` rows need ``method``, ``fraction_remaining`` and ``accuracy`` (optionally ``accuracy_std``).
+    ``curve`` rows need ``method``, ``fraction_remaining`` and ``accuracy`` (optionally ``accuracy_std``,
+    drawn as error bars or, with ``spread="band"``, as a shaded band of ± one std).
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     by_method: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -37,7 +39,12 @@ def accuracy_vs_remaining(curve: Sequence[Mapping[str, Any]], dense_accuracy: fl
         xs = [100 * r["fraction_remaining"] for r in rows]
         ys = [100 * r["accuracy"] for r in rows]
         errs = [100 * r.get("accuracy_std", 0.0) for r in rows]
-        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", ms=4, capsize=3, label=method)
+        if spread == "band":
+            (line,) = ax.plot(xs, ys, marker="o", ms=4, label=method)
+            if any(errs):
+                ax.fill_between(xs, [y - e for y, e in zip(ys, errs)], [y + e for y, e in zip(ys, errs)], color=line.get_color(), alpha=0.2, lw=0)
+        else:
+            ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", ms=4, capsize=3, label=method)
     if dense_accuracy is not None:
         ax.axhline(100 * dense_accuracy, color="black", ls="--", lw=1, label="dense")
     ax.set_xscale("log")
@@ -106,6 +113,22 @@ def sensitivity_curves(sparsities: Sequence[float], accuracy: Mapping[str, Seque
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def allocations(layers: Sequence[str], kept: Mapping[str, Sequence[float]]) -> Figure:
+    """Fraction of each layer's output channels kept, one line per variant (e.g. searched vs uniform vs global)."""
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.18 * len(layers)), 3.8))
+    for name, fractions in kept.items():
+        ax.plot(range(len(layers)), fractions, marker="o", ms=3, label=name)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(layers, rotation=90, fontsize=5)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("output channels kept (fraction)")
+    ax.set_title("Per-layer allocation of each variant")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

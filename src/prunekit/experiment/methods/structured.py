@@ -76,7 +76,8 @@ def run_structured(ctx: RunContext) -> MethodResult:
     dense_params, dense_macs = count_parameters(dense).params, count_macs(dense, x[:1]).dense
     dense_accuracy = ctx.run.result("dense")["test_accuracy"]
     check_stop_data(ctx, spec.stop)
-    curve, final, stops, searched = [], None, {}, {}
+    curve, final, stops, searched, kept = [], None, {}, {}, {}
+    before = layer_channels(dense)
     for index, (criterion, allocation) in enumerate(spec.variants()):
         learn = spec.sparsity_learning if index == 0 else None
         name = _label(criterion, allocation, learn is not None)
@@ -86,11 +87,13 @@ def run_structured(ctx: RunContext) -> MethodResult:
         else:
             config = base.model_copy(update={"importance": criterion, "allocation": allocation})
         model, records, stops[name] = prune_variant(ctx, spec, config, learn, folder)
+        widths = layer_channels(model)
+        kept[name] = [widths.get(n, (k, c))[1] / c for n, (k, c) in before.items()]
         curve.append({"method": name, "round": 0, "fraction_remaining": 1.0, "accuracy": dense_accuracy, "macs_reduction": 1.0})
         curve += [{"method": name, "round": r["step"] + 1, "fraction_remaining": r["params"] / dense_params, "accuracy": r["accuracy"],
                    "macs_reduction": dense_macs / r["macs"], "accuracy_before_finetune": r["accuracy_before_finetune"]} for r in records]
         final = final or model
-    before, after = layer_channels(dense), layer_channels(final)
+    after = layer_channels(final)
     layers = [{"name": n, "channels_before": c, "channels_after": after.get(n, (k, c))[1]} for n, (k, c) in before.items()]
     extra = {"structured_note": "weights remaining = parameters of the pruned (physically smaller) model / dense parameters"}
     if spec.sparsity_learning is not None:
@@ -98,6 +101,8 @@ def run_structured(ctx: RunContext) -> MethodResult:
     if spec.stop is not None:
         extra.update(stop_extra(spec.stop, stops, "step"))
     extra.update(searched)
+    if len(kept) > 1:  # the allocations side by side (e.g. searched vs uniform vs global), for the report
+        extra["allocations"] = {"layers": list(before), "kept_fraction": kept}
     if base.round_to == "auto" or base.latency_target:
         extra.update(staircase_extra(base))
     return MethodResult(model=final, curve=curve, layers=layers, extra=extra, architecture=architecture_spec(final))
