@@ -19,6 +19,7 @@ from prunekit._registry import Registry
 from prunekit._settings import MAX_COUNT, Settings
 from prunekit.analysis.search_problem import SearchConfig
 from prunekit.errors import PrunekitError, shorten
+from prunekit.pruners.at_init import SAME_DENSITY, AtInitConfig, InitScheme
 from prunekit.pruners.depth import DEPTH_CRITERIA, DepthConfig
 from prunekit.pruners.structured import StructuredConfig
 from prunekit.pruners.unstructured import UnstructuredConfig
@@ -241,6 +242,33 @@ class DepthSection(DepthConfig):
         return list(dict.fromkeys((self.importance, *self.baselines)))
 
 
+class AtInitSection(AtInitConfig):
+    """Pruning at initialisation (SNIP, SynFlow, random, magnitude): prune a freshly initialised model
+    before any training (``init``: ``glorot_normal``, the variance scaling SNIP uses; ``kaiming_normal``;
+    or the model's ``default``), then train the sparse net with the recipe's top-level ``train``, masks
+    fixed. ``baselines`` are other criteria pruned and trained the same way, and ``random_same_density``
+    (random masks keeping exactly the main criterion's count in every layer), with the same budget."""
+
+    method: Literal["at_init"] = "at_init"
+    init: InitScheme = "glorot_normal"
+    baselines: tuple[str, ...] = ("random", SAME_DENSITY)
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if value != SAME_DENSITY:
+                try:
+                    cls._known_criterion(value)
+                except ValueError as exc:
+                    raise ValueError(f"baseline {value!r}: {exc} (or {SAME_DENSITY!r}, random masks with the main criterion's layer densities)") from None
+        return values
+
+    def variants(self) -> list[str]:
+        """The main criterion first, then each baseline (duplicates dropped)."""
+        return list(dict.fromkeys((self.criterion, *self.baselines)))
+
+
 class DynamicSection(Settings):
     """Input-dependent channel pruning (FBS-style gates, :mod:`prunekit.dynamic`): a gate on every gateable
     (block-interior) channel group matching ``groups`` keeps the ``density`` most salient channels per input;
@@ -263,3 +291,4 @@ METHODS.add("structured", Method(StructuredSection, "prunekit.experiment.methods
 METHODS.add("dst", Method(DSTSection, "prunekit.experiment.methods.dst:run_dst"), description="dynamic sparse training from scratch: RigL or SET at constant sparsity")
 METHODS.add("depth", Method(DepthSection, "prunekit.experiment.methods.depth:run_depth"), description="whole residual blocks removed by importance (output change, BN scale, L2), then fine-tuning")
 METHODS.add("dynamic", Method(DynamicSection, "prunekit.experiment.methods.dynamic:run_dynamic"), description="input-dependent channel gates (FBS) on block-interior groups, optionally after static pruning; skip path at inference")
+METHODS.add("at_init", Method(AtInitSection, "prunekit.experiment.methods.at_init:run_at_init"), description="pruning at initialisation (SNIP, SynFlow, random) before training, masks fixed while the sparse net trains")

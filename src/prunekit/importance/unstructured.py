@@ -8,7 +8,11 @@ Registry metadata says what a criterion needs and how its scores combine across 
 
 - ``needs_grad``: the pruner must pass ``grad`` (the loss gradient w.r.t. the effective weight);
 - ``normalize``: optional ``{name: scores} -> {name: scores}`` applied over all pruned layers
-  together (SNIP divides by the global sum, as in Lee et al. 2019).
+  together (SNIP divides by the global sum, as in Lee et al. 2019);
+- ``gradient`` (optional; absent = the loss gradient): ``"synflow"`` means ``grad`` is the
+  synaptic-flow gradient instead (:mod:`prunekit.importance.synflow`; data-free);
+- ``at_init_iterations`` (optional; absent = 1): how many pruning rounds
+  :func:`prunekit.pruners.at_init.prune_at_init` takes by default.
 """
 
 from __future__ import annotations
@@ -80,6 +84,25 @@ def snip(weight: Tensor, *, grad: Tensor | None = None, generator: torch.Generat
     connections (the registry's ``normalize``).
     """
     return (weight.detach() * _require_grad("snip", weight, grad)).abs()
+
+
+@UNSTRUCTURED_CRITERIA.register(
+    "synflow", needs_grad=False, normalize=None, gradient="synflow", at_init_iterations=100,
+    description="iterative synaptic flow, data-free (Tanaka et al. 2020)",
+)
+def synflow(weight: Tensor, *, grad: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """SynFlow score ``|∂R/∂w ⊙ w|``, with ``grad`` = ``∂R/∂w`` of the synaptic flow ``R = 1ᵀ(∏|W|)1``.
+
+    The pruner computes that gradient (:func:`prunekit.importance.synflow.synflow_gradients`:
+    absolute-valued weights, an all-ones input), not the loss gradient: registry metadata
+    ``gradient="synflow"``. Tanaka et al. prune by it over 100 rounds of an exponential sparsity
+    schedule (``at_init_iterations``), rescoring the surviving weights each round.
+    """
+    if grad is None:
+        raise ConfigError("criterion 'synflow' needs the synaptic-flow gradient dR/dw: pass batches=... (only their input shape is used)")
+    if grad.shape != weight.shape:
+        raise ConfigError(f"criterion 'synflow': gradient shape {tuple(grad.shape)} differs from weight shape {tuple(weight.shape)}")
+    return (weight.detach().abs() * grad.detach()).abs()
 
 
 @UNSTRUCTURED_CRITERIA.register("lamp", needs_grad=False, normalize=None, description="layer-adaptive magnitude (Lee et al. 2021)")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.importance.calibration import Calibration, collect_gradients
+from prunekit.importance.synflow import synflow_gradients
 from prunekit.importance.unstructured import UNSTRUCTURED_CRITERIA
 from prunekit.masks import MaskSet, effective_weight, prunable_parameters, strip
 from prunekit.pruners.allocation import layer_sparsities, overridden, prune_count
@@ -78,7 +79,9 @@ def compute_scores(model: nn.Module, config: UnstructuredConfig, names: Sequence
     criterion = UNSTRUCTURED_CRITERIA.get(config.criterion)
     meta = UNSTRUCTURED_CRITERIA.meta(config.criterion)
     grads: dict[str, Tensor] = {}
-    if meta["needs_grad"]:
+    if meta.get("gradient") == "synflow":
+        grads = synflow_gradients(model, names, _example_shape(batches, config.criterion))
+    elif meta["needs_grad"]:
         if batches is None:
             raise ConfigError(f"criterion {config.criterion!r} needs gradients: pass batches=... (an iterable of (inputs, labels))")
         grads = collect_gradients(model, batches, names, config.n_batches)
@@ -88,6 +91,14 @@ def compute_scores(model: nn.Module, config: UnstructuredConfig, names: Sequence
         if torch.isnan(s).any():
             raise PrunekitError(f"criterion {config.criterion!r} gave NaN scores for {name!r}; are the weights or gradients finite?")
     return meta["normalize"](scores) if meta["normalize"] else scores
+
+
+def _example_shape(batches: Batches | None, criterion: str) -> tuple[int, ...]:
+    """One example's input shape (the first batch's inputs without the batch dimension)."""
+    first = next(iter(batches), None) if batches is not None else None
+    if first is None:
+        raise ConfigError(f"criterion {criterion!r} needs the input shape: pass batches=... (an iterable of (inputs, labels); only the shape is used)")
+    return tuple(first[0].shape[1:])
 
 
 def select(scores: Tensor, keep: Tensor, n_prune: int) -> Tensor:
