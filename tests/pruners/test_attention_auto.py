@@ -220,12 +220,26 @@ def test_recipes_take_auto_a_mode_or_a_mapping_and_name_a_bad_value() -> None:
         load_recipe(apply_overrides(raw, ["prune.attention=rows"]))
 
 
-def test_latency_target_chooses_per_model(fake_runtime) -> None:  # noqa: F811 (the fixture)
+def test_latency_target_chooses_per_block_by_the_runtime_tables(fake_runtime, monkeypatch) -> None:  # noqa: F811 (the fixture)
+    from prunekit.pruners import structured as structured_mod
+
+    from .test_latency_target import FakeCall
+
     torch.manual_seed(0)
     model, x = TinyViT(((3, 8), (4, 3))).eval(), torch.randn(1, 7, 6)
+    dense_ms = FakeCall(model, (x,)).ms
+    priced = []
+    real = structured_mod.block_modes
+
+    def block_modes(heads, dims, objectives, **kw):
+        priced.append(([o.cost(Plan()) for o in objectives], kw))
+        return real(heads, dims, objectives, **kw)
+
+    monkeypatch.setattr(structured_mod, "block_modes", block_modes)
     result = StructuredPruner(latency_reduction=1.5, round_to=1, attention="auto").prune(model, x)
-    assert len(set(result.attention.values())) == 1 and len(result.attention) == 2  # one mode for the whole model
-    assert result.macs_before / result.macs_after > 1.3
+    assert len(result.attention) == 2 and result.macs_before / result.macs_after > 1.3
+    (costs, kw), = priced  # one per-block comparison, priced in ms by the latency tables (not in MACs)
+    assert costs == [pytest.approx(dense_ms), pytest.approx(dense_ms)] and kw == {"resource": True}
 
 
 def test_importance_removed_weighs_shares_by_channels() -> None:

@@ -15,31 +15,33 @@ resource targets the mode removing less importance per unit of cost removed ther
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prunekit.pruners.allocation import Candidate
 from prunekit.pruners.objective import Objective
 from prunekit.pruners.plan import Plan
 from prunekit.structured.graph import DependencyGraph
+from prunekit.structured.groups import Group
 
 HEADS, HEAD_DIMS = "heads", "head_dims"
 
 
 @dataclass(frozen=True)
 class AttentionOption:
-    """One attention setting planned: ``{block scope: mode}``, its graph, candidates and plan."""
+    """One graph setting planned (attention modes, grouped-conv modes): ``{block scope: mode}``, its graph, candidates and plan."""
 
     modes: Mapping[str, str]
     graph: DependencyGraph
     cands: Sequence[Candidate]
     plan: Plan
     reached: float | None = None  # resource targets: the cost the allocation reached
+    objective: Objective | None = None  # resource targets: what the allocation priced plans with
 
-    def importance_removed(self, groups: Sequence[int] | None = None) -> float:
+    def importance_removed(self, groups: Sequence[int] | None = None, channels: Callable[[Group], int] | None = None) -> float:
         """Channel-weighted share of importance the plan removes: per group, the removed share of its
-        scores times its channels (units × width), so whole heads and head dims compare. Where a
-        normalisation made some scores negative they are shifted so that the lowest is 1."""
+        scores times its channels (units × width, or ``channels(group)``), so whole heads and head dims
+        compare. Where a normalisation made some scores negative they are shifted so that the lowest is 1."""
         by_index = {c.index: c for c in self.cands}
         total = 0.0
         for index, units in self.plan.removals.items():
@@ -50,7 +52,7 @@ class AttentionOption:
             scores = c.scores - low + 1.0 if low < 0 else c.scores
             mass = float(scores.sum())
             share = float(scores[list(units)].sum()) / mass if mass > 0 else len(units) / c.size
-            total += share * g.size * g.width()
+            total += share * (channels(g) if channels is not None else g.size * g.width())
         return total
 
 
@@ -96,15 +98,16 @@ def block_modes(heads: AttentionOption, dims: AttentionOption, objectives: Seque
     return modes
 
 
-def best_option(options: Sequence[AttentionOption], costs: Sequence[float], *, goal: float | None, tolerance: float) -> AttentionOption:
+def best_option(options: Sequence[AttentionOption], costs: Sequence[float], *, goal: float | None, tolerance: float,
+                channels: Callable[[Group], int] | None = None) -> AttentionOption:
     """The option the target prefers; ``costs`` are their costs after pruning (MACs for ratio
-    targets), ``goal`` the resource goal (None for ratio targets). Ties: whole heads for ratio
-    targets, else the earlier option."""
+    targets), ``goal`` the resource goal (None for ratio targets); ``channels`` weighs importance
+    (:meth:`AttentionOption.importance_removed`). Ties: whole heads for ratio targets, else the earlier option."""
     def key(i: int) -> tuple[float, ...]:
         option = options[i]
         if goal is None:
             return (costs[i], sum(mode == HEAD_DIMS for mode in option.modes.values()))
-        loss = round(option.importance_removed(), 6)  # equal plans sum in another group order
+        loss = round(option.importance_removed(None, channels), 6)  # equal plans sum in another group order
         reached = option.reached if option.reached is not None else costs[i]
         if reached <= goal * (1 + tolerance):
             return (0.0, loss)

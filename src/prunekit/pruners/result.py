@@ -59,6 +59,7 @@ class PruneResult(CostChange):
     warnings: list[str] = field(default_factory=list)
     speedup: SpeedupCheck | None = None  # dense vs pruned timed side by side (StructuredConfig.measure_speedup)
     attention: dict[str, str] = field(default_factory=dict)  # {attention block: "heads" | "head_dims"} this step pruned by
+    grouped_conv: dict[str, str] = field(default_factory=dict)  # {grouped conv: "channels" | "groups"} this step pruned by
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

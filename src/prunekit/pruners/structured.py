@@ -34,6 +34,7 @@ from prunekit.importance.calibration import Calibration
 from prunekit.importance.group import GroupCriterion, NothingToScore, ScoringContext, make_criterion
 from prunekit.pruners.allocation import Candidate, allocate_knapsack, allocate_to_goal, global_order, prefix_counts, uniform_counts
 from prunekit.pruners.attention import HEAD_DIMS, HEADS, AttentionOption, best_option, block_modes
+from prunekit.pruners.grouped_conv import GROUPS, STRIPES, conv_modes, conv_record, output_channels, striped_convs
 from prunekit.metrics._inputs import batched
 from prunekit.metrics.macs import counted_forward
 from prunekit.pruners.latency import LatencyObjective, prepare_reference, time_alone
@@ -73,6 +74,7 @@ class StructuredPruner:
         self.criterion = make_criterion(importance or cfg.importance, reduction=cfg.reduction, normalization=cfg.normalization) if not isinstance(importance, GroupCriterion) else importance
         self._origin: _Origin | None = None
         self._chosen: dict[str, str] | None = None  # attention="auto": {block: mode} chosen by the first plan, kept after
+        self._whole_groups: frozenset[str] | None = None  # grouped_conv="auto": conv nodes the first plan prunes by whole groups
         self._measured: tuple[nn.Module, dict[str, int]] | None = None  # costs step() counted, for the origin plan() makes
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -80,19 +82,30 @@ class StructuredPruner:
         """Measure targets against ``model`` (the unpruned original) without pruning it.
 
         Also what a resumed iterative run calls, so that the next :meth:`step` continues toward the
-        same absolute target as the uninterrupted run. With ``attention="auto"`` it also chooses the
-        attention modes here, for the whole target (unless the criterion needs calibration: then the
-        first step chooses).
+        same absolute target as the uninterrupted run. With ``attention="auto"`` / ``grouped_conv="auto"``
+        it also chooses the attention modes / grouped-conv modes here, for the whole target (unless the
+        criterion needs calibration: then the first step chooses).
         """
         inputs = _as_tuple(example_inputs)
-        self._chosen = None
+        self._chosen, self._whole_groups = None, None
         graph = self._graph(model, inputs)
         self._origin = self._make_origin(graph, model, inputs)
-        if self.config.attention == "auto" and not self.criterion.needs:
+        cfg = self.config
+        if self.criterion.needs:
+            return
+        attention, convs = cfg.attention == "auto", cfg.grouped_conv == "auto"
+        if convs and not striped_convs(graph):
+            self._whole_groups, convs = graph.options.whole_group_convs, False
+        if attention and not graph.head_scopes:
+            self._chosen, attention = {}, False
+        if attention or convs:
             with warnings.catch_warnings():  # the steps warn about the graph they prune
                 warnings.simplefilter("ignore")
-                modes = self._choose_attention(self._option(graph, inputs, 1.0, None, {}), inputs, 1.0, None).modes if graph.head_scopes else {}
-            self._chosen = dict(modes)
+                option = self._option(graph, inputs, 1.0, None, {})
+                if convs:
+                    option = self._choose_convs(option, inputs, 1.0, None)
+                if attention:
+                    self._chosen = dict(self._choose_attention(option, inputs, 1.0, None).modes)
 
     def _make_origin(self, graph: DependencyGraph, model: nn.Module, inputs: tuple[Any, ...]) -> _Origin:
         cfg = self.config
@@ -146,6 +159,7 @@ class StructuredPruner:
             warnings=list(graph.warnings) + _speedup_warnings(speedup, costs_before["macs"] / max(1, costs_after["macs"])),
             speedup=speedup,
             attention=attention_modes(graph),
+            grouped_conv=conv_record(graph),
         )
 
     def plan(self, model: nn.Module, example_inputs: Any, fraction: float = 1.0, calibration: Calibration | None = None, *,
@@ -167,7 +181,9 @@ class StructuredPruner:
     def _planned(self, model: nn.Module, inputs: tuple[Any, ...], fraction: float, calibration: Calibration | None,
                  removed: Mapping[int, Sequence[int]]) -> AttentionOption:
         """The plan on the graph of ``model`` (choosing the attention modes first where ``"auto"`` has not yet)."""
-        choosing = self.config.attention == "auto" and self._chosen is None
+        attention = self.config.attention == "auto" and self._chosen is None
+        convs = self.config.grouped_conv == "auto" and self._whole_groups is None
+        choosing = attention or convs
         with warnings.catch_warnings(record=True) if choosing else contextlib.nullcontext() as caught:
             if choosing:
                 warnings.simplefilter("always")
@@ -175,7 +191,9 @@ class StructuredPruner:
             if self._origin is None:
                 self._origin = self._make_origin(graph, model, inputs)
             option = self._option(graph, inputs, fraction, calibration, removed)
-            if choosing:
+            if convs:
+                option = self._choose_convs(option, inputs, fraction, calibration)
+            if attention:
                 option = self._choose_attention(option, inputs, fraction, calibration)
                 self._chosen = dict(option.modes)
         if choosing:
@@ -193,11 +211,48 @@ class StructuredPruner:
         ctx = ScoringContext(graph.model, graph, seed=self.config.seed, calibration=calibration)
         round_to = self.config.resolved_round_to()
         cands = _removed_first(self._candidates(graph, ctx, round_to), removed)
-        plan, reached = self._plan(graph, cands, fraction, inputs, round_to)
-        return AttentionOption(attention_modes(graph), graph, cands, plan, reached)
+        plan, reached, objective = self._plan(graph, cands, fraction, inputs, round_to)
+        return AttentionOption(attention_modes(graph), graph, cands, plan, reached, objective)
+
+    def _choose_convs(self, stripes: AttentionOption, inputs: tuple[Any, ...], fraction: float, calibration: Calibration | None) -> AttentionOption:
+        """``grouped_conv="auto"``: channel stripes or whole groups per unit of coupled grouped convs, by the objective
+        (:mod:`prunekit.pruners.grouped_conv`). ``stripes`` is the plan with stripes wherever they fit; a model without
+        such convs keeps it (one graph). Records the choice for the later steps."""
+        graph = stripes.graph
+        fitting = striped_convs(graph)
+        if not fitting:
+            self._whole_groups = graph.options.whole_group_convs
+            return stripes
+
+        def planned(whole: frozenset[str]) -> AttentionOption:
+            return self._option(self._graph(graph.model, inputs, whole_groups=whole, like=graph), inputs, fraction, calibration, {})
+
+        cfg = self.config
+        base = graph.options.whole_group_convs
+        groups = planned(base | set(fitting))
+        objectives = [o.objective or Objective(o.graph, inputs, "macs") for o in (stripes, groups)]
+        modes = conv_modes(stripes, groups, objectives)
+        whole = frozenset(n for n, m in modes.items() if m == GROUPS)
+        options = [stripes, groups]
+        if whole and len(whole) < len(fitting):
+            options.append(planned(base | whole))
+        if cfg.resource_target:  # the per-conv choice re-planned may miss the goal: among the plans, the best at the goal
+            costs = [o.reached if o.reached is not None else 0.0 for o in options]
+            tolerance = max(cfg.tolerance, 0.05) if cfg.target_metric == "latency" else cfg.tolerance
+            chosen = best_option(options, costs, goal=self._goal(fraction), tolerance=tolerance, channels=output_channels)
+        else:
+            chosen = stripes if not whole else groups if len(whole) == len(fitting) else options[-1]
+        self._whole_groups = chosen.graph.options.whole_group_convs
+        assert self._origin is not None
+        for g in chosen.graph.groups:  # as in _choose_attention: the chosen graph's groups, as the model is now
+            self._origin.sizes.setdefault(_size_key(g), g.size)
+        record = conv_record(chosen.graph)
+        log.info("grouped_conv='auto': %d conv(s) by channel stripes, %d by whole groups", sum(m == STRIPES for m in record.values()),
+                 sum(m == GROUPS for m in record.values()))
+        return chosen
 
     def _choose_attention(self, heads: AttentionOption, inputs: tuple[Any, ...], fraction: float, calibration: Calibration | None) -> AttentionOption:
-        """``attention="auto"``: whole heads or head dims per block (per model for latency targets), by the target.
+        """``attention="auto"``: whole heads or head dims per block, by the target (latency targets: by the runtime's tables).
 
         ``heads`` is the whole-head plan; a model without head-structured products keeps it (one graph).
         """
@@ -212,14 +267,13 @@ class StructuredPruner:
         metric = cfg.target_metric if cfg.resource_target else "macs"
         dims = planned({s: HEAD_DIMS for s in heads.modes})
         options = [heads, dims]
-        objectives: list[Objective] = []
-        if not cfg.latency_target:  # latency plans carry the cost they reach
-            objectives = [Objective(o.graph, inputs, metric) for o in options]  # cost models are built on first use
-            mixed = block_modes(heads, dims, objectives, resource=cfg.resource_target)
-            if len(set(mixed.values())) > 1:
-                options.append(planned(mixed))
-                objectives.append(Objective(options[-1].graph, inputs, metric))
-        costs = [o.reached if o.reached is not None else objectives[i].cost(o.plan) if objectives else 0.0 for i, o in enumerate(options)]
+        # resource plans carry the objective that priced them (latency: the runtime's tables); cost models are built on first use
+        objectives = [o.objective or Objective(o.graph, inputs, metric) for o in options]
+        mixed = block_modes(heads, dims, objectives, resource=cfg.resource_target)
+        if len(set(mixed.values())) > 1:
+            options.append(planned(mixed))
+            objectives.append(options[-1].objective or Objective(options[-1].graph, inputs, metric))
+        costs = [o.reached if o.reached is not None else objectives[i].cost(o.plan) for i, o in enumerate(options)]
         goal = self._goal(fraction) if cfg.resource_target else None
         tolerance = max(cfg.tolerance, 0.05) if metric == "latency" else cfg.tolerance
         chosen = best_option(options, costs, goal=goal, tolerance=tolerance)
@@ -244,31 +298,34 @@ class StructuredPruner:
     def prune(self, model: nn.Module, example_inputs: Any, calibration: Calibration | None = None, *,
               squared_grads: Mapping[str, torch.Tensor] | None = None) -> PruneResult:
         """One-shot: reach the whole target now, measured against ``model`` as it is."""
-        self._origin, self._chosen = None, None
+        self._origin, self._chosen, self._whole_groups = None, None, None
         return self.step(model, example_inputs, 1.0, _with_squared_grads(calibration, squared_grads, stacklevel=3))
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs: the prepared model's group sizes and costs, and the attention modes
-        ``"auto"`` chose (JSON-able; call :meth:`prepare` again for latency targets, which time against
+        """What a resumed run needs: the prepared model's group sizes and costs, and the attention modes and
+        grouped convs by whole groups (``"grouped_conv"``: fx node names) ``"auto"`` chose (JSON-able; call :meth:`prepare` again for latency targets, which time against
         a copy of that model)."""
         if self._origin is None:
             return {}
         state: dict[str, Any] = {"sizes": dict(self._origin.sizes), "costs": dict(self._origin.costs)}
         if self._chosen is not None:
             state["attention"] = dict(self._chosen)
+        if self._whole_groups is not None:
+            state["grouped_conv"] = sorted(self._whole_groups)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._origin = _Origin(dict(state["sizes"]), dict(state["costs"])) if state else None
         self._chosen = dict(state["attention"]) if state and "attention" in state else None
+        self._whole_groups = frozenset(state["grouped_conv"]) if state and "grouped_conv" in state else None
 
     def finish(self, model: nn.Module) -> nn.Module:
         """Structured pruning leaves nothing attached: the pruned model is final as it is."""
         return model
 
     def reset(self) -> None:
-        """Forget the reference model (the next step measures targets against the model it sees) and the attention choice."""
-        self._origin, self._chosen = None, None
+        """Forget the reference model (the next step measures targets against the model it sees) and the attention and grouped-conv choices."""
+        self._origin, self._chosen, self._whole_groups = None, None, None
 
     def anchor(self, model: nn.Module, example_inputs: Any) -> None:
         """Deprecated name of :meth:`prepare`."""
@@ -277,14 +334,20 @@ class StructuredPruner:
 
     # --- one step -----------------------------------------------------------------------------
     def _graph(self, model: nn.Module, inputs: tuple[Any, ...], attention: AttentionModes | None = None, *,
-               like: DependencyGraph | None = None) -> DependencyGraph:
-        """The graph to plan on (``like``: of the same model, whose trace is reused)."""
+               whole_groups: frozenset[str] | None = None, like: DependencyGraph | None = None) -> DependencyGraph:
+        """The graph to plan on (``like``: of the same model, whose trace is reused; ``whole_groups``: grouped-conv
+        nodes by whole groups, default what ``grouped_conv="auto"`` chose)."""
         if attention is None:
             attention = self._chosen if self.config.attention == "auto" and self._chosen is not None else self.config.graph_attention
-        if like is not None:
+        if whole_groups is None:
+            whole_groups = self._whole_groups or frozenset()
+        if like is not None and like.options.whole_group_convs == whole_groups:
             graph = like.with_attention(attention)
+        elif like is not None:
+            graph = like.with_options(attention=attention, whole_group_convs=whole_groups)
         else:
-            graph = DependencyGraph.build(model, inputs, GraphConfig(attention=attention, grouped_conv=self.config.grouped_conv))
+            graph = DependencyGraph.build(model, inputs, GraphConfig(attention=attention, grouped_conv=self.config.grouped_conv,
+                                                                     whole_group_convs=whole_groups))
         if self.config.ignored_layers:
             graph.fix_modules(self.config.ignored_layers)
         return graph
@@ -305,22 +368,22 @@ class StructuredPruner:
         return cands
 
     def _plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...],
-              round_to: int) -> tuple[Plan, float | None]:
+              round_to: int) -> tuple[Plan, float | None, Objective | None]:
         """The units to remove now: ratio targets by uniform or global counts, resource targets by the
-        objective (with the cost reached; None for ratio targets)."""
+        objective (with the cost reached and the objective; None for ratio targets)."""
         cfg = self.config
         if not cands:
-            return Plan(), None
+            return Plan(), None, None
         scores = {c.index: c.scores for c in cands}
         if cfg.resource_target:
             return self._resource_plan(graph, cands, fraction, inputs, round_to)
         if cfg.resolved_allocation == "uniform" or cfg.layer_ratios:
-            return Plan.from_counts(scores, uniform_counts(cands, lambda c: self._group_ratio(graph.groups[c.index], fraction))), None
+            return Plan.from_counts(scores, uniform_counts(cands, lambda c: self._group_ratio(graph.groups[c.index], fraction))), None, None
         order = global_order(cands)
         total_now = sum(c.size for c in cands)
         total_orig = sum(self._original_size(graph.groups[c.index]) for c in cands)
         k = max(0, min(order.size, int(round(total_now - total_orig * (1 - (cfg.ratio or 0.0) * fraction)))))
-        return Plan.from_counts(scores, prefix_counts(cands, order, k)), None
+        return Plan.from_counts(scores, prefix_counts(cands, order, k)), None, None
 
     def _group_ratio(self, group: Group, fraction: float) -> float:
         """Ratio of the *current* units to remove so the group ends at its target fraction of the original."""
@@ -343,8 +406,8 @@ class StructuredPruner:
                         _narrow_hint(option.graph, option.cands))
 
     def _resource_plan(self, graph: DependencyGraph, cands: list[Candidate], fraction: float, inputs: tuple[Any, ...],
-                       round_to: int) -> tuple[Plan, float]:
-        """Meet ``fraction`` of the resource target; returns the plan and the cost it reaches."""
+                       round_to: int) -> tuple[Plan, float, Objective]:
+        """Meet ``fraction`` of the resource target; returns the plan, the cost it reaches and the objective that priced it."""
         cfg = self.config
         metric = cfg.target_metric
         goal = self._goal(fraction)
@@ -355,7 +418,7 @@ class StructuredPruner:
         else:
             plan, reached = allocate_to_goal(cands, objective, goal, uniform=cfg.resolved_allocation == "uniform",
                                              max_layer_ratio=cfg.max_layer_ratio, tolerance=tolerance)
-        return plan, reached
+        return plan, reached, objective
 
     def _objective(self, graph: DependencyGraph, inputs: tuple[Any, ...], metric: str, round_to: int) -> Objective:
         if metric != "latency":

@@ -45,11 +45,14 @@ class StructuredConfig(Settings):
     ``measure_speedup`` times dense and pruned side by side on the runtime after pruning (default:
     for latency targets and whenever ``runtime`` is given). ``attention``: ``"auto"`` (default)
     chooses whole ``"heads"`` or ``"head_dims"`` per attention block by the target (more MACs
-    removed at a ratio; less importance removed for resource targets; per model for latency
-    targets); a mode or ``{block pattern: mode}`` (as :attr:`PruneResult.attention` reports) forces it.
+    removed at a ratio; less importance removed per unit of the target's cost for resource
+    targets, latency priced by the runtime's tables); a mode or ``{block pattern: mode}`` (as
+    :attr:`PruneResult.attention` reports) forces it.
     ``grouped_conv``: grouped convolutions lose channel stripes (``"channels"``: the same channel of
-    every group, ``groups`` kept) or whole ``"groups"``; ``"auto"`` (default) takes stripes unless a
-    conv's stripes merge into one unit (see :class:`~prunekit.structured.GraphConfig`).
+    every group, ``groups`` kept) or whole ``"groups"``; ``"auto"`` (default) chooses per grouped
+    conv the one removing less importance per unit of cost removed (MACs at a ratio, else the
+    target's metric; ties: the one removing more), and whole groups where a conv's stripes merge
+    into one unit (:mod:`prunekit.pruners.grouped_conv`; :attr:`PruneResult.grouped_conv` reports it).
     """
 
 

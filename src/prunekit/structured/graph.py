@@ -51,7 +51,9 @@ class GraphConfig:
     ``"channels"`` takes stripes wherever per-group input and output sizes are both >= 2 (so
     depthwise convolutions lose whole groups); ``"auto"`` (default) too, except for a convolution
     whose stripes other couplings merge into one unit (a GroupNorm over contiguous channels after
-    it): that one loses whole groups.
+    it): that one loses whole groups. ``whole_group_convs``: grouped-conv nodes (fx node names, as
+    :meth:`DependencyGraph.grouped_conv_modes` reports them) that ``"auto"`` prunes by whole groups
+    although stripes would be exact (what the structured pruner chose per conv).
     ``GraphOptions`` is the deprecated old name of this class.
     """
 
@@ -61,6 +63,7 @@ class GraphConfig:
     strict: bool = False
     layer_handlers: LayerHandlers = field(default_factory=dict)
     grouped_conv: Literal["auto", "channels", "groups"] = "auto"
+    whole_group_convs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,9 @@ class DependencyGraph:
     @classmethod
     def _from_trace(cls, model: nn.Module, trace: Trace, options: GraphConfig) -> DependencyGraph:
         lookup = partial(handler_for, overrides=options.layer_handlers)
-        prop = Propagation(trace, lookup, attention=options.attention, grouped_conv=options.grouped_conv, strict=options.strict).run()
+        whole = options.whole_group_convs if options.grouped_conv == "auto" else frozenset()
+        prop = Propagation(trace, lookup, attention=options.attention, grouped_conv=options.grouped_conv, strict=options.strict,
+                           whole_group_convs=frozenset(whole)).run()
         labels = _resolve(prop)
         if options.grouped_conv == "auto":
             prop, labels = _whole_groups_where_stripes_collapse(prop, labels)
@@ -124,7 +129,11 @@ class DependencyGraph:
 
     def with_attention(self, attention: AttentionModes) -> DependencyGraph:
         """The graph of the same (unchanged) model with another ``attention`` setting, propagated from this graph's trace."""
-        return self._from_trace(self.model, self.prop.trace, replace(self.options, attention=attention))
+        return self.with_options(attention=attention)
+
+    def with_options(self, **changes: Any) -> DependencyGraph:
+        """The graph of the same (unchanged) model with ``changes`` to its :class:`GraphConfig`, propagated from this graph's trace."""
+        return self._from_trace(self.model, self.prop.trace, replace(self.options, **changes))
 
     def _unit_mask(self, labels: np.ndarray) -> np.ndarray:
         """Labels that can be units: not blocked, and holding a channel of a real layer (a role other than 'param')."""
@@ -244,6 +253,11 @@ class DependencyGraph:
     def head_scopes(self) -> list[str]:
         """Modules (scopes) whose products multiply per-head channels: where ``attention`` chooses heads or head dims."""
         return list(self.prop.head_scopes)
+
+    def grouped_conv_modes(self) -> dict[str, tuple[str, str]]:
+        """``{node: (module, "channels" | "groups")}`` of every grouped conv that channel stripes would fit
+        (depthwise convs are not listed): how this graph prunes it."""
+        return {node: (module, "channels" if node in self.prop.stripe_convs else "groups") for node, module in self.prop.grouped_convs.items()}
 
     def prunable_groups(self) -> list[Group]:
         return [g for g in self.groups if g.prunable]

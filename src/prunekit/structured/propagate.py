@@ -77,6 +77,7 @@ class Propagation:
     tensors: dict[tuple[str, str], TensorRecord] = field(default_factory=dict)
     leaf_calls: list[LeafCall] = field(default_factory=list)
     stripe_convs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # node -> (output, input) stripe ids of group 0
+    grouped_convs: dict[str, str] = field(default_factory=dict)  # node -> module of each grouped conv that stripes would fit
     head_scopes: list[str] = field(default_factory=list)  # scopes of products over per-head channels, in order
     node: fx.Node | None = None
     _by_tensor: dict[int, tuple[str, str]] = field(default_factory=dict)

@@ -191,6 +191,8 @@ def conv_fields(ctx: Any, x: TensorInfo, w: TensorInfo, b: TensorInfo | None, gr
     x_ids = _channel_ids(ctx, x, 1, "channels")
     w_ids = w.field_at(0).ids
     xg, wg = x_ids.reshape(groups, per_group_in), w_ids.reshape(groups, per_group_out)
+    if conv_stripes("channels", groups, w.shape):
+        ctx.grouped_convs[ctx.node.name] = str(ctx.node.target) if ctx.node.op == "call_module" else ctx.where
     if uses_stripes(ctx, groups, w.shape):
         w_in = _channel_ids(ctx, w, 1, "weight input channels")
         ctx.ids.union_along(xg, (0,))
