@@ -66,6 +66,21 @@ class Fanout(nn.Module):
         return self.head(torch.relu(self.d(h)).mean((2, 3)))
 
 
+class Chain3(nn.Module):
+    """A plain conv chain: the middle conv consumes one gated group and produces the next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.bn_a = nn.Conv2d(3, 12, 3, padding=1), nn.BatchNorm2d(12)
+        self.b, self.bn_b = nn.Conv2d(12, 10, 3, padding=1, bias=False), nn.BatchNorm2d(10)
+        self.c = nn.Conv2d(10, 6, 1)
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn_b(self.b(torch.relu(self.bn_a(self.a(x))))))
+        return self.head(torch.relu(self.c(h)).mean((2, 3)))
+
+
 def _randomized(model: nn.Module, seed: int) -> nn.Module:
     """Random weights, BN statistics and gate predictors, so masks differ between inputs."""
     g = torch.Generator().manual_seed(seed)
@@ -121,19 +136,25 @@ def test_every_layer_of_a_group_sees_the_same_mask_per_input() -> None:
     assert (active["a"].sum(1) <= 6).all() and not torch.equal(active["a"][0], active["a"][1])
 
 
-@pytest.mark.parametrize("cls", [ResNetLike, MobileNetLike, Fanout])
-@pytest.mark.parametrize("batch", ["union", "loop"])
-def test_skip_path_equals_masked_dense(cls: type[nn.Module], batch: str) -> None:
+@pytest.mark.parametrize("cls", [ResNetLike, MobileNetLike, Fanout, Chain3])
+@pytest.mark.parametrize(("batch", "size"), [("union", 1), ("union", 5), ("loop", 5)])
+def test_skip_path_equals_masked_dense(cls: type[nn.Module], batch: str, size: int) -> None:
     gated = _gated(cls, 0.4)
-    x = torch.randn(5, 3, 16, 16)
+    x = torch.randn(size, 3, 16, 16) + 2 * torch.randn(size, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(dyn.skip_path(gated, batch)(x), gated(x), atol=1e-5, rtol=0)
+
+
+def test_chain_middle_conv_consumes_one_group_and_produces_the_next() -> None:
+    sites = {s.name: s for s in _gated(Chain3, 0.5).sites}
+    assert sites["a"].consumers == ("b",) and sites["b"].consumers == ("c",)
+    assert sites["a"].folds == (("a", "bn_a"),) and sites["b"].folds == (("b", "bn_b"),)
 
 
 @settings(max_examples=12, deadline=None)
 @given(density=st.floats(0.05, 1.0), seed=st.integers(0, 10_000), batch=st.integers(1, 3))
 def test_skip_path_equals_masked_dense_on_random_inputs(density: float, seed: int, batch: int) -> None:
-    gated = _gated(Fanout, density, seed)
+    gated = _gated(Chain3 if seed % 2 else Fanout, density, seed)
     x = torch.randn(batch, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         torch.testing.assert_close(dyn.skip_path(gated)(x), gated(x), atol=1e-5, rtol=0)

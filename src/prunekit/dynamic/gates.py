@@ -108,7 +108,10 @@ class GatedModel(nn.Module):
     @classmethod
     def from_description(cls, model: nn.Module, description: dict[str, Any]) -> GatedModel:
         """Untrained gates on ``model`` at the sites of :meth:`description`."""
-        sites = [GateSite(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}) for s in description["sites"]]
+        def tuples(v: Any) -> Any:
+            return tuple(tuples(x) for x in v) if isinstance(v, list) else v
+
+        sites = [GateSite(**{k: tuples(v) for k, v in s.items()}) for s in description["sites"]]
         return cls(model, sites, description["density"])
 
     def gate(self, name: str) -> ChannelGate:

@@ -33,6 +33,8 @@ class GateSite:
     norms: tuple[str, ...]
     depthwise: tuple[str, ...]
     consumers: tuple[str, ...]
+    #: ``(conv, norm)`` pairs where the norm is the only reader of the conv's output (the skip path folds them).
+    folds: tuple[tuple[str, str], ...] = ()
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -70,12 +72,24 @@ def why_not_gateable(model: nn.Module, group: Group) -> str | None:
     return None
 
 
-def _site(group: Group) -> GateSite:
+def _sole_readers(graph: DependencyGraph) -> dict[str, str]:
+    """``{conv: module}`` for each module call whose output only one module call reads."""
+    out = {}
+    for node in graph.prop.trace.graph.nodes:
+        if node.op == "call_module" and len(node.users) == 1:
+            (user,) = node.users
+            if user.op == "call_module":
+                out[str(node.target)] = str(user.target)
+    return out
+
+
+def _site(group: Group, readers: dict[str, str]) -> GateSite:
     outs = group.modules("out")
     norms = tuple(m for m in group.modules() if any(x.module == m and x.role in _CHANNEL_ROLES for x in group.members))
     producer, depthwise = outs[0], tuple(outs[1:])
     consumers = tuple(n for n in group.modules("in") if n not in depthwise)
-    return GateSite(group.name, group.size, producer, norms, depthwise, consumers)
+    folds = tuple((conv, readers[conv]) for conv in (producer, *depthwise) if readers.get(conv) in norms)
+    return GateSite(group.name, group.size, producer, norms, depthwise, consumers, folds)
 
 
 def find_sites(model: nn.Module, example_inputs: object, groups: Sequence[str] = ("*",)) -> list[GateSite]:
@@ -95,7 +109,8 @@ def find_sites(model: nn.Module, example_inputs: object, groups: Sequence[str] =
             detail = "; ".join(named) if named else f"gateable groups are {sorted(n for n, r in reasons.items() if r is None)}"
             raise ConfigError(f"dynamic gates: pattern {pattern!r} matches no gateable group ({detail}); pick block-interior groups")
         chosen.update(matched)
+    readers = _sole_readers(graph)
     for g in graph.groups:
         if g.name in chosen:
-            sites.append(_site(g))
+            sites.append(_site(g, readers))
     return sites

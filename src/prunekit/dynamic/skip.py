@@ -32,6 +32,29 @@ class _Active:
     scale: Tensor
 
 
+def _single(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """One input's kept channels (top-k with saliency > 0) and their gate values, without building the dense gate row."""
+    if k < s.shape[1]:
+        vals, idx = s.topk(k, dim=1)
+        vals, idx = vals[0], idx[0]
+    else:
+        vals, idx = s[0], torch.arange(s.shape[1], device=s.device)
+    keep = vals > 0
+    if not bool(keep.all()):
+        if not bool(keep.any()):  # nothing kept: carry one channel scaled by 0 so shapes stay valid
+            return idx[:1], torch.zeros(1, 1, dtype=s.dtype, device=s.device)
+        vals, idx = vals[keep], idx[keep]
+    return idx, vals[None]
+
+
+def _union(g: Tensor) -> tuple[Tensor, Tensor]:
+    """The channels any input of the batch keeps, and every input's gate values on them (0 where it skips one)."""
+    idx = (g > 0).any(0).nonzero().squeeze(1)
+    if idx.numel() == 0:
+        idx = torch.zeros(1, dtype=torch.long, device=g.device)
+    return idx, g.index_select(1, idx)
+
+
 class _SkipConv(nn.Module):
     """A Conv2d reading only the active channels of the group it consumes and/or computing only those of the group it produces."""
 
@@ -44,18 +67,37 @@ class _SkipConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         w, b = self.weight, self.bias
         if self.consumes is not None:
-            x = x * self.consumes.scale[:, :, None, None]
-            w = w.index_select(1, self.consumes.idx)
+            w, scale = w.index_select(1, self.consumes.idx), self.consumes.scale
+            if scale.shape[0] == 1 and self.produces is None and w.numel() < x.numel():  # one input: scale the smaller gathered filters
+                w = w * scale.view(1, -1, 1, 1)
+            else:
+                x = x * scale[:, :, None, None]
         if self.produces is not None and self.gate is not None:
             fc = self.gate.fc.weight if self.consumes is None else self.gate.fc.weight.index_select(1, self.consumes.idx)
-            g = self.gate.select(torch.relu(F.linear(x.mean(dim=(2, 3)), fc, self.gate.fc.bias)))
-            idx = (g > 0).any(0).nonzero().squeeze(1)
-            if idx.numel() == 0:  # nothing kept: carry one channel scaled by 0 so shapes stay valid
-                idx = torch.zeros(1, dtype=torch.long, device=g.device)
-            self.produces.idx, self.produces.scale = idx, g.index_select(1, idx)
+            s = torch.relu(F.linear(x.mean(dim=(2, 3)), fc, self.gate.fc.bias))
+            idx, scale = _single(s, self.gate.keep()) if s.shape[0] == 1 else _union(self.gate.select(s))
+            self.produces.idx, self.produces.scale = idx, scale
             w = w.index_select(0, idx)
             b = None if b is None else b.index_select(0, idx)
         return F.conv2d(x, w, b, self.stride, self.padding, self.dilation)
+
+
+def _affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Eval-mode BatchNorm2d as ``x · a + c`` per channel."""
+    var, mean = bn.running_var, bn.running_mean
+    if var is None or mean is None:
+        raise ConfigError("dynamic skip path: BatchNorm2d without running statistics cannot be folded; use track_running_stats=True")
+    a = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        a = a * bn.weight.detach()
+    return a, -mean * a + (0 if bn.bias is None else bn.bias.detach())
+
+
+def _fold(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
+    """Fold ``bn`` into the output channels of a skip conv that it alone reads."""
+    a, c = _affine(bn)
+    conv.weight = conv.weight * a.view(-1, *[1] * (conv.weight.dim() - 1))
+    conv.bias = c if conv.bias is None else conv.bias * a + c
 
 
 class _SkipNorm(nn.Module):
@@ -63,14 +105,8 @@ class _SkipNorm(nn.Module):
 
     def __init__(self, bn: nn.BatchNorm2d, active: _Active) -> None:
         super().__init__()
-        var, mean = bn.running_var, bn.running_mean
-        if var is None or mean is None:
-            raise ConfigError("dynamic skip path: BatchNorm2d without running statistics cannot be folded; use track_running_stats=True")
-        a = torch.rsqrt(var + bn.eps)
-        if bn.weight is not None:
-            a = a * bn.weight.detach()
-        c = -mean * a + (0 if bn.bias is None else bn.bias.detach())
-        self.a, self.c, self.active = a, c, active
+        self.a, self.c = _affine(bn)
+        self.active = active
 
     def forward(self, x: Tensor) -> Tensor:
         idx = self.active.idx
@@ -109,15 +145,20 @@ class SkipPathModel(nn.Module):
         active = {site.name: _Active() for site in work.sites}
         produced = {site.producer: site.name for site in work.sites}
         consumed = {c: site.name for site in work.sites for c in site.consumers}
+        norms = {n: model.get_submodule(n) for site in work.sites for n in site.norms}
+        folded = {norm for site in work.sites for _, norm in site.folds}
         for site in work.sites:
             for n in site.norms:
-                _replace(model, n, _SkipNorm(model.get_submodule(n), active[site.name]))
+                _replace(model, n, nn.Identity() if n in folded else _SkipNorm(norms[n], active[site.name]))
             for n in site.depthwise:
                 _replace(model, n, _SkipDepthwise(model.get_submodule(n), active[site.name]))
         for layer in dict.fromkeys([*produced, *consumed]):
             out, inp = produced.get(layer), consumed.get(layer)
             conv = model.get_submodule(layer)
             _replace(model, layer, _SkipConv(conv, active[inp] if inp else None, active[out] if out else None, work.gate(out) if out else None))
+        for site in work.sites:  # a norm that alone reads a conv's output folds into it (one kernel less per layer)
+            for conv, norm in site.folds:
+                _fold(model.get_submodule(conv), norms[norm])
         self.model, self.batch = model, batch
         self.requires_grad_(False)
         self.eval()
