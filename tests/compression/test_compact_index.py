@@ -130,3 +130,22 @@ def test_float16_codebooks_stay_bit_identical_through_sharing_and_fine_tuning(tm
     compress_model(model, tmp_path / "h.pkdc", quantization=result)
     state = read_compressed(tmp_path / "h.pkdc").state_dict()
     assert torch.equal(state["0.weight"], model[0].weight.detach())
+
+
+@pytest.mark.slow  # a whole (tiny) recipe run: over a minute on a contended CPU
+def test_a_recipe_compresses_compact_with_float16_codebooks_and_biases_bit_identically(tmp_path):
+    import json
+
+    from prunekit.experiment.recipe import load_recipe
+    from prunekit.experiment.runner import run_recipe
+    from tests.experiment.recipes import tiny_recipe
+
+    raw = tiny_recipe(baselines=[], schedule=None, sparsity=0.8)
+    raw["evaluate"] = {"latency": False}
+    recipe = load_recipe(raw, ["compress.fc_bits=4", "compress.index_coding=compact", "compress.codebook_dtype=float16",
+                               "compress.extras_precision=float16", "compress.finetune.epochs=1"])
+    comp = json.loads((run_recipe(recipe, tmp_path, progress=False) / "summary.json").read_text())["compression"]
+    assert comp["bit_identical"] and comp["predictions_identical"]
+    assert comp["accuracy_decompressed"] == comp["accuracy_quantized"]
+    assert all(layer["support_bytes"] > 0 for layer in comp["layers"])
+    assert comp["extras"]["stored_bytes"] * 2 == comp["extras"]["dense_bytes"]

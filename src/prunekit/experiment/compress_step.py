@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -45,6 +46,8 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
         quantization = share_weights(model, spec, apply=True)
     if not distributed.is_main_process():
         return {}  # under torchrun the other ranks only help fine-tune; rank 0 writes and checks the file
+    if spec.extras_precision == "float16":  # the model then holds what the file will: its other tensors rounded
+        _round_extras_(model, quantization.layers)
     quantized_eval = ctx.test(model, "test: quantized")
     path = run.path / f"{name}.pkdc"
     report = compress_model(model, path, spec, quantization, metadata={"run": run.id})
@@ -66,3 +69,11 @@ def compress_step(ctx: RunContext, pruned: nn.Module, section: CompressSection, 
     result["ratio_vs_dense_float32"] = result["dense_float32_bytes"] / result["file_bytes"]
     run.mark_done(step, result)
     return result
+
+
+def _round_extras_(model: nn.Module, quantized: Mapping[str, Any]) -> None:
+    """Round the floating tensors that are not weight-shared to float16, in place."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if name not in quantized and tensor.is_floating_point():
+                tensor.copy_(tensor.to(torch.float16).to(tensor.dtype))
