@@ -109,11 +109,11 @@ TINY = 1e-3  # parameters whose every value is smaller than this are re-initiali
 SPREAD_TOL = 1e-3  # outputs of two inputs must differ by more than this fraction of the output's scale
 
 
-def _prune_prunekit(model, x) -> list[str]:
-    """Prune 50 %; returns the call's warnings (its PruningWarnings plus any speed-up warnings)."""
+def _prune_prunekit(model, x):
+    """Prune 50 %; returns the PruneResult (its warnings: PruningWarnings plus any speed-up warnings)."""
     from prunekit.pruners import StructuredPruner
 
-    return StructuredPruner(ratio=0.5).prune(model, x).warnings
+    return StructuredPruner(ratio=0.5).prune(model, x)
 
 
 def _prune_torch_pruning(model, x):
@@ -249,8 +249,9 @@ def run_one(name: str, size: int, kwargs: dict, tool: str) -> dict:
     try:
         importlib.import_module("prunekit.pruners" if tool == "prunekit" else "torch_pruning")  # imports are not prune time
         t_prune = time.perf_counter()  # the tool's prune call only (Torch-Pruning: constructor + step() + head patch)
-        warned = (_prune_prunekit if tool == "prunekit" else _prune_torch_pruning)(model, x)
+        result = (_prune_prunekit if tool == "prunekit" else _prune_torch_pruning)(model, x)
         record["prune_seconds"] = round(time.perf_counter() - t_prune, 3)
+        warned = result.warnings if result is not None else []
         if tool == "prunekit":  # the graph for this count is built only after the timed call, so that call starts as cold as Torch-Pruning's
             untouched, record["untouched_reported"] = untouched_layers(dense_model, x)
             per_layer = {layer.name: layer.dense for layer in report.layers}
@@ -259,6 +260,7 @@ def run_one(name: str, size: int, kwargs: dict, tool: str) -> dict:
             record["warnings"] = len(warned)
             record["warning_texts"] = [w[:300] for w in warned]
             record["untouched_unnamed"] = unnamed(record["untouched_layers"], warned)
+            record["reported_macs"] = [result.macs_before, result.macs_after]  # must equal count_macs before and after
     except Exception as exc:
         record.update(ok=False, stage="prune", error=f"{type(exc).__name__}: {exc}"[:400], trace=traceback.format_exc()[-1500:])
         return record
@@ -270,6 +272,8 @@ def run_one(name: str, size: int, kwargs: dict, tool: str) -> dict:
         record["forward_ok"] = tuple(out.shape) == tuple(dense_out.shape)
         after = count_macs(model, x)
         record["macs_after"] = after.dense
+        if "reported_macs" in record:
+            record["reported_macs_match"] = record["reported_macs"] == [record["macs_before"], after.dense]
         record["params_after"] = sum(p.numel() for p in model.parameters())
         shapes_after, per_layer_after = weight_shapes(model), {layer.name: layer.dense for layer in after.layers}
         unchanged = [n for n, shape in shapes_before.items() if shapes_after.get(n) == shape]
@@ -385,6 +389,7 @@ def summarise(records: list[dict]) -> dict:
     pk = [by[(m, "prunekit")] for m in models if (m, "prunekit") in by]
     summary["prunekit"]["warnings_total"] = sum(r.get("warnings", 0) for r in pk)
     summary["prunekit"]["models_with_unnamed_untouched_layer"] = [r["model"] for r in pk if r.get("untouched_unnamed")]
+    summary["prunekit"]["models_reporting_other_macs"] = [r["model"] for r in pk if r.get("reported_macs_match") is False]
     both = [m for m in models if by.get((m, "prunekit"), {}).get("ok") and by.get((m, "torch_pruning"), {}).get("ok")]
     summary["both_ok"] = {
         "models": len(both),
@@ -428,6 +433,7 @@ def write_results(records: list[dict], out: Path) -> None:
         f"- Median prune time over every model the tool pruned: prunekit {pk['median_prune_seconds']} s, Torch-Pruning {tp['median_prune_seconds']} s.",
         f"- prunekit models with an untouched layer no warning names: {len(pk['models_with_unnamed_untouched_layer'])} (must be 0); "
         f"PruningWarnings in total: {pk['warnings_total']}.",
+        f"- prunekit models whose PruneResult MACs (before / after) differ from count_macs: {len(pk.get('models_reporting_other_macs', []))} (must be 0).",
         "",
         "| model | construct | input | MACs dense (M) | prunekit | Torch-Pruning | prune s (pk / TP) | pk warnings | pk untouched MACs | unchanged MACs (pk / TP) |",
         "|---|---|---:|---:|---|---|---:|---:|---:|---:|",

@@ -145,3 +145,99 @@ def test_higher_order_operators_are_counted_by_flop_counter_mode() -> None:
     assert lean.unsupported
     report = count_macs(model, x)  # both branches' layers ran: 3 rows x 16 MACs / 3 examples each
     assert [(layer.name, layer.dense) for layer in report.layers] == [("a", 16), ("b", 16)] and report.dense == 32
+
+
+def test_dense_only_counted_forward_keeps_dense_counts() -> None:
+    torch.manual_seed(0)
+    model, x = _Attention().eval(), torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        model.conv.weight[:4] = 0  # effective counts differ from dense ones
+    full, out = counted_forward(model, x)
+    dense, out_dense = counted_forward(model, x, effective=False)
+    assert full.effective < full.dense
+    assert (dense.dense, [(l.name, l.dense) for l in dense.layers]) == (full.dense, [(l.name, l.dense) for l in full.layers])
+    assert dense.effective == dense.dense and all(l.effective == l.dense for l in dense.layers)
+    assert torch.equal(out, out_dense)
+
+
+@pytest.mark.parametrize("make", [_Attention, _Net])
+def test_forward_counter_counts_like_counted_forward(make) -> None:
+    from prunekit.metrics.macs import ForwardCounter
+
+    torch.manual_seed(0)
+    model, x = make().eval(), torch.randn(2, 3, 6, 6)
+    counter = ForwardCounter(model, x)
+    with torch.no_grad(), counter:
+        model(x)  # a first forward is forgotten on the next entry
+    with torch.no_grad(), counter:
+        model(x)
+    assert counter.dense() == count_macs(model, x).dense > 0
+    assert not any(m._forward_hooks for m in model.modules())  # hooks removed
+
+
+def test_forward_counter_declines_higher_order_operators() -> None:
+    from prunekit.metrics.macs import ForwardCounter
+
+    model, x = _Cond(), torch.randn(3, 4)
+    counter = ForwardCounter(model, x)
+    with torch.no_grad(), counter:
+        out = model(x)  # runs uncounted instead of raising
+    assert out.shape == (3, 3) and counter.dense() is None
+
+
+def test_prune_counts_dense_macs_on_the_tracers_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    import prunekit.pruners.structured as structured
+
+    calls = []
+    measure = structured._measure
+    monkeypatch.setattr(structured, "_measure", lambda *a: calls.append(1) or measure(*a))
+    torch.manual_seed(0)
+    model, x = _Net(), torch.randn(1, 3, 8, 8)
+    dense = count_macs(model, x).dense
+    result = StructuredPruner(ratio=0.5, round_to=1).prune(model, x)
+    assert len(calls) == 1  # only the pruned model's checked forward
+    assert (result.macs_before, result.macs_after) == (dense, count_macs(model, x).dense)
+
+
+def test_forward_counter_declines_layers_called_on_proxies() -> None:
+    from torch import fx
+
+    from prunekit.metrics.macs import ForwardCounter
+
+    class ThroughLayers(fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, name: str) -> bool:
+            return False  # layers' forwards (and hooks) run on proxies
+
+    model, x = _Attention().eval(), torch.randn(2, 3, 6, 6)
+    counter = ForwardCounter(model, x)
+    with counter:
+        ThroughLayers().trace(model)
+    assert counter.dense() is None
+
+
+class _OwnLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # an own forward: the tracer traces through it
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+
+
+class _Head(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3), _OwnLinear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_forward_counter_resolves_the_structured_tracers_proxies() -> None:
+    from prunekit.metrics.macs import ForwardCounter
+    from prunekit.structured.trace import concrete_value
+
+    torch.manual_seed(0)
+    model, x = _Head().eval(), torch.randn(2, 3, 6, 6)
+    counter = ForwardCounter(model, x, resolve=concrete_value)
+    graph = DependencyGraph.build(model, x, observer=counter)
+    assert counter.dense() == count_macs(model, x).dense
+    assert any(r[0] == "fc" for r in counter._records)  # the traced-through layer was recorded
+    plain = DependencyGraph.build(model, x)
+    assert [n.format_node() for n in graph.prop.trace.graph.nodes] == [n.format_node() for n in plain.prop.trace.graph.nodes]

@@ -12,6 +12,7 @@ dimension is divided out).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -75,9 +76,10 @@ class _TotalFlops(TorchDispatchMode):
 
     supports_higher_order_operators = True  # they reach __torch_dispatch__, which hands them over
 
-    def __init__(self) -> None:
+    def __init__(self, tolerant: bool = False) -> None:
         super().__init__()
         self.total = 0
+        self.tolerant = tolerant  # a higher-order operator runs uncounted (sets ``unsupported``) instead of raising
         self.unsupported = False
         self._decomposable: dict[Any, bool] = {}
 
@@ -87,6 +89,8 @@ class _TotalFlops(TorchDispatchMode):
             return NotImplemented
         if isinstance(func, torch._ops.HigherOrderOperator):
             self.unsupported = True
+            if self.tolerant:
+                return func(*args, **kwargs)
             raise _Unsupported(str(func))
         if func is not torch.ops.prim.device.default and self._can_decompose(func):
             with self:  # as FlopCounterMode: count what the operator decomposes into
@@ -113,26 +117,18 @@ def count_macs(model: nn.Module, example_inputs: Inputs) -> MacsReport:
     return counted_forward(model, example_inputs)[0]
 
 
-def counted_forward(model: nn.Module, example_inputs: Inputs) -> tuple[MacsReport, Any]:
-    """:func:`count_macs` and the output of the forward it counted (eval mode, no gradients): one forward for both."""
-    records: list[tuple[str, nn.Module, LayerRecord, int]] = []
+def counted_forward(model: nn.Module, example_inputs: Inputs, *, effective: bool = True) -> tuple[MacsReport, Any]:
+    """:func:`count_macs` and the output of the forward it counted (eval mode, no gradients): one forward for both.
 
-    def hook(name: str, kind: LayerRecord):
-        def record(module: nn.Module, inputs: tuple, kwargs: dict, output: Tensor) -> None:
-            act = output if kind.macs_over == "output" else (inputs[0] if inputs else kwargs["input"])
-            records.append((name, module, kind, act.numel() // max(1, act.shape[kind.channel_dim])))
-
-        return record
-
-    handles = []
-    for n, m in model.named_modules():
-        kind = kind_of(m)
-        if kind is not None and kind.macs_over is not None:
-            handles.append(m.register_forward_hook(hook(n, kind), with_kwargs=True))
+    ``effective=False`` skips counting nonzero weights (a pass over every weight): the report's
+    effective counts are then its dense counts; dense counts are the same either way.
+    """
+    records: _Records = []
+    handles = _layer_hooks(model, records)
 
     def run(counter: Any) -> Any:
         records.clear()
-        with eval_mode(model), counter:
+        with eval_mode(model), torch.no_grad(), counter:
             return model(*as_args(example_inputs))
 
     # FlopCounterMode tracks modules with autograd hooks and fails ("Expected gradient function to be
@@ -158,20 +154,91 @@ def counted_forward(model: nn.Module, example_inputs: Inputs) -> tuple[MacsRepor
             p.requires_grad_(flag)
         for handle in handles:
             handle.remove()
-    n = batch_size(example_inputs)
+    return _report(records, flops, batch_size(example_inputs), effective), output
+
+
+class ForwardCounter:
+    """Dense MACs of a forward of ``model`` that the caller runs itself inside ``with counter:`` (each
+    entry starts over), counted exactly as :func:`counted_forward` counts them, for callers whose own
+    pass executes the model's operators for real (the structured tracer). :meth:`dense` is None after
+    a higher-order operator (left uncounted here; :func:`counted_forward` counts those) and after a layer
+    called on something other than tensors that ``resolve`` does not map to the concrete tensor (a symbolic
+    tracer's proxies: :func:`prunekit.structured.trace.concrete_value` resolves the structured tracer's)."""
+
+    def __init__(self, model: nn.Module, example_inputs: Inputs, resolve: Callable[[Any], Any] | None = None) -> None:
+        self._model = model
+        self._resolve = resolve
+        self._n = batch_size(example_inputs)
+        self._records: _Records = []
+        self._handles: list[Any] = []
+        self._mode: _TotalFlops | None = None
+
+    def __enter__(self) -> ForwardCounter:
+        self._records.clear()
+        self._handles = _layer_hooks(self._model, self._records, self._resolve)
+        self._mode = _TotalFlops(tolerant=True)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._mode is not None
+        try:
+            self._mode.__exit__(*exc)
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+
+    def dense(self) -> int | None:
+        """Dense MACs per example of the last forward run inside the counter (None: not countable here)."""
+        if self._mode is None or self._mode.unsupported or any(r[3] is None for r in self._records):
+            return None
+        return _report(self._records, self._mode.total, self._n, effective=False).dense
+
+
+_Records = list[tuple[str, nn.Module, LayerRecord, int | None]]  # positions None: the layer ran on proxies
+
+
+def _layer_hooks(model: nn.Module, records: _Records, resolve: Callable[[Any], Any] | None = None) -> list[Any]:
+    """Forward hooks appending ``(name, module, kind, positions)`` for every MACs layer call to ``records``
+    (``resolve``: the concrete tensor of a non-tensor activation, a tracer's proxy, or None)."""
+
+    def hook(name: str, kind: LayerRecord):
+        def record(module: nn.Module, inputs: tuple, kwargs: dict, output: Tensor) -> None:
+            act = output if kind.macs_over == "output" else (inputs[0] if inputs else kwargs["input"])
+            if not isinstance(act, Tensor):  # a symbolic tracer's proxy: never touched (that would record into its graph)
+                act = resolve(act) if resolve is not None else None
+                if not isinstance(act, Tensor):
+                    records.append((name, module, kind, None))
+                    return
+            records.append((name, module, kind, act.numel() // max(1, act.shape[kind.channel_dim])))
+
+        return record
+
+    handles = []
+    for n, m in model.named_modules():
+        kind = kind_of(m)
+        if kind is not None and kind.macs_over is not None:
+            handles.append(m.register_forward_hook(hook(n, kind), with_kwargs=True))
+    return handles
+
+
+def _report(records: _Records, flops: int, n: int, effective: bool) -> MacsReport:
+    """The report of one counted forward: per-layer MACs from the hook ``records``, the rest from ``flops``."""
     layers: dict[str, LayerMacs] = {}
     for name, module, kind, positions in records:
+        assert positions is not None, "a layer ran on proxies"  # only a ForwardCounter watches tracers, and checks first
         weight = getattr(module, kind.weight)
         dense = positions * weight.numel() // n
-        effective = positions * int((weight != 0).sum()) // n
+        nonzero = positions * int(torch.count_nonzero(weight)) // n if effective else dense
         if name in layers:  # a module called more than once accumulates
             layers[name].dense += dense
-            layers[name].effective += effective
+            layers[name].effective += nonzero
         else:
-            layers[name] = LayerMacs(name, type(module).__name__, dense, effective)
+            layers[name] = LayerMacs(name, type(module).__name__, dense, nonzero)
     total = flops // 2 // n
     layer_dense = sum(x.dense for x in layers.values())
     other = max(0, total - layer_dense)
     total_dense = layer_dense + other
     total_effective = sum(x.effective for x in layers.values()) + other
-    return MacsReport(total_dense, total_effective, list(layers.values())), output
+    return MacsReport(total_dense, total_effective, list(layers.values()))

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from prunekit.deployment.runtimes import Call, SpeedupCheck, measured_speedup
 from prunekit.errors import ConfigError, StructureError
@@ -36,7 +36,7 @@ from prunekit.pruners.allocation import Candidate, allocate_knapsack, allocate_t
 from prunekit.pruners.attention import HEAD_DIMS, HEADS, AttentionOption, best_option, block_modes
 from prunekit.pruners.grouped_conv import GROUPS, STRIPES, conv_modes, conv_record, output_channels, striped_convs
 from prunekit.metrics._inputs import batched
-from prunekit.metrics.macs import counted_forward
+from prunekit.metrics.macs import ForwardCounter, counted_forward
 from prunekit.pruners.latency import LatencyObjective, prepare_reference, time_alone
 from prunekit.pruners.lifecycle import check_fraction
 from prunekit.pruners.objective import Objective, measure_model
@@ -47,6 +47,8 @@ from prunekit.schedules import target_fractions
 from prunekit.structured.graph import IGNORED, DependencyGraph, GraphConfig, PruningWarning
 from prunekit.structured.groups import Group
 from prunekit.structured.propagate import AttentionModes, attention_mode
+from prunekit.structured.trace import concrete_value
+from prunekit.structured.values import TensorMeta
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,8 @@ class StructuredPruner:
         self._origin: _Origin | None = None
         self._chosen: dict[str, str] | None = None  # attention="auto": {block: mode} chosen by the first plan, kept after
         self._whole_groups: frozenset[str] | None = None  # grouped_conv="auto": conv nodes the first plan prunes by whole groups
-        self._measured: tuple[nn.Module, dict[str, int]] | None = None  # costs step() counted, for the origin plan() makes
+        self._measured: tuple[nn.Module, dict[str, int], list[tuple[int, ...]]] | None = None  # costs and output shapes step() counted
+        self._counting: ForwardCounter | None = None  # step(): counts MACs on the forward its graph's tracer runs
 
     # --- lifecycle ----------------------------------------------------------------------------
     def prepare(self, model: nn.Module, example_inputs: Any) -> None:
@@ -134,12 +137,13 @@ class StructuredPruner:
         inputs = _as_tuple(example_inputs)
         check_layer_patterns(model, self.config)
         before = layer_channels(model)
-        costs_before, reference = _measure(model, inputs)
-        self._measured = (model, costs_before)
+        self._counting, self._measured = ForwardCounter(model, inputs, resolve=concrete_value), None
         try:
             graph, plan = self.plan(model, inputs, fraction, calibration)
+            measured = self._measured
         finally:
-            self._measured = None
+            self._counting, self._measured = None, None
+        costs_before, reference = (measured[1], measured[2]) if measured is not None else _measure(model, inputs)
         plan.apply(graph)
         costs_after = _checked_measure(model, inputs, reference)
         after = layer_channels(model)
@@ -346,8 +350,11 @@ class StructuredPruner:
         elif like is not None:
             graph = like.with_options(attention=attention, whole_group_convs=whole_groups)
         else:
+            counting, self._counting = self._counting, None
             graph = DependencyGraph.build(model, inputs, GraphConfig(attention=attention, grouped_conv=self.config.grouped_conv,
-                                                                     whole_group_convs=whole_groups))
+                                                                     whole_group_convs=whole_groups), observer=counting)
+            if counting is not None:
+                self._measured = (model, *_traced_measure(graph, counting, inputs))
         if self.config.ignored_layers:
             graph.fix_modules(self.config.ignored_layers)
         return graph
@@ -563,8 +570,19 @@ def _measure(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[dict[str, int],
 
     MACs are counted as the ``"macs"`` cost metric measures them (:func:`prunekit.metrics.count_macs`).
     """
-    report, output = counted_forward(model, inputs)
+    report, output = counted_forward(model, inputs, effective=False)
     return {"macs": int(report.dense), "params": int(measure_model("params", model, inputs))}, [tuple(t.shape) for t in _flatten_outputs(output)]
+
+
+def _traced_measure(graph: DependencyGraph, counter: ForwardCounter, inputs: tuple[Any, ...]) -> tuple[dict[str, int], list[tuple[int, ...]]]:
+    """:func:`_measure` of the unpruned model from the forward ``graph``'s tracer ran (``counter`` watched it):
+    the same counts and output shapes without another forward (one when the counter could not count)."""
+    model = graph.model
+    dense = counter.dense()
+    if dense is None:
+        return _measure(model, inputs)
+    output = next(n for n in graph.prop.trace.graph.nodes if n.op == "output")
+    return {"macs": dense, "params": int(measure_model("params", model, inputs))}, [tuple(m.shape) for m in _flatten_outputs(output.args[0])]
 
 
 def _checked_measure(model: nn.Module, inputs: tuple[Any, ...], reference: Sequence[tuple[int, ...]]) -> dict[str, int]:
@@ -628,8 +646,11 @@ def _describe_modes(modes: Mapping[str, str]) -> str:
     return ", ".join(f"{n} block(s) {m}" for m, n in counts.items() if n) or "no attention"
 
 
-def _flatten_outputs(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
+def _flatten_outputs(out: Any) -> list[Any]:
+    """Tensors of a forward's output in order (of a traced output: the tensors' :class:`TensorMeta` summaries)."""
+    if isinstance(out, fx.Node):
+        out = out.meta.get("value")
+    if isinstance(out, (torch.Tensor, TensorMeta)):
         return [out]
     if isinstance(out, (list, tuple)):
         return [t for o in out for t in _flatten_outputs(o)]

@@ -6,6 +6,7 @@ import fnmatch
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
@@ -96,8 +97,12 @@ class DependencyGraph:
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
-    def build(cls, model: nn.Module, example_inputs: Any, options: GraphConfig | None = None) -> DependencyGraph:
-        """Trace ``model(*example_inputs)`` and find every group of coupled channels."""
+    def build(cls, model: nn.Module, example_inputs: Any, options: GraphConfig | None = None, *,
+              observer: AbstractContextManager[Any] | None = None) -> DependencyGraph:
+        """Trace ``model(*example_inputs)`` and find every group of coupled channels.
+
+        ``observer``: a context entered around the tracer's forward (which runs every operator for real).
+        """
         options = options or GraphConfig()
         if any(parametrize.is_parametrized(m) for m in model.modules()):
             raise StructureError("the model has parametrizations (masks?); strip them first (prunekit.masks) before structured pruning")
@@ -111,7 +116,7 @@ class DependencyGraph:
                 known[type(m)] = lookup(m) is not None
             return known[type(m)]
 
-        trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions)
+        trace = trace_model(model, inputs, is_handled, opaque, options.autowrap_functions, observer=observer)
         return cls._from_trace(model, trace, options)
 
     @classmethod

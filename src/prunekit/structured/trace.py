@@ -370,6 +370,11 @@ def _restore(module: nn.Module, originals: dict[str, Any]) -> None:
     module.__dict__.update(originals)
 
 
+def concrete_value(obj: Any) -> Any:
+    """The concrete value a :class:`ConcreteTracer` proxy stands for (None for anything else), read without recording anything."""
+    return obj.__dict__.get("_value") if isinstance(obj, Proxy) else None
+
+
 def bind_inputs(model: nn.Module, example_inputs: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Map example inputs onto ``forward``'s parameters: (traced inputs, defaults baked as constants)."""
     sig = inspect.signature(model.forward)
@@ -393,8 +398,13 @@ def trace_model(
     opaque: set[str] | None = None,
     autowrap_functions: Sequence[Callable[..., Any]] = (),
     max_retries: int = 32,
+    observer: contextlib.AbstractContextManager[Any] | None = None,
 ) -> Trace:
-    """Trace ``model(*example_inputs)`` (in eval mode, without gradients), retrying failing modules as opaque leaves."""
+    """Trace ``model(*example_inputs)`` (in eval mode, without gradients), retrying failing modules as opaque leaves.
+
+    ``observer`` is entered around each attempt (the last one is the trace returned): the tracer runs
+    every operator for real, so it can watch the forward (count MACs, say).
+    """
     inputs, concrete = bind_inputs(model, example_inputs)
     opaque_set = set(opaque or ())
     reasons: dict[str, str] = {p: "marked opaque by the caller" for p in opaque_set}
@@ -405,7 +415,7 @@ def trace_model(
         for _ in range(max_retries + 1):
             tracer = ConcreteTracer(inputs, is_handled, opaque_set, autowrap_functions)
             try:
-                with torch.no_grad():
+                with torch.no_grad(), observer if observer is not None else contextlib.nullcontext():
                     graph = tracer.trace(model, concrete_args=concrete or None)
             except Exception as exc:  # any failure in user code: retry with that module opaque
                 failed = tracer.failed_module
