@@ -66,6 +66,18 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
     if layers:
         keys = [k for k in layers[0] if k != "name"]
         tables.append(Table("Per layer", ["layer", *keys], [[row["name"], *[row[k] for k in keys]] for row in layers]))
+    dynamic = summary.get("dynamic")
+    if dynamic:
+        latency = dynamic.get("latency_b1_ms", {})
+        tables.append(Table(
+            "Dynamic gates (effective MACs per test input)",
+            ["measure", "value"],
+            [["gate density", dynamic["density"]], ["inputs counted", dynamic["inputs"]], ["dense MACs (unpruned model)", dynamic["dense_macs_of_unpruned"]],
+             ["mean MACs per input", round(dynamic["mean_macs"])], ["min / max MACs per input", f"{dynamic['min_macs']} / {dynamic['max_macs']}"],
+             ["MACs reduction vs unpruned dense", round(dynamic["dense_macs_of_unpruned"] / dynamic["mean_macs"], 3)],
+             ["batch-1 latency, dense (ms)", latency.get("dense")], ["batch-1 latency, skip path (ms)", latency.get("skip path")]],
+            note="per-group gate rates are in the per-layer table; the skip path computes only each input's active channels",
+        ))
     compression = summary.get("compression")
     if compression:
         ratios = compression["total"]["ratios"]
@@ -146,6 +158,13 @@ def make_figures(summary: dict[str, Any], records: list[dict[str, Any]], out_dir
             "output channels",
             "Per-layer channels before/after",
         )
+    elif layers and "gate_rate" in layers[0]:
+        figures["gate_rates.png"] = plots.layer_bars(
+            [r["name"] for r in layers], {"gate rate": [r["gate_rate"] for r in layers]}, "fraction of channels computed", "Per-group gate rate (mean over inputs)"
+        )
+    histogram = (summary.get("dynamic") or {}).get("histogram")
+    if histogram:
+        figures["macs_per_input.png"] = plots.macs_histogram(histogram["counts"], histogram["edges"], summary["dynamic"].get("dense_macs_of_unpruned"))
     if summary.get("staircase", {}).get("counts"):
         figures["channel_staircase.png"] = plots.channel_staircase(summary["staircase"])
     if summary.get("allocations"):
