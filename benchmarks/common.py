@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 
-from code_version import changed_files, code_record, git_proves_unchanged  # noqa: E402
+from code_version import changed_files, code_record, git_proves_unchanged, module_closure  # noqa: E402
 from prunekit._io import load_safetensors, save_safetensors, write_json, write_text  # noqa: E402
 from prunekit.experiment.env import environment  # noqa: E402
 from prunekit.experiment.rundir import RunDir, settings_hash  # noqa: E402
@@ -47,15 +47,15 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-#: Source folders/files (under src/prunekit) a dense checkpoint depends on.
-DENSE_CODE = ("training", "zoo")
-#: Source each step of a recipe run depends on (a step also depends on every step before it);
-#: ``{method}`` is the recipe's pruning method module.
+#: Modules (under prunekit) a dense checkpoint depends on, with everything they import (:func:`code_version.module_closure`).
+DENSE_CODE = ("training.loop", "zoo.models", "zoo.data")
+#: Modules each step of a recipe run depends on (a step also depends on every step before it);
+#: ``{method}`` is the recipe's pruning method.
 RUN_STEP_CODE = {
     "dense": DENSE_CODE,
-    "prune": ("pruners", "masks", "importance", "schedules", "_parametrize.py", "experiment/methods/__init__.py", "experiment/methods/{method}.py"),
-    "evaluate": ("metrics",),
-    "compress": ("compression", "experiment/compress_step.py"),
+    "prune": ("experiment.methods.{method}",),
+    "evaluate": ("experiment.evaluation",),
+    "compress": ("experiment.compress_step",),
 }
 
 
@@ -75,7 +75,8 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
     settings = {"model": model, "dataset": dataset, "train": _train_key(train), "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed}
     if subset is not None:
         settings["subset"] = subset
-    code = code_record(DENSE_CODE)
+    parts = module_closure(DENSE_CODE)
+    code = code_record(parts)
     legacy = f"dense-{model}-{dataset}-{settings_hash(settings)}"
     key = f"{legacy}-c{code['fingerprint'][:8]}"
     data = get_loaders(dataset, data_root(), batch_size=batch_size, val_fraction=val_fraction, seed=seed, subset=subset, progress=False)
@@ -86,7 +87,7 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
         weights, record_file = WORK / f"{candidate}.safetensors", WORK / f"{candidate}.json"
         if weights.exists() and record_file.exists():
             record = json.loads(record_file.read_text())
-            if candidate == key or _reusable(WORK / f"{candidate}.code.json", code, _started(record_file, record), DENSE_CODE,
+            if candidate == key or _reusable(WORK / f"{candidate}.code.json", code, _started(record_file, record), parts,
                                              f"dense checkpoint {candidate}", reuse_stale):
                 net.load_state_dict(load_safetensors(weights))
                 return net, {**record, "key": candidate}
@@ -139,12 +140,11 @@ def _started(record_file: Path, record: dict[str, Any]) -> float:
 
 
 def step_parts(step: str, method: str) -> tuple[str, ...]:
-    """Sources of ``step`` of a recipe run: its own and those of every step before it."""
+    """Source files of ``step`` of a recipe run: its modules' and every earlier step's, imports included."""
     steps = list(RUN_STEP_CODE)
     base = step.partition("-")[0]  # "compress-<name>" steps are compressions too
     upto = steps[: steps.index(base) + 1] if base in steps else steps
-    parts = [p.format(method=method) for s in upto for p in RUN_STEP_CODE[s]]
-    return tuple(p for p in parts if (ROOT.parent / "src" / "prunekit" / p).exists())
+    return module_closure(m.format(method=method) for s in upto for m in RUN_STEP_CODE[s])
 
 
 def run_recipe_checked(recipe: Any, out_dir: Path | None = None, *, reuse_stale: bool | None = None, progress: bool = False) -> Path:
@@ -161,12 +161,13 @@ def run_recipe_checked(recipe: Any, out_dir: Path | None = None, *, reuse_stale:
     recorded = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     method = str(getattr(recipe.prune, "method", "unstructured"))
     redo, keep = stale_steps(run, recorded, method, reuse_stale)
-    dense = code_record(DENSE_CODE)
+    dense_parts = module_closure(DENSE_CODE)
+    dense = code_record(dense_parts)
     caches = sorted((out_dir / "dense-cache").glob(f"*-{dense_key(recipe)}"))
     if not run.done("dense") and caches:  # the runner would reuse a dense model another run trained
         cache_record = caches[0].with_name(caches[0].name + ".code.json")
         started = min((f.stat().st_mtime for f in caches[0].rglob("*") if f.is_file()), default=time.time())
-        if not _reusable(cache_record, dense, started, DENSE_CODE, f"cached dense model {caches[0].name}", reuse_stale):
+        if not _reusable(cache_record, dense, started, dense_parts, f"cached dense model {caches[0].name}", reuse_stale):
             redo = "dense"
     path = run_recipe(recipe, out_dir, progress=progress, from_step=redo)
     steps = {s: recorded[s] if s in keep else code_record(step_parts(s, method)) for s in RUN_STEP_CODE if run.done(s)}

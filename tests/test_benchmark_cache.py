@@ -107,7 +107,23 @@ def test_adopting_a_legacy_entry_records_its_code_and_leaves_the_entry_alone(tmp
 def test_run_steps_depend_on_their_own_and_earlier_code():
     import common
 
-    assert common.step_parts("dense", "unstructured") == ("training", "zoo")
+    dense = common.step_parts("dense", "unstructured")
+    assert {"training/loop.py", "zoo/models/lenet.py", "zoo/data/loaders.py"} <= set(dense)
+    assert "training/lottery.py" not in dense and "compression/codec.py" not in dense  # only what dense training imports
     compress = common.step_parts("compress-paper", "unstructured")
-    assert compress[:2] == ("training", "zoo") and "experiment/methods/unstructured.py" in compress and compress[-1] == "experiment/compress_step.py"
+    assert set(dense) <= set(compress) and {"experiment/methods/unstructured.py", "compression/codec.py"} <= set(compress)
     assert "experiment/methods/lottery.py" not in compress
+
+
+def test_module_closure_follows_re_exports_to_their_source(tmp_path):
+    from code_version import module_closure
+
+    src = tmp_path / "prunekit"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "__init__.py").write_text("from prunekit.pkg.used import f\nfrom prunekit.pkg.unused import g\n")
+    (src / "pkg" / "used.py").write_text("from .helper import h\n\ndef f():\n    import prunekit.late\n")
+    (src / "pkg" / "helper.py").write_text("h = 1\n")
+    (src / "pkg" / "unused.py").write_text("g = 2\n")
+    (src / "late.py").write_text("")
+    (src / "main.py").write_text("from prunekit.pkg import f\nimport numpy\n")
+    assert module_closure(["main"], src) == ("late.py", "main.py", "pkg/helper.py", "pkg/used.py")
