@@ -71,7 +71,8 @@ def trained(name: str, dense: torch.nn.Module, x: torch.Tensor, data: Any, args:
     model = build(name, dense, x, {"dynamic": args.density})
     if name == "dense":
         return model, {"finetune_seconds": 0.0}
-    key = f"{name}-d{args.density}-e{args.epochs}-n{args.subset}-w{args.budget_weight}"
+    gates = f"-d{args.density if name == 'dynamic' else VARIANTS[name][1]}-w{args.budget_weight}" if VARIANTS[name][1] is not None else ""
+    key = f"{name}-e{args.epochs}-n{args.subset}{gates}"
     weights, record_file = FOLDER / f"{key}.safetensors", FOLDER / f"{key}.json"
     if weights.exists() and record_file.exists():
         model.load_state_dict(load_safetensors(weights))

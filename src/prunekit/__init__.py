@@ -16,6 +16,7 @@ from prunekit._version import __version__
 
 from prunekit.compression import CompressionConfig, compress_model, decompress_file, load_compressed_into, quantize_model, share_weights
 from prunekit.deployment import deploy, export_onnx, measured_speedup, quantize_int8
+from prunekit import dynamic  # pk.dynamic.add_gates, skip_path, gate_stats: input-dependent channel gates
 from prunekit.errors import ConfigError, DataError, PrunekitError
 from prunekit.experiment.recipe import Recipe, load_recipe
 from prunekit.experiment.runner import run_recipe
@@ -43,6 +44,7 @@ __all__ = [
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
     "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "share_weights", "size_on_disk", "strip", "to_torch_prune",
     "DepthConfig", "find_blocks", "prune_depth", "measured_speedup", "load_weights", "image_folder_loaders", "RecipeManager",
+    "dynamic",
 ]
 
 
