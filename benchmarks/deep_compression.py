@@ -1,6 +1,6 @@
 """Deep Compression (Han et al. 2016, Tables 2-3): LeNet-300-100 and LeNet-5 on MNIST.
 
-    python benchmarks/deep_compression.py [--rows paper harder]
+    python benchmarks/deep_compression.py [--rows paper harder] [--nets LeNet-300-100 LeNet-5]
 
 Paper rows, at the paper's own operating points: ``deep_compression_lenet300_paper`` (8% of the
 weights kept: fc1 8%, fc2 9%, fc3 26%; 6-bit shared weights) and ``deep_compression_lenet5_paper``
@@ -89,18 +89,19 @@ def measure(recipe_name: str, pruned_by: str | None) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", nargs="+", choices=("paper", "harder"), default=["paper", "harder"], help="operating points to run")
+    parser.add_argument("--nets", nargs="+", choices=tuple(PAPER), default=list(PAPER), help="networks to run")
     args = parser.parse_args()
     setup_logging()
     previous = json.loads((RESULTS / "deep_compression.json").read_text()) if (RESULTS / "deep_compression.json").exists() else {}
     payload: dict[str, Any] = {}
     for net, point, recipe, pruned_by in ROWS:
         key = f"{net} ({point})"
-        if point in args.rows:
+        if point in args.rows and net in args.nets:
             payload[key] = {**measure(recipe, pruned_by), "rerun": True}
         elif key in previous and previous[key].get("rerun"):
             payload[key] = {**previous[key], "rerun": False}
     write_results("deep_compression", payload, tables(payload), preamble=__doc__.split("\n\n", 1)[1],
-                  command="python benchmarks/deep_compression.py --rows " + " ".join(args.rows))
+                  command=f"python benchmarks/deep_compression.py --rows {' '.join(args.rows)} --nets {' '.join(args.nets)}")
     print((RESULTS / "deep_compression.md").read_text())
 
 
