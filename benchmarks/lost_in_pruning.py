@@ -3,11 +3,11 @@ without augmentation during retraining.
 
 Per network, iterative global magnitude pruning (rate 0.5 per round: 2×, 4×, … 64× compression of the
 prunable weights, 6 rounds), each round retrained briefly with Adam 1e-4 (LeNet-300-100: 1 epoch;
-LeNet-5: half an epoch), once on clean batches and once with ``TrainConfig.augment`` corrupting each
+LeNet-5: a quarter of an epoch, to fit the shared 2-core machine), once on clean batches and once with ``TrainConfig.augment`` corrupting each
 retraining batch with probability 0.5 by a seeded random corruption of the suite (all 11 types,
 severity 1..5). Dense models come from ``common.dense_checkpoint`` (LeNet-300-100: 8 epochs Adam 1e-3,
 shared with stop_condition.py; LeNet-5: 3 epochs Adam 1e-3), trained on clean data only. Every model is
-evaluated on the full test set, clean and under each of the 11 corruptions at severity 3 (the same
+evaluated on the test set (LeNet-300-100: all 10,000; LeNet-5: the first 5,000, for time), clean and under each of the 11 corruptions at severity 3 (the same
 seeded corrupted batches for every model); a family's accuracy is the mean of its corruptions'.
 Prune potential: the largest swept compression whose accuracy on that distribution is within
 δ = 0.5 points of the dense model's there (``prunekit.metrics.prune_potential``); ``—``: no swept
@@ -38,7 +38,7 @@ import torch
 from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
 
 from prunekit._io import write_json
-from prunekit.metrics import corruption_accuracy, evaluate
+from prunekit.metrics import FirstExamples, corruption_accuracy, evaluate
 from prunekit.metrics.corruptions import CORRUPTIONS, families
 from prunekit.metrics.prune_potential import prune_potential
 from prunekit.pruners import UnstructuredConfig
@@ -55,8 +55,10 @@ RATE, ROUNDS = 0.5, 6
 ADAM = {"name": "adam", "lr": 1e-3}
 NETWORKS: dict[str, dict[str, Any]] = {
     "lenet_300_100/mnist": {"model": "lenet_300_100", "dataset": "mnist", "dense": TrainConfig(epochs=8, optimizer=ADAM), "finetune_epochs": 1.0},
-    "lenet5/mnist": {"model": "lenet5", "dataset": "mnist", "dense": TrainConfig(epochs=3, optimizer=ADAM), "finetune_epochs": 0.5},
-    "lenet5/fashion_mnist": {"model": "lenet5", "dataset": "fashion_mnist", "dense": TrainConfig(epochs=3, optimizer=ADAM), "finetune_epochs": 0.5},
+    "lenet5/mnist": {"model": "lenet5", "dataset": "mnist", "dense": TrainConfig(epochs=3, optimizer=ADAM), "finetune_epochs": 0.25,
+                     "examples": 5000},
+    "lenet5/fashion_mnist": {"model": "lenet5", "dataset": "fashion_mnist", "dense": TrainConfig(epochs=3, optimizer=ADAM),
+                             "finetune_epochs": 0.25, "examples": 5000},
 }
 #: The retraining augmentation of the "augmented" arm.
 AUGMENT = AugmentConfig(corruptions=("all",), severities=(1, 2, 3, 4, 5), p=0.5)
@@ -102,8 +104,11 @@ def run_network(label: str, setup: dict[str, Any], severity: int) -> dict[str, A
     dense, dense_record = dense_checkpoint(setup["model"], setup["dataset"], setup["dense"], progress=False)
     data = get_loaders(setup["dataset"], data_root(), batch_size=128, val_fraction=0.1, seed=0, progress=False)
     name = label.replace("/", "-")
-    work = OUT / f"{name}-{dense_record['key']}-s{severity}"  # the cells of this dense model (a retrained one starts afresh)
-    dense_eval = evaluated(work / "dense.json", dense, data.test, severity)
+    examples = setup.get("examples")
+    test = FirstExamples(data.test, examples=examples) if examples else data.test
+    # the cells of this dense model and evaluation (a retrained dense model starts afresh)
+    work = OUT / f"{name}-{dense_record['key']}-s{severity}" + (f"-n{examples}" if examples else "")
+    dense_eval = evaluated(work / "dense.json", dense, test, severity)
     dense_val = evaluate(dense, data.val).accuracy
     schedule = build_schedule({"name": "iterative", "rate": RATE, "final_sparsity": 1 - (1 - RATE) ** ROUNDS})
     arms = {}
@@ -117,13 +122,14 @@ def run_network(label: str, setup: dict[str, Any], severity: int) -> dict[str, A
         sweep = []
         for record in records:
             model = load_round(copy.deepcopy(dense), root / f"round_{record.round:03d}")
-            ev = evaluated(root / f"eval_round_{record.round:03d}.json", model, data.test, severity)
+            ev = evaluated(root / f"eval_round_{record.round:03d}.json", model, test, severity)
             compression = 1 / (1 - record.target_sparsity)
             sweep.append({"compression": compression, "sparsity": record.sparsity, "val_accuracy": record.accuracy, **ev})
         points = [(p["compression"], p["distributions"]) for p in sweep]
         arms[arm] = {"sweep": sweep, "prune_potential": prune_potential(points, dense_eval["distributions"], DELTA),
                      "seconds_this_run": time.perf_counter() - start}
-    result = {"network": label, "dense_key": dense_record["key"], "dense_test_accuracy": dense_record["test_accuracy"],
+    result = {"network": label, "dense_key": dense_record["key"], "test_examples": examples or data.test.dataset_size,
+              "finetune_epochs": setup["finetune_epochs"], "dense_test_accuracy": dense_record["test_accuracy"],
               "dense_val_accuracy": dense_val, "dense": dense_eval, "arms": arms}
     write_json(OUT / f"{name}-s{severity}-result.json", result)
     return result
@@ -141,8 +147,9 @@ def tables(results: list[dict[str, Any]]) -> list[Table]:
     found = results[0]["dense"]["distributions"]
     dists = [d for d in ("test", *families(), "all corruptions") if d in found]
     potential = Table(f"Prune potential (largest compression within {100 * DELTA:g} points of dense), corruptions at the severity below",
-                      ["network", "retraining", *dists],
-                      [[r["network"], arm, *(_potential(a["prune_potential"][d]) for d in dists)] for r in results for arm, a in _arms(r)])
+                      ["network", "retraining", "test examples", *dists],
+                      [[r["network"], arm, r.get("test_examples"), *(_potential(a["prune_potential"][d]) for d in dists)]
+                       for r in results for arm, a in _arms(r)])
     accuracy = Table("Accuracy (%) per distribution: dense, and each swept compression",
                      ["network", "retraining", "compression", *dists],
                      [[r["network"], "—", "1× (dense)", *(round(100 * r["dense"]["distributions"][d], 2) for d in dists)] for r in results]
