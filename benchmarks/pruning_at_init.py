@@ -8,7 +8,7 @@ Each cell (criterion, sparsity, seed) draws a fresh LeNet-300-100 with variance-
 SynFlow data-free over 100 rounds of an exponential schedule; random: uniform global scores), and
 trains the sparse net with its masks fixed. ``random (SNIP densities)`` keeps exactly SNIP's
 per-layer counts of the same seed, at random positions (the control of Frankle et al. 2021).
-Training budget (the paper: 250K iterations of batch 100): ``--epochs`` (default 5: 2,700 iterations) epochs of batch 100 on the
+Training budget (the paper: 250K iterations of batch 100): ``--epochs`` epochs (default 5: 2,700 iterations) of batch 100 on the
 54,000 training images left after a seeded 10% validation split, SGD momentum 0.9, lr 0.1 with
 cosine decay, weight decay 5e-4. The budget was fixed in advance, not tuned (no time on the
 contended CPU); the validation error is reported beside the test error and nothing was chosen by

@@ -29,7 +29,7 @@ def _write(tmp_path: Path, raw: dict) -> Path:
         (lambda r: r["prune"].update(sparsity=1.0), "prune.sparsity: Input should be less than 1"),
         (lambda r: r["prune"].update(sparsity=-0.1), "prune.sparsity"),
         (lambda r: r["prune"].update(sparsity="lots"), "prune.sparsity: Input should be a valid number"),
-        (lambda r: r["prune"].update(criterion="l9"), "prune.criterion: unknown unstructured criterion 'l9'; allowed values: lamp, magnitude, random, snip, synflow, taylor"),
+        (lambda r: r["prune"].update(criterion="l9"), "prune.criterion: unknown unstructured criterion 'l9'; allowed values: grasp, lamp, magnitude, random, snip, synflow, taylor"),
         (lambda r: r["model"].update(name="resnet7"), "model.name: unknown model 'resnet7'; allowed values: conv2"),
         (lambda r: r["data"].update(name="imagenet"), "data.name: unknown dataset 'imagenet'; allowed values: cifar10, digits, fashion_mnist, mnist"),
         (lambda r: r.update(trian={"epochs": 1}), "trian: unknown key"),

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from prunekit.errors import ConfigError
-from prunekit.importance import UNSTRUCTURED_CRITERIA, lamp, magnitude, random_scores, snip, taylor
+from prunekit.importance import UNSTRUCTURED_CRITERIA, grasp, lamp, magnitude, random_scores, snip, taylor
 from prunekit.importance.unstructured import normalize_by_global_sum
 
 
@@ -18,7 +18,7 @@ def test_contract_shape_finite_deterministic(name, shape):
     assert set(meta) >= {"needs_grad", "normalize", "description"}
     scores = _call(name, weight, grad)
     assert scores.shape == weight.shape
-    assert torch.isfinite(scores).all() and (scores >= 0).all()
+    assert torch.isfinite(scores).all() and (meta.get("signed", False) or (scores >= 0).all())
     assert torch.equal(scores, _call(name, weight, grad))
 
 
@@ -34,8 +34,8 @@ def test_contract_does_not_touch_inputs(name):
 
 def test_gradient_criteria_say_they_need_gradients():
     needs = {n for n in UNSTRUCTURED_CRITERIA.names() if UNSTRUCTURED_CRITERIA.meta(n)["needs_grad"]}
-    assert needs == {"taylor", "snip"}
-    for fn in (taylor, snip):
+    assert needs == {"taylor", "snip", "grasp"}
+    for fn in (taylor, snip, grasp):
         with pytest.raises(ConfigError, match="needs gradients"):
             fn(torch.ones(3))
     with pytest.raises(ConfigError, match="shape"):

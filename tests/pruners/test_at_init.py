@@ -51,6 +51,23 @@ def test_synflow_scores_a_two_layer_net_as_computed_by_hand():
     assert torch.equal(net[0].weight, torch.tensor([[1.0, -2.0], [3.0, 0.5]]))  # the model's own weights are untouched
 
 
+def test_grasp_scores_are_weight_times_hessian_gradient_and_prune_the_largest_paper_score():
+    layer = nn.Linear(1, 3, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.5], [-1.0], [2.0]]))
+    x, y = torch.ones(1, 1), torch.tensor([1])
+    # logits = w (x = 1); CE gradient g = p - e_y, Hessian H = diag(p) - p pᵀ, by hand
+    p = torch.softmax(layer.weight.detach().flatten(), 0)
+    g = p - F.one_hot(y, 3)[0]
+    hg = (torch.diag(p) - torch.outer(p, p)) @ g
+    ours = layer.weight.detach().flatten() * hg
+    scores = compute_scores(layer, UnstructuredConfig(criterion="grasp"), ["weight"], [(x, y)])
+    assert torch.allclose(scores["weight"].flatten(), ours, rtol=1e-5, atol=1e-7)
+    paper = -layer.weight.detach().flatten() * hg  # Wang et al.: S(−θ) = −θ ⊙ Hg, remove the largest
+    masks = prune_at_init(layer, AtInitConfig(criterion="grasp", sparsity=1 / 3), [(x, y)])
+    assert not masks["weight"].flatten()[int(paper.argmax())] and int(masks["weight"].sum()) == 2
+
+
 def test_synflow_needs_an_input_shape():
     with pytest.raises(ConfigError, match="needs the input shape: pass batches"):
         compute_scores(_mlp(), UnstructuredConfig(criterion="synflow"), ["0.weight"])
@@ -64,7 +81,7 @@ def test_synflow_defaults_to_100_exponential_rounds_ending_at_the_exact_sparsity
     assert AtInitConfig(criterion="snip").rounds() == 1 and AtInitConfig(criterion="synflow", iterations=3).rounds() == 3
 
 
-@pytest.mark.parametrize("criterion, scope", [("snip", "global"), ("synflow", "global"), ("random", "layer"), ("magnitude", "global")])
+@pytest.mark.parametrize("criterion, scope", [("snip", "global"), ("synflow", "global"), ("grasp", "global"), ("random", "layer"), ("magnitude", "global")])
 def test_prune_at_init_prunes_exactly(criterion, scope):
     model = _mlp()
     masks = prune_at_init(model, AtInitConfig(criterion=criterion, sparsity=0.7, scope=scope, iterations=5 if criterion == "synflow" else None), _batches())

@@ -159,7 +159,7 @@ def test_at_sparsity_scales_overrides_with_the_schedule():
     [
         ({"sparsity": 1.0}, "sparsity"),
         ({"sparsity": -0.1}, "sparsity"),
-        ({"criterion": "l3"}, "allowed values: lamp, magnitude, random, snip, synflow, taylor"),
+        ({"criterion": "l3"}, "allowed values: grasp, lamp, magnitude, random, snip, synflow, taylor"),
         ({"scope": "model"}, "scope"),
         ({"overrides": {"fc1.*": 1.5}}, "overrides"),
         ({"sparsityy": 0.5}, "sparsityy"),

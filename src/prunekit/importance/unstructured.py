@@ -11,6 +11,8 @@ Registry metadata says what a criterion needs and how its scores combine across 
   together (SNIP divides by the global sum, as in Lee et al. 2019);
 - ``gradient`` (optional; absent = the loss gradient): ``"synflow"`` means ``grad`` is the
   synaptic-flow gradient instead (:mod:`prunekit.importance.synflow`; data-free);
+- ``gradient: "hessian_gradient"``: ``grad`` is the Hessian-gradient product ``Hg`` (GraSP);
+- ``signed`` (optional; absent = false): scores may be negative (GraSP); others are ``>= 0``;
 - ``at_init_iterations`` (optional; absent = 1): how many pruning rounds
   :func:`prunekit.pruners.at_init.prune_at_init` takes by default.
 """
@@ -103,6 +105,21 @@ def synflow(weight: Tensor, *, grad: Tensor | None = None, generator: torch.Gene
     if grad.shape != weight.shape:
         raise ConfigError(f"criterion 'synflow': gradient shape {tuple(grad.shape)} differs from weight shape {tuple(weight.shape)}")
     return (weight.detach().abs() * grad.detach()).abs()
+
+
+@UNSTRUCTURED_CRITERIA.register(
+    "grasp", needs_grad=True, normalize=None, gradient="hessian_gradient", signed=True,
+    description="gradient signal preservation at initialisation (Wang et al. 2020)",
+)
+def grasp(weight: Tensor, *, grad: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """GraSP score ``w ⊙ Hg``, with ``grad`` = the Hessian-gradient product ``Hg`` (``g = ∇L``).
+
+    Wang et al. 2020 compute ``S(−w) = −w ⊙ Hg`` and remove the weights with the *largest* ``S``
+    (removing them reduces the gradient flow least, or raises it); with prunekit's "higher = keep"
+    that is the score ``w ⊙ Hg`` = ``−S``, pruned lowest first. Scores are signed (registry
+    metadata ``signed``). The pruner computes ``Hg`` (:mod:`prunekit.importance.grasp`).
+    """
+    return weight.detach() * _require_grad("grasp", weight, grad)
 
 
 @UNSTRUCTURED_CRITERIA.register("lamp", needs_grad=False, normalize=None, description="layer-adaptive magnitude (Lee et al. 2021)")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from prunekit._settings import MAX_COUNT, Seed, Settings
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.importance.calibration import Calibration, collect_gradients
+from prunekit.importance.grasp import hessian_gradient_products
 from prunekit.importance.synflow import synflow_gradients
 from prunekit.importance.unstructured import UNSTRUCTURED_CRITERIA
 from prunekit.masks import MaskSet, effective_weight, prunable_parameters, strip
@@ -84,7 +85,8 @@ def compute_scores(model: nn.Module, config: UnstructuredConfig, names: Sequence
     elif meta["needs_grad"]:
         if batches is None:
             raise ConfigError(f"criterion {config.criterion!r} needs gradients: pass batches=... (an iterable of (inputs, labels))")
-        grads = collect_gradients(model, batches, names, config.n_batches)
+        collect = hessian_gradient_products if meta.get("gradient") == "hessian_gradient" else collect_gradients
+        grads = collect(model, batches, names, config.n_batches)
     generator = torch.Generator().manual_seed(config.seed)
     scores = {n: criterion(effective_weight(model, n).detach(), grad=grads.get(n), generator=generator) for n in names}
     for name, s in scores.items():
