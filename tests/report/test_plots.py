@@ -65,6 +65,19 @@ def test_accuracy_vs_remaining(tmp_path) -> None:
     assert png_size(save(fig, tmp_path, "curve.png")) == (round(6.4 * 110), round(4.2 * 110))
 
 
+def test_accuracy_vs_remaining_draws_the_spread_as_a_band() -> None:
+    fig = plots.accuracy_vs_remaining(CURVE, spread="band")
+    ax = fig.axes[0]
+    assert not ax.containers  # no error bars
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["random"].get_ydata()) == pytest.approx([95.0, 90.0])
+    (band,) = ax.collections  # only "random" has a std
+    assert band.get_facecolor()[0][:3] == pytest.approx(matplotlib.colors.to_rgb(lines["random"].get_color()))
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert (min(ys), max(ys)) == pytest.approx((88.0, 96.0))
+    plt.close(fig)
+
+
 def test_accuracy_vs_remaining_without_dense_line_and_with_a_title() -> None:
     fig = plots.accuracy_vs_remaining(CURVE[:1], title="mine")
     ax = fig.axes[0]

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -285,3 +286,21 @@ class EarlyStopTest(Callback):
 
 
 __getattr__ = renamed(__name__, {"LotteryRecord": ("LotteryRoundResult", lambda: LotteryRoundResult)})
+
+
+def seed_spread(curves: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Mean and spread over seeds of lottery curves (one per seed, rows with ``method``, ``round``,
+    ``fraction_remaining`` and ``accuracy``): one row per (method, round) that some seed has, with
+    ``accuracy`` the mean, ``accuracy_std`` the sample standard deviation (0 for one seed),
+    ``accuracies`` the per-seed values in the order of ``curves`` and ``seeds`` how many there are."""
+    cells: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for curve in curves:
+        for row in curve:
+            cells.setdefault((row["method"], row["round"]), []).append(row)
+    out = []
+    for (method, r), rows in sorted(cells.items(), key=lambda item: (item[0][1], item[0][0])):
+        accs = [float(row["accuracy"]) for row in rows]
+        out.append({"method": method, "round": r, "fraction_remaining": statistics.fmean(row["fraction_remaining"] for row in rows),
+                    "accuracy": statistics.fmean(accs), "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                    "accuracies": accs, "seeds": len(accs)})
+    return out

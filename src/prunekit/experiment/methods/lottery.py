@@ -6,14 +6,22 @@ from prunekit._settings import settings_of
 from prunekit._io import load_safetensors
 from prunekit.experiment.context import MethodResult, RunContext
 from prunekit.experiment.evaluation import layer_sparsity_rows
+from prunekit.experiment.recipe import Recipe
 from prunekit.masks import MaskSet
 from prunekit.training.lottery import LotteryConfig, run_lottery
 from prunekit.zoo import create_model
 
 
+def lottery_config(recipe: Recipe) -> LotteryConfig:
+    """The recipe's lottery settings; the initialisation seed is ``prune.seed`` if set, else the
+    recipe's top-level ``seed`` (so ``seed=1`` alone reruns the whole experiment with another seed)."""
+    spec = recipe.prune
+    seed = spec.seed if "seed" in spec.model_fields_set else recipe.seed
+    return settings_of(spec, LotteryConfig, train=recipe.train, seed=seed)
+
+
 def run_lottery_method(ctx: RunContext) -> MethodResult:
-    spec = ctx.recipe.prune
-    config = settings_of(spec, LotteryConfig, train=ctx.recipe.train)
+    config = lottery_config(ctx.recipe)
     out = ctx.run.path / "lottery"
     spec_model = ctx.recipe.model
 
