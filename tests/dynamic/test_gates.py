@@ -185,3 +185,26 @@ def test_effective_macs_are_exact_on_a_tiny_model() -> None:
     with torch.no_grad():  # saliency 0 is skipped inside the top-k too: one channel left
         gate.fc.bias.copy_(torch.tensor([3.0, 0.0, 0.0, 0.0]))
     assert dyn.gate_stats(gated, [torch.randn(2, 2, 4, 4)]).macs.tolist() == [conv_a // 4 + conv_b // 4 + fc] * 2
+
+
+@pytest.mark.parametrize(("name", "sites"), [("resnet20", 9), pytest.param("mobilenetv2", 19, marks=pytest.mark.slow)])
+def test_zoo_models_gate_their_block_interiors_and_the_skip_path_matches(name: str, sites: int) -> None:
+    from prunekit.zoo import create_model
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32) + torch.randn(2, 3, 1, 1)
+    gated = dyn.add_gates(create_model(name).eval(), x[:1], density=0.5).eval()
+    with torch.no_grad():  # gates that differ per input, and BN statistics that keep 20 layers' activations finite
+        for gate in gated.gates.values():
+            gate.fc.weight.normal_(0, gate.fc.in_features ** -0.5)
+            gate.fc.bias.normal_(0.5, 0.2)
+        for m in gated.model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 1.5)
+                m.running_mean.normal_(0, 0.1)
+                m.weight.uniform_(0.5, 1.5)
+    assert len(gated.sites) == sites
+    with torch.no_grad():
+        assert torch.isfinite(gated(x)).all()
+        torch.testing.assert_close(dyn.skip_path(gated)(x), gated(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(dyn.skip_path(gated)(x[:1]), gated(x[:1]), atol=1e-5, rtol=0)
