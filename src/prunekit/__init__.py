@@ -23,6 +23,7 @@ from prunekit.experiment.runner import run_recipe
 from prunekit.masks import MaskSet, from_torch_prune, prunable_parameters, strip, to_torch_prune
 from prunekit.metrics import compare_latency, count_macs, count_parameters, evaluate, measure_latency, size_on_disk
 from prunekit.pruners import DepthConfig, find_blocks, prune_depth
+from prunekit.pruners import AtInitConfig, prune_at_init, random_masks_like
 from prunekit.pruners import (
     NMPruner, Objective, Plan, Pruner, StructuredConfig, StructuredPruner, UnstructuredConfig, UnstructuredPruner, nm_prune, prune_nm,
     prune_structured, prune_unstructured,
@@ -44,7 +45,7 @@ __all__ = [
     "list_models", "load_compressed_into", "load_recipe", "measure_latency", "nm_prune", "prunable_parameters",
     "prune_unstructured", "quantize_int8", "quantize_model", "run_recipe", "share_weights", "size_on_disk", "strip", "to_torch_prune",
     "DepthConfig", "find_blocks", "prune_depth", "measured_speedup", "load_weights", "image_folder_loaders", "RecipeManager",
-    "dynamic",
+    "dynamic", "AtInitConfig", "prune_at_init", "random_masks_like",
 ]
 
 
