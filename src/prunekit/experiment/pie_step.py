@@ -27,7 +27,7 @@ def write_pie(run_dir: Path, pie: dict[str, Any], test: Iterable[tuple[Tensor, T
     out: dict[str, Any] = {"count": pie["count"], "seeds": pie["seeds"], "file": PIE_FILE, "shown": shown}
     if shown:
         name = (lambda c: class_names[c] if c < len(class_names) else str(c)) if class_names else str  # noqa: E731
-        captions = [f"#{e['index']} {name(e['label'])}\ndense {name(e['dense'])} / pruned {'/'.join(name(p) for p in e['pruned'])}"
+        captions = [f"#{e['index']} label {name(e['label'])}\ndense {name(e['dense'])} / pruned {'/'.join(name(p) for p in e['pruned'])}"
                     for e in shown]
         images = examples_at(test, [e["index"] for e in shown])
         fig = thumbnail_grid(images, captions, mean, std, title=f"{pie['count']} examples wrong after pruning, right before"
