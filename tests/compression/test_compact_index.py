@@ -105,7 +105,11 @@ def test_damaged_compact_headers_are_rejected(tmp_path):
         (replaced(header, ("layers", 0, "n_entries"), header["layers"][0]["nnz"] + 1), "is not nnz ="),
         (replaced(header, ("layers", 0, "codebook_dtype"), "float16"), "n_clusters 8 needs 16"),
         (replaced(header, ("layers", 0, "support"), header["layers"][0]["codebook"]), "support section '0.weight:codebook' holds"),
+        (replaced(header, ("layers", 0, "weights", "lengths_count"), 10**6), r"weights.lengths_count 1000000 is out of range \(0..8\)"),
+        (replaced(header, ("layers", 0, "gaps", "lengths_count"), 0), "0 4-bit code lengths need 0"),
+        (replaced(header, ("layers", 0, "gaps", "lengths_width"), 8), r"gaps.lengths_width 8 is out of range \(4..4\)"),
     ]
+    assert header["layers"][0]["weights"]["lengths_width"] == 4  # compact layers store 4-bit code lengths
     for bad, fragment in cases:
         with pytest.raises(CheckpointError, match=fragment) as info:
             decode_compressed(repack(bad, area), source=SOURCE)

@@ -6,7 +6,8 @@ A quantized layer is stored as four or five sections:
 - ``<name>:weights``   its entry symbols (codebook index, or the filler symbol), Huffman- or fixed-coded;
 - ``<name>:gaps``      its relative indices, Huffman- or fixed-coded;
 - ``<name>:weights.lengths`` / ``<name>:gaps.lengths``  uint8 canonical Huffman code lengths
-  (Huffman coding only), one per symbol up to the last symbol with a code;
+  (Huffman coding only), one per symbol up to the last symbol with a code (compact layers: 4 bits
+  each when no code is longer than 15 bits, with ``lengths_width`` and ``lengths_count``);
 - ``<name>:support``  (``index_coding: compact`` only) bit flags of the rows, then the columns,
   that hold a nonzero (see :class:`~prunekit.compression.sparse_index.CompactEntries`).
 
@@ -82,12 +83,18 @@ def encode_layer(layer: QuantizedLayer, index_bits: int, huffman: bool, *, index
     if support is not None:
         sections.append((f"{key}:support", support))
     streams: dict[str, Any] = {}
+    table_bytes = 0
     for label, stream, code, fixed in (("weights", symbols, w_code, _width(w_alphabet)), ("gaps", gaps, g_code, _width(g_alphabet))):
         if huffman:
             data, nbits = code.encode(stream)
-            lengths = _trim(code.lengths).tobytes()
-            sections += [(f"{key}:{label}.lengths", lengths), (f"{key}:{label}", data)]
+            table = _trim(code.lengths)
             streams[label] = {"coding": "huffman", "nbits": nbits, "lengths": f"{key}:{label}.lengths", "data": f"{key}:{label}"}
+            lengths = table.tobytes()
+            if support is not None and (table.size == 0 or int(table.max()) <= 15):  # compact: 4-bit code lengths
+                lengths = pack_fixed(table, 4)[0]
+                streams[label].update(lengths_width=4, lengths_count=int(table.size))
+            sections += [(f"{key}:{label}.lengths", lengths), (f"{key}:{label}", data)]
+            table_bytes += len(lengths)
         else:
             data, nbits = pack_fixed(stream, fixed)
             sections.append((f"{key}:{label}", data))
@@ -125,7 +132,7 @@ def encode_layer(layer: QuantizedLayer, index_bits: int, huffman: bool, *, index
         weight_width=width,
         weight_bits_huffman=w_code.encoded_bits(w_freq),
         position_bits_huffman=g_code.encoded_bits(g_freq),
-        code_table_bytes=len(_trim(w_code.lengths)) + len(_trim(g_code.lengths)),
+        code_table_bytes=table_bytes if huffman else len(_trim(w_code.lengths)) + len(_trim(g_code.lengths)),
         stored_bytes=sum(len(b) for _, b in sections),
         codebook_bytes=len(codebook),
         support_bytes=len(support) if support is not None else 0,
@@ -199,7 +206,12 @@ def decode_raw(entry: dict[str, Any], sections: dict[str, bytes]) -> Tensor:
 def _decode_stream(info: dict[str, Any], sections: dict[str, bytes], count: int) -> np.ndarray:
     data = sections[info["data"]]
     if info["coding"] == "huffman":
-        code = HuffmanCode(np.frombuffer(sections[info["lengths"]], dtype=np.uint8).copy())
+        raw = sections[info["lengths"]]
+        if info.get("lengths_width") == 4:
+            table = unpack_fixed(raw, info["lengths_count"], 4).astype(np.uint8)
+        else:
+            table = np.frombuffer(raw, dtype=np.uint8).copy()
+        code = HuffmanCode(table)
         return code.decode(data, count, info["nbits"])
     return unpack_fixed(data, count, info["width"])
 

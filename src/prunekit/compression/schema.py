@@ -141,8 +141,8 @@ def _check_layer(entry: dict[str, Any], sections: Mapping[str, bytes], where: _W
         if len(sections[support]) != (rows + cols + 7) // 8:
             raise where.error(f"support section {support!r} holds {len(sections[support])} bytes, {rows} rows + {cols} columns need {(rows + cols + 7) // 8}")
         used.append(support)
-        weights = _check_stream(entry, "weights", nnz, k, sections, where)
-        gaps = _check_stream(entry, "gaps", nnz + fillers, (1 << index_bits) + 1, sections, where)
+        weights = _check_stream(entry, "weights", nnz, k, sections, where, compact=True)
+        gaps = _check_stream(entry, "gaps", nnz + fillers, (1 << index_bits) + 1, sections, where, compact=True)
     else:
         weights = _check_stream(entry, "weights", n_entries, k + 1, sections, where)
         gaps = _check_stream(entry, "gaps", n_entries, 1 << index_bits, sections, where)
@@ -150,12 +150,14 @@ def _check_layer(entry: dict[str, Any], sections: Mapping[str, bytes], where: _W
 
 
 def _check_stream(
-    entry: dict[str, Any], key: str, count: int, alphabet: int, sections: Mapping[str, bytes], where: _Where
+    entry: dict[str, Any], key: str, count: int, alphabet: int, sections: Mapping[str, bytes], where: _Where, compact: bool = False
 ) -> list[str]:
-    """A stream descriptor of ``count`` symbols below ``alphabet``; returns the sections it uses."""
+    """A stream descriptor of ``count`` symbols below ``alphabet``; returns the sections it uses.
+    Huffman streams of compact layers may store 4-bit code lengths (``lengths_width``, ``lengths_count``)."""
     info = _field(entry, key, dict, where)
     coding = _choice(info, "coding", tuple(_STREAM_KEYS), where, f"{key}.coding")
-    _check_keys(info, _STREAM_KEYS[coding], where, f"{key}.")
+    nibbles = compact and coding == "huffman" and "lengths_width" in info
+    _check_keys(info, _STREAM_KEYS[coding] | ({"lengths_width", "lengths_count"} if nibbles else set()), where, f"{key}.")
     data = _section(info, "data", sections, where, f"{key}.data")
     size = len(sections[data])
     nbits = _int(info, "nbits", 0, 8 * size, where, f"{key}.nbits")
@@ -170,6 +172,12 @@ def _check_stream(
         raise where.error(f"{key}.nbits {nbits} cannot hold n_entries = {count} codes of 1..{MAX_CODE_BITS} bits")
     lengths = _section(info, "lengths", sections, where, f"{key}.lengths")
     table = np.frombuffer(sections[lengths], dtype=np.uint8)
+    if nibbles:
+        _int(info, "lengths_width", 4, 4, where, f"{key}.lengths_width")
+        n = _int(info, "lengths_count", 0, alphabet, where, f"{key}.lengths_count")
+        if len(table) != (n + 1) // 2:
+            raise where.error(f"{key}.lengths section {lengths!r} holds {len(table)} bytes, {n} 4-bit code lengths need {(n + 1) // 2}")
+        return [data, lengths]
     if table.size > alphabet:
         raise where.error(f"{key}.lengths section {lengths!r} has {table.size} code lengths for {alphabet} symbols")
     if table.size and int(table.max()) > MAX_CODE_BITS:
