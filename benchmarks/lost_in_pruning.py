@@ -107,7 +107,7 @@ def run_network(label: str, setup: dict[str, Any], severity: int) -> dict[str, A
     examples = setup.get("examples")
     test = FirstExamples(data.test, examples=examples) if examples else data.test
     # the cells of this dense model and evaluation (a retrained dense model starts afresh)
-    work = OUT / f"{name}-{dense_record['key']}-s{severity}" + (f"-n{examples}" if examples else "")
+    work = OUT / (f"{name}-{dense_record['key']}-s{severity}" + (f"-n{examples}" if examples else ""))
     dense_eval = evaluated(work / "dense.json", dense, test, severity)
     dense_val = evaluate(dense, data.val).accuracy
     schedule = build_schedule({"name": "iterative", "rate": RATE, "final_sparsity": 1 - (1 - RATE) ** ROUNDS})
