@@ -56,16 +56,21 @@ def cells_dir(recipe: Recipe) -> Path:
     return WORK / "lottery" / f"{recipe.name}-s{recipe.seed}-{settings_hash(recipe.identity())}"
 
 
-def train_cells(recipe: Recipe) -> None:
+def train_cells(recipe: Recipe, mask_rounds: int | None = None) -> None:
     """Run the lottery experiment of ``recipe`` (``run_lottery`` skips the cells already trained and
-    resumes an interrupted one), without the recipe runner's separate dense step (round 0 is it)."""
+    resumes an interrupted one), without the recipe runner's separate dense step (round 0 is it);
+    the random-mask control only in rounds ``≤ mask_rounds`` (all rounds if None)."""
     d, spec = recipe.data, recipe.model
     data = get_loaders(d.name, d.root, batch_size=d.batch_size, val_fraction=d.val_fraction, seed=recipe.seed, subset=d.subset, progress=False)
 
     def build():  # run_lottery seeds torch before each call
         return create_model(spec.name, data.num_classes, data.input_shape, **spec.kwargs)
 
-    run_lottery(build, data.train, data.val, data.test, lottery_config(recipe), cells_dir(recipe))
+    config = lottery_config(recipe)
+    if mask_rounds is not None and "random_mask" in config.controls:
+        run_lottery(build, data.train, data.val, data.test, config.model_copy(update={"rounds": min(mask_rounds, config.rounds)}), cells_dir(recipe))
+        config = config.model_copy(update={"controls": tuple(c for c in config.controls if c != "random_mask")})
+    run_lottery(build, data.train, data.val, data.test, config, cells_dir(recipe))
 
 
 def finished_curve(recipe: Recipe) -> list[dict[str, Any]]:
@@ -82,13 +87,14 @@ def finished_curve(recipe: Recipe) -> list[dict[str, Any]]:
     return rows + [{**row, "method": arm} for row in dense for arm in recipe.prune.controls]
 
 
-def run_seeds(name: str, overrides: list[str], seeds: list[int], mask_seeds: tuple[int, ...], train: bool) -> dict[int, list[dict[str, Any]]]:
+def run_seeds(name: str, overrides: list[str], seeds: list[int], mask_seeds: tuple[int, ...], train: bool,
+              mask_rounds: int | None = None) -> dict[int, list[dict[str, Any]]]:
     """Per seed, the curve of finished cells (after training the missing ones when ``train``)."""
     curves = {}
     for seed in seeds:
         recipe = recipe_for(name, overrides, seed, mask_seeds)
         if train:
-            train_cells(recipe)
+            train_cells(recipe, mask_rounds)
         curves[seed] = finished_curve(recipe)
     return curves
 
@@ -208,12 +214,13 @@ OVERRIDES = ["train.epochs=2", "prune.rounds=5", "prune.rate=0.488", "prune.rate
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--mask-rounds", type=int, default=None, help="train the random-mask control (seed 0) only up to this round")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--run-only", action="store_true", help="train the missing cells; write no results")
     mode.add_argument("--cached-only", action="store_true", help="write results from the finished cells; train nothing")
     args = parser.parse_args()
     setup_logging()
-    curves = run_seeds("lottery_lenet300", OVERRIDES, args.seeds, (0,), train=not args.cached_only)
+    curves = run_seeds("lottery_lenet300", OVERRIDES, args.seeds, (0,), train=not args.cached_only, mask_rounds=args.mask_rounds)
     if not args.run_only:
         report("lottery_ticket", "LeNet-300-100 lottery tickets (MNIST)", curves,
                f"python benchmarks/lottery_ticket.py --seeds {' '.join(map(str, args.seeds))}", __doc__.split("\n\n", 1)[1],
