@@ -177,6 +177,8 @@ def report(name: str, title: str, curves: dict[int, list[dict[str, Any]]], comma
     """Tables (mean ± std per round and arm; findings on the means with the paper's figures, per seed and
     whether every seed agrees), the plot with shaded ± std bands, and the JSON."""
     curves = {s: c for s, c in curves.items() if c}
+    if not curves:
+        raise SystemExit(f"{name}: no finished trainings yet; run without --cached-only to train them")
     seeds = len(curves)
     spread = seed_spread(list(curves.values()))
     by_round: dict[int, dict[str, dict[str, Any]]] = {}
