@@ -196,6 +196,16 @@ def stale_steps(run: RunDir, recorded: dict[str, Any], method: str, reuse_stale:
     return None, kept
 
 
+#: TrainConfig fields added after dense checkpoints were first cached: left out of the key at their defaults.
+_LATER_TRAIN_FIELDS = ("precision", "channels_last", "compile", "grad_accumulation", "augment")
+
+
+def _train_key(train: TrainConfig) -> dict[str, Any]:
+    """``train``'s settings as cached checkpoints are keyed (keys of existing caches stay valid)."""
+    dump = train.model_dump(mode="json")
+    return {k: v for k, v in dump.items() if not (k in _LATER_TRAIN_FIELDS and v == TrainConfig.model_fields[k].default)}
+
+
 def write_results(name: str, payload: dict[str, Any], tables: list[Table], preamble: str = "", command: str | None = None) -> None:
     """Write ``results/<name>.json`` (payload + environment) and ``results/<name>.md`` (tables).
 
