@@ -107,7 +107,7 @@ class DrawChooser:
 
 
 def _synthesized(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Bases for the methods no shipped recipe uses (gradual, dst, depth), built from the demo."""
+    """Bases for the methods no shipped recipe uses (gradual, dst, depth, dynamic), built from the demo."""
     gradual = copy.deepcopy(demo)
     gradual["name"] = "fuzz-gradual"
     gradual["prune"] = {
@@ -127,11 +127,16 @@ def _synthesized(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
     depth["model"] = {"name": "resnet20"}
     depth["prune"] = {"method": "depth", "blocks": 2, "importance": "bn_scale", "baselines": ["random"],
                       "finetune": {"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.01}}}
-    return {"fuzz_gradual": gradual, "fuzz_dst": dst, "fuzz_depth": depth}
+    dynamic = copy.deepcopy(demo)
+    dynamic["name"] = "fuzz-dynamic"
+    dynamic["model"] = {"name": "resnet20"}
+    dynamic["prune"] = {"method": "dynamic", "density": 0.5, "budget_weight": 1e-4,
+                        "finetune": {"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.01}}}
+    return {"fuzz_gradual": gradual, "fuzz_dst": dst, "fuzz_depth": depth, "fuzz_dynamic": dynamic}
 
 
 def load_bases() -> dict[str, dict[str, Any]]:
-    """Each shipped recipe (its data swapped for the embedded ``digits``), plus gradual, dst and depth bases."""
+    """Each shipped recipe (its data swapped for the embedded ``digits``), plus gradual, dst, depth and dynamic bases."""
     from prunekit.experiment.recipe import shipped_recipes
 
     bases = {}
