@@ -268,9 +268,11 @@ class Measuring:
     latency: Callable[[nn.Module], tuple[float, float | None]] | None = None
 
 
-def latency_measuring(condition: StopCondition, example_inputs: Any, reference: nn.Module) -> Callable[[nn.Module], tuple[float, float | None]]:
+def latency_measuring(condition: StopCondition, example_inputs: Any, reference: nn.Module | None) -> Callable[[nn.Module], tuple[float, float | None]]:
     """``model -> (median ms, reduction)`` on the condition's runtime; the reduction (``reference`` ms /
-    model ms, timed side by side, interleaved) only when ``min_latency_reduction`` is set."""
+    model ms, timed side by side, interleaved) only when ``min_latency_reduction`` is set (then ``reference`` is required)."""
+    if condition.min_latency_reduction is not None and reference is None:
+        raise ValueError("min_latency_reduction is timed against the starting model: pass it as reference")
     inputs = batched(as_args(example_inputs), condition.latency_batch_size)
     runtime, threads = condition.latency_runtime, condition.latency_threads
 
@@ -278,7 +280,7 @@ def latency_measuring(condition: StopCondition, example_inputs: Any, reference: 
         was_training = model.training
         model.eval()
         try:
-            if condition.min_latency_reduction is None:
+            if reference is None:
                 return time_side_by_side({"model": model}, inputs, runtime, threads)["model"].median_ms, None
             t = time_side_by_side({"reference": reference, "model": model}, inputs, runtime, threads)
             return t["model"].median_ms, t["reference"].median_ms / t["model"].median_ms

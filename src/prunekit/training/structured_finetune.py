@@ -131,7 +131,8 @@ def prune_finetune_structured(
         validate_fn = lambda m: evaluate(m, val, device=device).accuracy  # noqa: E731
     if evaluate_fn is None:
         evaluate_fn = lambda m: evaluate(m, val, device=device).accuracy if val is not None else None  # noqa: E731
-    latency = latency_measuring(stop, example_inputs, copy.deepcopy(model).eval()) if stop is not None and stop.needs_latency else None
+    reference = copy.deepcopy(model).eval() if stop is not None and stop.min_latency_reduction is not None else None
+    latency = latency_measuring(stop, example_inputs, reference) if stop is not None and stop.needs_latency else None
     how = Measuring(validate_fn, lambda m: count_macs(m, example_inputs).dense, lambda m: count_parameters(m).params, latency)
     stopper = start(stop, model, how, "prune_finetune_structured") if stop is not None else None
     start_model = copy.deepcopy(model) if stop is not None and stop.restore_best and stop.needs_accuracy else None
