@@ -16,8 +16,8 @@ from .helpers import graph_of, outputs, relative_error, zeroed
 
 
 @pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "a split of x.shape[1] // 2 into 1-channel parts gives its readers fresh single-unit groups, so the producer's group "
-    "does not contain them and _probe never sees that removing one channel leaves a 0-channel part (found by the property test)"))
+    "a 1-channel part of x.split(x.shape[1] // 2) is not coupled to the conv reading it (size-1 axes count as broadcast in "
+    "structured/einsum.py), so removing the producer's channel leaves that conv a 0-channel input (found by the property test)"))
 def test_removing_a_channel_that_feeds_a_one_channel_split_part_equals_zeroing_it() -> None:
     torch.manual_seed(0)
     conv = {"c_out": 2, "groups": 1, "k": 1, "bias": True, "norm": "none", "act": "none", "gn": 1}
