@@ -26,6 +26,7 @@ from prunekit.importance.unstructured import UNSTRUCTURED_CRITERIA
 from prunekit.masks import MaskSet, prunable_parameters, raw_parameter
 from prunekit.masks.targets import owner
 from prunekit.pruners.unstructured import UnstructuredConfig, prune_unstructured
+from prunekit.schedules.iterative import cumulative_sparsity
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class AtInitConfig(Settings):
     def round_sparsities(self) -> list[float]:
         """Sparsity after each round: ``1 − (1 − s)^(k/n)`` for ``k = 1 … n`` (the last is exactly ``s``)."""
         n = self.rounds()
-        return [1.0 - (1.0 - self.sparsity) ** (k / n) for k in range(1, n)] + [self.sparsity]
+        rate = cumulative_sparsity(self.sparsity, 1 / n)  # each round prunes this share of the remaining weights
+        return [cumulative_sparsity(rate, k) for k in range(1, n)] + [self.sparsity]
 
 
 def prune_at_init(model: nn.Module, config: AtInitConfig, batches: Batches | None = None) -> MaskSet:
@@ -89,7 +91,7 @@ def prune_at_init(model: nn.Module, config: AtInitConfig, batches: Batches | Non
                               n_batches=config.batches, seed=config.seed)
     masks = MaskSet({})
     for sparsity in config.round_sparsities():
-        masks = prune_unstructured(model, base.model_copy(update={"sparsity": sparsity}), taken)
+        masks = prune_unstructured(model, base.at_sparsity(sparsity), taken)
     log.info("%s at initialisation (%s, %d rounds): sparsity %.4f", config.criterion, config.scope, config.rounds(), masks.sparsity())
     return masks
 
