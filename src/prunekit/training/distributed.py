@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -238,31 +238,6 @@ def broadcast_masks(masks: Mapping[str, Tensor], src: int = 0) -> dict[str, Tens
     out = {name: m.clone() for name, m in masks.items()}
     broadcast_tensors(out[name] for name in sorted(out))
     return out
-
-
-def sync_masks(model: nn.Module, src: int = 0) -> None:
-    """Make the masks attached to ``model`` rank ``src``'s, in place (mask buffers of every parametrization)."""
-    if not is_distributed():
-        return
-    from prunekit.masks import WeightMask
-
-    with torch.no_grad():
-        broadcast_tensors(m.mask for _, m in sorted((n, m) for n, m in model.named_modules() if isinstance(m, WeightMask)))
-
-
-def sync_architecture(model: nn.Module, src: int = 0) -> nn.Module:
-    """After structured surgery: give every rank rank ``src``'s architecture (shrinking in place where
-    this rank's plan differed) and weights, so every rank trains the same pruned model."""
-    if not is_distributed():
-        return model
-    from prunekit.structured.spec import architecture_spec, rebuild
-
-    spec = broadcast_object(architecture_spec(model), src)
-    if spec != architecture_spec(model):
-        log.warning("rank %d pruned to another architecture than rank %d; using rank %d's", rank(), src, src)
-        rebuild(model, spec)
-    broadcast_state(model, src)
-    return model
 
 
 def shard_batches(batches: T) -> T:

@@ -32,7 +32,7 @@ from prunekit.errors import ConfigError
 from prunekit.masks import MaskSet, WeightMask, prunable_parameters, raw_parameter
 from prunekit.masks.targets import owner
 from prunekit.pruners.allocation import DENSITY_DISTRIBUTIONS, kept_counts, prune_count
-from prunekit.training import distributed
+from prunekit.training import distributed, rank_sync
 from prunekit.training.callbacks import Callback
 from prunekit.training.pruning_callbacks import require_masks
 from prunekit.training.trainer import Trainer
@@ -155,7 +155,7 @@ class DynamicSparseTraining(Callback):
         self.updates += 1
         masks = MaskSet(new_masks)
         masks.attach(model)
-        distributed.sync_masks(model)  # identical already (same weights and gradients); rank 0's make it certain
+        rank_sync.sync_masks(model)  # identical already (same weights and gradients); rank 0's make it certain
         log.debug("step %d: drop/grow fraction %.4f, sparsity %.4f", step, fraction, masks.sparsity())
         return masks
 

@@ -31,7 +31,7 @@ from prunekit.metrics import count_macs, count_parameters
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
 from prunekit.schedules import Schedule
-from prunekit.training import distributed
+from prunekit.training import distributed, rank_sync
 from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import fit
@@ -116,7 +116,7 @@ def prune_finetune(
         round_dir = _round_dir(root, index) if root is not None else None
         target = schedule.sparsity_at(step)
         masks = prune_unstructured(model, config.at_sparsity(target), batches if batches is not None else train)
-        distributed.sync_masks(model)  # under torchrun every rank keeps rank 0's masks
+        rank_sync.sync_masks(model)  # under torchrun every rank keeps rank 0's masks
         masks = MaskSet(distributed.broadcast_masks(masks))
         accuracy_pruned = evaluate(model, val, device=device).accuracy if val is not None else None
         checkpoint = round_dir / "train.safetensors" if round_dir is not None else None

@@ -12,7 +12,7 @@ from prunekit.errors import ConfigError
 from prunekit.masks import MaskSet, prunable_parameters
 from prunekit.pruners.unstructured import Batches, UnstructuredConfig, prune_unstructured
 from prunekit.schedules import Schedule
-from prunekit.training import distributed
+from prunekit.training import rank_sync
 from prunekit.training.callbacks import Callback
 from prunekit.training.trainer import Trainer
 
@@ -95,7 +95,7 @@ class GradualPruning(Callback):
             return
         batches = self.batches if self.batches is not None else ([last_batch] if last_batch is not None else None)
         masks = prune_unstructured(self.model, self.config.at_sparsity(self.schedule.sparsity_at(t)), batches)
-        distributed.sync_masks(self.model)  # under torchrun: rank 0's masks (gradient criteria saw its batch)
+        rank_sync.sync_masks(self.model)  # under torchrun: rank 0's masks (gradient criteria saw its batch)
         self.last_pruned = t
         log.debug("step %d: pruned to sparsity %.4f", t, masks.sparsity())
 

@@ -34,7 +34,7 @@ from prunekit.metrics import count_macs, count_parameters
 from prunekit.metrics.accuracy import evaluate
 from prunekit.pruners.structured import StructuredPruner
 from prunekit.structured.spec import load_pruned, save_pruned
-from prunekit.training import distributed
+from prunekit.training import distributed, rank_sync
 from prunekit.training.callbacks import Callback
 from prunekit.training.config import TrainConfig
 from prunekit.training.loop import Batches, fit
@@ -152,7 +152,7 @@ def prune_finetune_structured(
             continue
         calibration = collect_calibration(model, calibration_data(train, index, calibration_batches, device), needs) if needs else None
         result = pruner.step(model, example_inputs, fraction, calibration=calibration)
-        distributed.sync_architecture(model)  # under torchrun every rank trains rank 0's pruned model
+        rank_sync.sync_architecture(model)  # under torchrun every rank trains rank 0's pruned model
         accuracy_pruned = evaluate_fn(model)
         fit(model, train, finetune, val=val, callbacks=step_callbacks(index) if step_callbacks is not None else (),
             checkpoint=step_dir / "train.safetensors" if step_dir is not None else None, device=device, progress=progress,
