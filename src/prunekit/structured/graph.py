@@ -5,11 +5,11 @@ from __future__ import annotations
 import fnmatch
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from torch import fx, nn
@@ -17,10 +17,12 @@ from torch.nn.utils import parametrize
 
 from prunekit._deprecation import renamed
 from prunekit.errors import StructureError
-from prunekit.structured.fields import BLOCK, Field, TensorInfo
+from prunekit.structured.fields import BLOCK, TensorInfo
+from prunekit.structured.graph_config import GraphConfig
 from prunekit.structured.groups import Group, build_groups
-from prunekit.structured.layers import LayerHandlers, handler_for
+from prunekit.structured.layers import handler_for
 from prunekit.structured.propagate import AttentionModes, Propagation
+from prunekit.structured.resolve import resolve, whole_groups_where_stripes_collapse
 from prunekit.structured.shapes import AttrKey, Evaluator, Invalid, Site, dependencies
 from prunekit.structured.trace import Trace, trace_model
 from prunekit.structured.untouched import UntouchedLayer, find_untouched, layer_positions
@@ -34,37 +36,6 @@ IGNORED = "ignored by the caller"
 
 class PruningWarning(UserWarning):
     """Part of a model is left untouched by structured pruning (the message says which and why)."""
-
-
-@dataclass(frozen=True)
-class GraphConfig:
-    """How to build a dependency graph.
-
-    ``attention``: prune attention ``"heads"`` (default) or ``"head_dims"`` (the same dims of every
-    head), or ``{scope pattern: mode}`` per attention block (fnmatch over the module a product is
-    called in, e.g. ``{"blocks.*.attn": "head_dims"}``; unmatched blocks: heads). ``opaque``:
-    module names (fnmatch patterns) to leave untouched as black boxes.
-    ``autowrap_functions``: functions recorded as single ops instead of being traced into.
-    ``layer_handlers``: ``{module type: LayerHandler}`` for this graph only, looked up (through the
-    class hierarchy) before the process-wide :func:`~prunekit.structured.layers.register_layer` table.
-    ``grouped_conv``: prune grouped convolutions by ``"channels"`` (channel stripes: the same
-    output, or input, channel of every group; ``groups`` is kept) or by whole ``"groups"``;
-    ``"channels"`` takes stripes wherever per-group input and output sizes are both >= 2 (so
-    depthwise convolutions lose whole groups); ``"auto"`` (default) too, except for a convolution
-    whose stripes other couplings merge into one unit (a GroupNorm over contiguous channels after
-    it): that one loses whole groups. ``whole_group_convs``: grouped-conv nodes (fx node names, as
-    :meth:`DependencyGraph.grouped_conv_modes` reports them) that ``"auto"`` prunes by whole groups
-    although stripes would be exact (what the structured pruner chose per conv).
-    ``GraphOptions`` is the deprecated old name of this class.
-    """
-
-    attention: AttentionModes = "heads"
-    opaque: tuple[str, ...] = ()
-    autowrap_functions: tuple[Callable[..., Any], ...] = ()
-    strict: bool = False
-    layer_handlers: LayerHandlers = field(default_factory=dict)
-    grouped_conv: Literal["auto", "channels", "groups"] = "auto"
-    whole_group_convs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -125,9 +96,9 @@ class DependencyGraph:
         whole = options.whole_group_convs if options.grouped_conv == "auto" else frozenset()
         prop = Propagation(trace, lookup, attention=options.attention, grouped_conv=options.grouped_conv, strict=options.strict,
                            whole_group_convs=frozenset(whole)).run()
-        labels = _resolve(prop)
+        labels = resolve(prop)
         if options.grouped_conv == "auto":
-            prop, labels = _whole_groups_where_stripes_collapse(prop, labels)
+            prop, labels = whole_groups_where_stripes_collapse(prop, labels)
         graph = cls(model, prop, labels, [], options=options)
         graph._form_groups()
         return graph
@@ -371,53 +342,3 @@ class DependencyGraph:
 
 
 __getattr__ = renamed(__name__, {"GraphOptions": ("GraphConfig", lambda: GraphConfig)})
-
-
-def _collapsed_stripes(prop: Propagation, labels: np.ndarray) -> set[str]:
-    """Striped convolutions whose output (or input) stripes all fell into one removable unit."""
-    out = set()
-    for name, sides in prop.stripe_convs.items():
-        for ids in sides:
-            lab = np.unique(labels[ids])
-            if lab.size == 1 and lab[0] != labels[BLOCK]:
-                out.add(name)
-    return out
-
-
-def _whole_groups_where_stripes_collapse(prop: Propagation, labels: np.ndarray) -> tuple[Propagation, np.ndarray]:
-    """``grouped_conv="auto"``: a grouped conv whose stripes other couplings merge into one unit (a
-    GroupNorm over contiguous channels, say) is propagated again in whole-group mode."""
-    collapsed = _collapsed_stripes(prop, labels)
-    while collapsed:
-        prop = prop.again(whole_group_convs=prop.whole_group_convs | collapsed)
-        labels = _resolve(prop)
-        collapsed = _collapsed_stripes(prop, labels)
-    return prop, labels
-
-
-def _resolve(prop: Propagation, max_rounds: int = 8) -> np.ndarray:
-    """Connected components, then merge multi-axis fields until every removal is rectangular."""
-    labels = prop.ids.components()
-    for _ in range(max_rounds):
-        changed = False
-        for f in prop.recorded:
-            if _rectify(prop, f, labels):
-                changed = True
-        if not changed:
-            return labels
-        labels = prop.ids.components()
-    raise StructureError("channel groups did not settle; please report this model")
-
-
-def _rectify(prop: Propagation, f: Field, labels: np.ndarray) -> bool:
-    """Make ``f`` removable along one axis only (merging along the others); True if anything changed."""
-    lab = labels[f.ids]
-    if lab.ndim < 2 or lab.size == 0:
-        return False
-    for ax in range(lab.ndim):
-        moved = np.moveaxis(lab, ax, 0).reshape(lab.shape[ax], -1)
-        if (moved == moved[:, :1]).all():
-            return False
-    best = max(range(lab.ndim), key=lambda ax: (lab.shape[ax], ax))
-    prop.ids.union_along(f.ids, tuple(ax for ax in range(lab.ndim) if ax != best))
-    return True
