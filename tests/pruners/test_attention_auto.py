@@ -221,7 +221,7 @@ def test_recipes_take_auto_a_mode_or_a_mapping_and_name_a_bad_value() -> None:
 
 
 def test_latency_target_chooses_per_block_by_the_runtime_tables(fake_runtime, monkeypatch) -> None:  # noqa: F811 (the fixture)
-    from prunekit.pruners import structured as structured_mod
+    from prunekit.pruners import structured_modes
 
     from .test_latency_target import FakeCall
 
@@ -229,13 +229,13 @@ def test_latency_target_chooses_per_block_by_the_runtime_tables(fake_runtime, mo
     model, x = TinyViT(((3, 8), (4, 3))).eval(), torch.randn(1, 7, 6)
     dense_ms = FakeCall(model, (x,)).ms
     priced = []
-    real = structured_mod.block_modes
+    real = structured_modes.block_modes
 
     def block_modes(heads, dims, objectives, **kw):
         priced.append(([o.cost(Plan()) for o in objectives], kw))
         return real(heads, dims, objectives, **kw)
 
-    monkeypatch.setattr(structured_mod, "block_modes", block_modes)
+    monkeypatch.setattr(structured_modes, "block_modes", block_modes)
     result = StructuredPruner(latency_reduction=1.5, round_to=1, attention="auto").prune(model, x)
     assert len(result.attention) == 2 and result.macs_before / result.macs_after > 1.3
     (costs, kw), = priced  # one per-block comparison, priced in ms by the latency tables (not in MACs)
