@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import warnings
 
+import pytest
+import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from prunekit.pruners import StructuredPruner
+from prunekit.errors import StructureError
 from prunekit.metrics import count_parameters
 from prunekit.structured import PruningWarning
 from prunekit.structured.surgery import remove_units
@@ -43,6 +46,13 @@ def test_removing_units_equals_zeroing_them(arch, data) -> None:
         warnings.simplefilter("ignore", PruningWarning)
         twin = graph_of(pruned, x)
     assert [g.name for g in twin.groups] == [g.name for g in graph.groups]
+    if any(set(part.tolist()) <= set(units) for part in graph.parts.of_group(group)):  # a split part would have no channels
+        event("plan empties a tensor: refused")
+        before = copy.deepcopy(pruned.state_dict())
+        with pytest.raises(StructureError, match="would have no channels left"):
+            remove_units(twin, {group.index: units})
+        assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())
+        return
     remove_units(twin, {group.index: units})
     got = outputs(pruned, x)
     assert got.shape == expected.shape
@@ -61,3 +71,15 @@ def test_ratio_zero_is_identity(arch) -> None:
     assert result.units_removed == 0
     assert count_parameters(pruned).params == count_parameters(model).params
     assert relative_error(outputs(model, x), outputs(pruned, x)) == 0.0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=architectures(), ratio=st.sampled_from([0.3, 0.6, 0.9]))
+def test_pruning_at_any_ratio_gives_a_working_model(arch, ratio) -> None:
+    """The pruner's own plans never break the model (no tensor emptied, every size kept consistent)."""
+    model, x = arch
+    pruned = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PruningWarning)
+        StructuredPruner(ratio=ratio).prune(pruned, x)
+    assert outputs(pruned, x).shape == outputs(model, x).shape

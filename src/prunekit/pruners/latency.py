@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from prunekit.deployment.latency_tables import LayerTable, measure_staircase, measure_tables, sample_grid

@@ -55,7 +55,25 @@ def candidates(graph: DependencyGraph, scores: Mapping[int, np.ndarray], config:
         original = origin.original_size(g)
         round_to = override(g, config.layer_round_to, default_round_to)
         cands.append(Candidate.make(g.index, scores[g.index], config.max_layer_ratio, round_to, g.width(), original - g.size, original))
-    return _removed_first(cands, removed)
+    return _parts_kept(graph, _removed_first(cands, removed))
+
+
+def _parts_kept(graph: DependencyGraph, cands: list[Candidate]) -> list[Candidate]:
+    """``cands`` where a tensor holds only some of a group's units (a split's part): the best-scored unit of
+    each such part scores above every unit and is never removed, so no tensor is left without channels."""
+    parted = {c.index: graph.parts.of_group(graph.groups[c.index]) for c in cands}
+    if not any(parted.values()):
+        return cands
+    ceiling = max(float(c.scores.max()) for c in cands if c.scores.size) + 1.0
+    out = []
+    for c in cands:
+        if parted[c.index]:
+            scores = c.scores.copy()
+            kept = {int(part[np.argmax(scores[part])]) for part in parted[c.index]}
+            scores[list(kept)] = ceiling
+            c = dataclasses.replace(c, scores=scores, max_remove=min(c.max_remove, c.size - len(kept)))
+        out.append(c)
+    return out
 
 
 def _removed_first(cands: list[Candidate], removed: Mapping[int, Sequence[int]]) -> list[Candidate]:

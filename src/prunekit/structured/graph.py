@@ -20,6 +20,7 @@ from prunekit.errors import StructureError
 from prunekit.structured.fields import BLOCK, TensorInfo
 from prunekit.structured.graph_config import GraphConfig
 from prunekit.structured.groups import Group, build_groups
+from prunekit.structured.parts import Parts
 from prunekit.structured.layers import handler_for
 from prunekit.structured.propagate import AttentionModes, Propagation
 from prunekit.structured.resolve import resolve, whole_groups_where_stripes_collapse
@@ -147,6 +148,7 @@ class DependencyGraph:
             lab = np.unique(self.labels[np.concatenate([a.ravel() for a in ids])]) if ids else np.zeros(0, np.int64)
             for label in lab.tolist():
                 self._sites_of_label.setdefault(label, []).append(i)
+        self.parts = Parts.build(self.infos, self.prop.tensors, self.labels, self.groups)
 
     def _warn_blocks(self) -> None:
         """One warning per layer whose explicit block took away channels that were otherwise prunable."""
@@ -208,7 +210,13 @@ class DependencyGraph:
                 if g.size < 2 and not g.reason:
                     g.reason = "a single unit"
                 continue
-            for units in ([0], list(range(g.size - 1))):
+            trials = _probe_trials(g.size, self.parts.of_group(g))
+            if not trials:
+                sole = next(p for p in self.parts.of_group(g) if p.size == 1)
+                g.prunable, g.reason = False, f"{self.parts.where_of(g, sole)} would have no channels left (it holds only some of its group's channels)"
+                failed.setdefault(g.name, []).append(g.reason)
+                continue
+            for units in trials:
                 removed = np.zeros(int(self.labels.max()) + 1, bool)
                 removed[g.labels[units]] = True
                 try:
@@ -317,8 +325,12 @@ class DependencyGraph:
         Raises :class:`~prunekit.structured.shapes.Invalid` if the plan would break the model.
         """
         relevant: set[int] = set(self._unconditional)
-        for label in np.flatnonzero(removed).tolist():
+        gone = np.flatnonzero(removed).tolist()
+        for label in gone:
             relevant.update(self._sites_of_label.get(label, ()))
+        emptied = self.parts.emptied(removed)
+        if emptied is not None:
+            raise Invalid(f"{emptied} would have no channels left (it holds only some of its group's channels)")
         ev = self.evaluator(removed)
         bindings: dict[AttrKey, int] = {}
         pending = sorted(relevant)
@@ -339,6 +351,18 @@ class DependencyGraph:
             except Invalid as exc:
                 raise Invalid(f"{site.where or '<model>'}: {exc}") from None
         return bindings
+
+
+def _probe_trials(size: int, parts: list[np.ndarray]) -> list[list[int]]:
+    """Removals that tell whether a group can shrink: its first removable unit, and all but one unit
+    (keeping one unit of every part, see :meth:`~prunekit.structured.parts.Parts.of_group`). Empty when
+    every unit is some tensor's only channel."""
+    keep = {int(p[-1]) for p in parts} | {size - 1}
+    sole = {int(p[0]) for p in parts if p.size == 1}
+    first = next((u for u in range(size) if u not in sole), None)
+    if first is None:
+        return []
+    return [[first], [u for u in range(size) if u not in keep]] if len(keep) < size else [[first]]
 
 
 __getattr__ = renamed(__name__, {"GraphOptions": ("GraphConfig", lambda: GraphConfig)})
