@@ -1,7 +1,7 @@
 """Shared benchmark helpers: data location, cached dense checkpoints, result writing.
 
 Dense models are trained once per settings and code version and cached under ``benchmarks/work/``
-(git-ignored), keyed by a hash of the settings and a fingerprint of the code that trains them
+(git-ignored; the slow CIFAR ones are also committed under ``benchmarks/checkpoints/``), keyed by a hash of the settings and a fingerprint of the code that trains them
 (:mod:`code_version`), so several benchmarks start from the same checkpoint and none silently reuses
 one trained by older code. :func:`run_recipe_checked` does the same for recipe run directories.
 """
@@ -30,6 +30,9 @@ from prunekit.training import TrainConfig, fit  # noqa: E402
 from prunekit.zoo import create_model, get_loaders  # noqa: E402
 
 WORK = ROOT / "work"
+#: Committed dense checkpoints (small CIFAR/MNIST models that take hours to train on a CPU), each with its
+#: settings record and code fingerprint; used exactly like entries in WORK.
+CHECKPOINTS = ROOT / "checkpoints"
 RESULTS = ROOT / "results"
 log = logging.getLogger("benchmarks")
 
@@ -66,7 +69,8 @@ def reuse_stale_default() -> bool:
 
 def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size: int = 128, val_fraction: float = 0.1, seed: int = 0,
                      subset: int | None = None, progress: bool = True, reuse_stale: bool | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train (or load the cached) dense ``model`` on ``dataset``; returns the model and its record.
+    """Train (or load the cached) dense ``model`` on ``dataset``; returns the model and its record
+    (``record["weights"]``: the safetensors file it was loaded from or saved to).
 
     The cache is keyed on the settings and the fingerprint of :data:`DENSE_CODE`. An entry from
     before fingerprints (no ``<key>.code.json``) is adopted when git proves that it ran the current
@@ -83,14 +87,17 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
     torch.manual_seed(seed)
     net = create_model(model, data.num_classes, data.input_shape)
     reuse_stale = reuse_stale_default() if reuse_stale is None else reuse_stale
-    for candidate in (key, legacy):
-        weights, record_file = WORK / f"{candidate}.safetensors", WORK / f"{candidate}.json"
+    candidates = [(WORK, key), (CHECKPOINTS, key), (WORK, legacy)]
+    candidates += [(CHECKPOINTS, p.name.removesuffix(".safetensors")) for p in sorted(CHECKPOINTS.glob(f"{legacy}-c*.safetensors"))
+                   if p.name != f"{key}.safetensors"]
+    for folder, candidate in candidates:
+        weights, record_file = folder / f"{candidate}.safetensors", folder / f"{candidate}.json"
         if weights.exists() and record_file.exists():
             record = json.loads(record_file.read_text())
-            if candidate == key or _reusable(WORK / f"{candidate}.code.json", code, _started(record_file, record), parts,
+            if candidate == key or _reusable(folder / f"{candidate}.code.json", code, _started(record_file, record), parts,
                                              f"dense checkpoint {candidate}", reuse_stale):
                 net.load_state_dict(load_safetensors(weights))
-                return net, {**record, "key": candidate}
+                return net, {**record, "key": candidate, "weights": str(weights)}
     start = time.perf_counter()
     result = fit(net, data.train, train, val=data.val, checkpoint=WORK / f"{key}.train.safetensors", progress=progress, description=f"dense {model}")
     from prunekit.metrics import evaluate
@@ -100,7 +107,7 @@ def dense_checkpoint(model: str, dataset: str, train: TrainConfig, *, batch_size
     save_safetensors(WORK / f"{key}.safetensors", net.state_dict())
     write_json(WORK / f"{key}.code.json", code)
     write_json(WORK / f"{key}.json", record)
-    return net, record
+    return net, {**record, "weights": str(WORK / f"{key}.safetensors")}
 
 
 def code_status(recorded: dict[str, Any] | None, code: dict[str, Any], started: float, parts: tuple[str, ...], *, what: str,

@@ -24,7 +24,7 @@ import argparse
 import json
 from typing import Any
 
-from common import RESULTS, WORK, code_status, data_root, reuse_stale_default, run_recipe_checked, setup_logging, step_parts, write_results
+from common import RESULTS, code_status, data_root, reuse_stale_default, run_recipe_checked, setup_logging, step_parts, write_results
 from code_version import code_record
 
 from prunekit._io import write_json

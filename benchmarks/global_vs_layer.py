@@ -20,6 +20,7 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
 from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
 
@@ -62,7 +63,7 @@ def main() -> None:
         for seed in args.seeds:
             dense_seed = setup.get("dense_seed", seed)
             _, record = dense_checkpoint(model, setup["dataset"], setup["dense"], seed=dense_seed, subset=setup["subset"], progress=False)
-            weights = WORK / f"{record['key']}.safetensors"
+            weights = Path(record["weights"])
             dense_acc[model][record["key"]] = record["test_accuracy"]
             for ratio in RATIOS:
                 overrides = [*setup["overrides"], f"seed={seed}", f"model.checkpoint={weights}", f"prune.sparsity={1 - 1 / ratio}",

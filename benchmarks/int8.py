@@ -31,7 +31,7 @@ from prunekit.zoo import get_loaders
 
 def recipe_overrides(record: dict) -> list[str]:
     """Settings that point ``structured_resnet20`` at the shared dense checkpoint and the data."""
-    return [f"model.checkpoint={WORK / record['key']}.safetensors", f"data.root={data_root()}"]
+    return [f"model.checkpoint={record['weights']}", f"data.root={data_root()}"]
 
 
 def main() -> None:

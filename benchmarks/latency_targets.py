@@ -28,7 +28,7 @@ import time
 import warnings
 
 import torch
-from common import RESULTS, WORK, write_results
+from common import WORK, write_results
 
 from prunekit._io import append_jsonl, read_jsonl
 from prunekit.deployment import measured_speedup

@@ -23,7 +23,7 @@ from prunekit.report.tables import Table
 def main() -> None:
     setup_logging()
     _, record = dense_checkpoint("resnet20", "cifar10", cifar_train_config(), progress=False)
-    run = run_recipe(load_recipe("nm_resnet20", [f"model.checkpoint={WORK / record['key']}.safetensors", f"data.root={data_root()}"]),
+    run = run_recipe(load_recipe("nm_resnet20", [f"model.checkpoint={record['weights']}", f"data.root={data_root()}"]),
                      WORK / "runs", progress=False)
     s = json.loads((run / "summary.json").read_text())
     rows = [["dense", 100.0, round(100 * s["dense"]["accuracy"], 2), None]]

@@ -55,7 +55,7 @@ def _recipe_part(name: str, overrides: list[str], dense_path: str, epochs: int) 
     return rows
 
 
-def _torch_pruning_part(dense: torch.nn.Module, recipe_finetune, suffix: str) -> list[dict]:
+def torch_pruning_rows(dense: torch.nn.Module, recipe_finetune, suffix: str) -> list[dict]:
     import copy
 
     import torch_pruning as tp
@@ -95,7 +95,7 @@ def main() -> None:
     suffix, name = ("", "structured_accuracy") if epochs == DEFAULT_EPOCHS else (f"-ft{epochs}", f"structured_accuracy_ft{epochs}")
     setup_logging()
     dense, record = dense_checkpoint("resnet20", "cifar10", cifar_train_config(), progress=False)
-    dense_path = str(WORK / f"{record['key']}.safetensors")
+    dense_path = record["weights"]
     finetune = load_recipe("structured_resnet20").prune.finetune.model_copy(update={"epochs": epochs})
     parts = {
         "prunekit": lambda: _recipe_part("prunekit", [], dense_path, epochs),
@@ -104,7 +104,7 @@ def main() -> None:
             "prune.sparsity_learning.kind=bn_l1", "prune.sparsity_learning.lam=0.0001", "prune.sparsity_learning.train.epochs=3",
             "prune.sparsity_learning.train.optimizer.lr=0.02", "prune.sparsity_learning.train.optimizer.weight_decay=0.0005",
             "prune.sparsity_learning.train.lr_schedule.name=cosine", "export=null"], dense_path, epochs),
-        "torch_pruning": lambda: _torch_pruning_part(dense, finetune, suffix),
+        "torch_pruning": lambda: torch_pruning_rows(dense, finetune, suffix),
     }
     if epochs != DEFAULT_EPOCHS:
         del parts["slimming"]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -127,3 +128,48 @@ def test_module_closure_follows_re_exports_to_their_source(tmp_path):
     (src / "late.py").write_text("")
     (src / "main.py").write_text("from prunekit.pkg import f\nimport numpy\n")
     assert module_closure(["main"], src) == ("late.py", "main.py", "pkg/helper.py", "pkg/used.py")
+
+
+def test_dense_checkpoint_uses_a_committed_checkpoint_and_refuses_a_stale_one(tmp_path, monkeypatch):
+    """benchmarks/checkpoints/ entries are used like the work cache: by the current key, or an older fingerprint only
+    when its code is current (else a new model is trained, here: fit is called)."""
+    import json
+    import types
+
+    import common
+
+    from prunekit._io import save_safetensors
+    from prunekit.zoo import create_model
+
+    work, committed = tmp_path / "work", tmp_path / "checkpoints"
+    work.mkdir(), committed.mkdir()
+    monkeypatch.setattr(common, "WORK", work)
+    monkeypatch.setattr(common, "CHECKPOINTS", committed)
+    monkeypatch.setattr(common, "get_loaders", lambda *a, **k: types.SimpleNamespace(num_classes=10, input_shape=(1, 28, 28), train=None, val=None))
+
+    class Trained(Exception):
+        pass
+
+    def fit(*args, **kwargs):
+        raise Trained
+
+    monkeypatch.setattr(common, "fit", fit)
+    train = common.TrainConfig(epochs=1)
+    settings = {"model": "lenet_300_100", "dataset": "mnist", "train": common._train_key(train), "batch_size": 128, "val_fraction": 0.1, "seed": 0}
+    code = common.code_record(common.module_closure(common.DENSE_CODE))
+    legacy = f"dense-lenet_300_100-mnist-{common.settings_hash(settings)}"
+    stale = f"{legacy}-c00000000"
+    net = create_model("lenet_300_100", 10, (1, 28, 28))
+    save_safetensors(committed / f"{stale}.safetensors", net.state_dict())
+    (committed / f"{stale}.json").write_text(json.dumps({"key": stale, "test_accuracy": 0.5, "train_seconds": 1.0}))
+    (committed / f"{stale}.code.json").write_text(json.dumps({"fingerprint": "0" * 64, "files": {}}))
+    with pytest.raises(Trained):
+        common.dense_checkpoint("lenet_300_100", "mnist", train, progress=False, reuse_stale=False)
+    loaded, record = common.dense_checkpoint("lenet_300_100", "mnist", train, progress=False, reuse_stale=True)
+    assert record["key"] == stale and record["weights"] == str(committed / f"{stale}.safetensors")
+    current = f"{legacy}-c{code['fingerprint'][:8]}"
+    for suffix in (".safetensors", ".json", ".code.json"):
+        (committed / f"{stale}{suffix}").rename(committed / f"{current}{suffix}")
+    loaded, record = common.dense_checkpoint("lenet_300_100", "mnist", train, progress=False, reuse_stale=False)
+    assert record["key"] == current and record["weights"] == str(committed / f"{current}.safetensors")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in net.state_dict().items())
