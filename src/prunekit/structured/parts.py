@@ -20,7 +20,8 @@ from prunekit.structured.groups import Group
 
 
 class Parts:
-    """The label set of every channel axis of the traced tensors and the model's tensors (deduplicated)."""
+    """The label sets of the tensor axes (traced values and the model's tensors) that hold some, not all,
+    of a group's units, deduplicated; axes holding whole groups only are left out (a plan keeps a unit of each group)."""
 
     def __init__(self, located: Sequence[tuple[np.ndarray, Any]], labels: np.ndarray, groups: Sequence[Group]) -> None:
         """Keep the label sets of ``located`` ``(ids, where)`` axes that hold some, not all, of a group's units."""
