@@ -115,7 +115,8 @@ class L1Magnitude(GroupCriterion):
     power = 1
 
     def member_scores(self, member: Member, tensor: torch.Tensor, group: Group, ctx: ScoringContext) -> torch.Tensor:
-        return member.unit_sum(member.per_position(tensor.abs() ** self.power), group.size)
+        values = tensor.abs() if self.power == 1 else tensor.square() if self.power == 2 else tensor.abs() ** self.power
+        return member.unit_sum(member.per_position(values), group.size)
 
 
 @GROUP_CRITERIA.register("l2", description="sum of w² of the unit's weights")

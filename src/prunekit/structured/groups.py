@@ -32,14 +32,14 @@ class Member:
 
     def per_position(self, values: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
         """Collapse every axis but ``dim`` of ``values`` (shaped like the tensor): one value per position."""
-        moved = values.movedim(self.dim, 0).reshape(values.shape[self.dim], -1)
-        if reduce == "sum":
-            return moved.sum(1)
-        if reduce == "mean":
-            return moved.mean(1)
+        others = [d for d in range(values.dim()) if d != self.dim]  # reduced in place: no copy of a moved axis
+        if reduce not in ("sum", "mean", "max"):
+            raise ValueError(f"unknown reduce {reduce!r}")
+        if not others:
+            return values.clone()
         if reduce == "max":
-            return moved.amax(1)
-        raise ValueError(f"unknown reduce {reduce!r}")
+            return values.amax(others)
+        return values.sum(others) if reduce == "sum" else values.mean(others)
 
     def unit_sum(self, per_position: torch.Tensor, n_units: int) -> torch.Tensor:
         """Sum per-position values into per-unit values (positions of other groups are ignored)."""
