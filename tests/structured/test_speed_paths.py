@@ -14,6 +14,7 @@ from prunekit.metrics.macs import counted_forward
 from prunekit.pruners import StructuredPruner
 from prunekit.structured.fields import connected_components
 from prunekit.structured.graph import DependencyGraph
+from prunekit.structured.groups import Member
 from prunekit.structured.trace import _instruction_at
 
 
@@ -243,3 +244,18 @@ def test_forward_counter_resolves_the_structured_tracers_proxies() -> None:
     assert any(r[0] == "fc" for r in counter._records)  # the traced-through layer was recorded
     plain = DependencyGraph.build(model, x)
     assert [n.format_node() for n in graph.prop.trace.graph.nodes] == [n.format_node() for n in plain.prop.trace.graph.nodes]
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+@pytest.mark.parametrize("shape,dim", [((6,), 0), ((5, 3), 0), ((5, 3), 1), ((4, 3, 2, 2), 0), ((4, 3, 2, 2), 1), ((2, 3, 4), 2)])
+def test_per_position_reduces_in_place_like_the_moved_axis(shape: tuple[int, ...], dim: int, reduce: str) -> None:
+    values = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape) * 10 + dim))
+    member = Member(module="m", name="weight", dim=dim, role="out", units=np.arange(shape[dim]))
+    moved = values.movedim(dim, 0).reshape(shape[dim], -1)
+    expected = {"sum": moved.sum(1), "mean": moved.mean(1), "max": moved.amax(1)}[reduce]
+    got = member.per_position(values, reduce)
+    assert got.shape == (shape[dim],)
+    torch.testing.assert_close(got, expected)
+    if len(shape) == 1:
+        got.add_(1.0)  # a 1-D input comes back as a copy: the caller may write into it
+        torch.testing.assert_close(values, torch.randn(shape, generator=torch.Generator().manual_seed(10)))
