@@ -15,7 +15,7 @@ same MACs target with the library's defaults otherwise (L2 importance, ``round_t
 Every pruned model then gets the same fine-tuning budget (``--epochs`` epochs of SGD, lr 0.01
 cosine, on the first ``--subset`` training images, of which 10% are held out as the validation
 split the searches score on), and the test set is evaluated once per model. The seed drives the
-search and the fine-tuning order; the validation split is the same for every seed. Target (issue 10):
+search and the fine-tuning's batch order and crops; the validation split is the same for every seed. Target (issue 10):
 the best search ≥ +0.3 points over global, mean over the seeds. Each finished cell is cached under
 ``benchmarks/work/allocation_search/`` (resumable; searches keep their scored candidates there too).
 """
@@ -89,7 +89,9 @@ def cell(strategy: str, target: float, seed: int, dense: torch.nn.Module, x: tor
     macs = count_macs(model, x).dense
     before = evaluate(model, data.val).accuracy
     start = time.perf_counter()
-    fit(model, data.train, finetune_config(args.epochs, seed), progress=False, checkpoint=FOLDER / f"{key}.train.safetensors",
+    train = copy.copy(data.train)
+    train.seed = seed  # the batch order and crops of this seed's fine-tuning (the loader draws them; TrainConfig.seed does not)
+    fit(model, train, finetune_config(args.epochs, seed), progress=False, checkpoint=FOLDER / f"{key}.train.safetensors",
         description=f"fine-tune {strategy} x{target:g} seed {seed}")
     record = {"strategy": strategy, "target": target, "seed": seed, "macs": macs, "val_accuracy_before_finetune": before,
               "val_accuracy": evaluate(model, data.val).accuracy, "test_accuracy": evaluate(model, data.test).accuracy,
