@@ -49,3 +49,10 @@ def test_auto_rounding_records_the_staircase_and_times_on_the_prune_runtime(tmp_
     assert all(r["channels_after"] % 8 == 0 for r in s["layers"] if r["channels_after"] != r["channels_before"])
     assert (run / "plots" / "channel_staircase.png").exists()
     assert any("channel staircase of torch (step 8" in n for n in s["notes"])
+    own = s["staircase"]["layers"]  # the dense model's own costliest layers, measured on the runtime
+    assert 1 <= len(own) <= 3
+    widths = {r["name"]: r["channels_before"] for r in s["layers"]}
+    for name, data in own.items():
+        assert data["counts"][-1] == widths[name] and data["counts"][0] == max(1, widths[name] // 2)
+        assert len(data["ms"]) == len(data["counts"]) and all(ms > 0 for ms in data["ms"])
+    assert (run / "plots" / "layer_staircases.png").exists()

@@ -65,7 +65,7 @@ class LatencyModel:
 
     def __init__(self, graph: DependencyGraph, target: RuntimeTarget, dense_ms: float, *, step: int, progress: bool = False) -> None:
         self.cost_model = CostModel(graph)
-        self.sites = _sites(graph, self.cost_model)
+        self.sites = layer_sites(graph, self.cost_model)
         dense = self.cost_model.factor_values(np.zeros(int(graph.labels.max()) + 1, bool))
         requests: dict[LayerConfig, tuple[set[int], set[int]]] = {}
         for s in self.sites:
@@ -95,7 +95,8 @@ def _value(values: np.ndarray, size: int | float) -> float:
     return float(size) if isinstance(size, float) else float(values[size])
 
 
-def _sites(graph: DependencyGraph, cost_model: CostModel) -> list[_Site]:
+def layer_sites(graph: DependencyGraph, cost_model: CostModel) -> list[_Site]:
+    """Every plain conv/linear call of the traced model with its layer config and its channel factors (or fixed sizes)."""
     sites = []
     for call in graph.prop.leaf_calls:
         meta = call.node.args[0].meta.get("value") if call.node.args else None

@@ -167,6 +167,10 @@ def make_figures(summary: dict[str, Any], records: list[dict[str, Any]], out_dir
         figures["macs_per_input.png"] = plots.macs_histogram(histogram["counts"], histogram["edges"], summary["dynamic"].get("dense_macs_of_unpruned"))
     if summary.get("staircase", {}).get("counts"):
         figures["channel_staircase.png"] = plots.channel_staircase(summary["staircase"])
+    if summary.get("staircase", {}).get("layers"):
+        kept = {r["name"]: r["channels_after"] for r in layers if "channels_after" in r}
+        figures["layer_staircases.png"] = plots.layer_staircases(summary["staircase"]["layers"], kept, summary["staircase"]["step"],
+                                                                 summary["staircase"]["runtime"])
     if summary.get("allocations"):
         figures["allocations.png"] = plots.allocations(summary["allocations"]["layers"], summary["allocations"]["kept_fraction"])
     epochs = [r for r in records if r.get("kind") == "epoch"]

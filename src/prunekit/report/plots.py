@@ -133,6 +133,26 @@ def allocations(layers: Sequence[str], kept: Mapping[str, Sequence[float]]) -> F
     return fig
 
 
+def layer_staircases(layers: Mapping[str, Mapping[str, Any]], kept: Mapping[str, int], step: int, runtime: str) -> Figure:
+    """Each layer's latency against its output channels (a panel per layer), its pruned width and the runtime's step marked."""
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.4), squeeze=False)
+    for ax, (name, data) in zip(axes[0], layers.items()):
+        counts = data["counts"]
+        ax.plot(counts, data["ms"], marker="o", ms=3)
+        for c in counts:
+            if step > 1 and c % step == 0:
+                ax.axvline(c, color="grey", lw=0.5, alpha=0.5)
+        if name in kept:
+            ax.axvline(kept[name], color="tab:red", lw=1.2, label=f"pruned: {kept[name]}")
+            ax.legend(fontsize=7)
+        ax.set_title(f"{name} ({data['inputs']} in)", fontsize=9)
+        ax.set_xlabel("output channels")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel(f"latency on {runtime} (ms, median)")
+    fig.tight_layout()
+    return fig
+
+
 def channel_staircase(staircase: Mapping[str, Any]) -> Figure:
     """Latency of a 3×3 conv against its output and input channel counts, the measured step marked."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))

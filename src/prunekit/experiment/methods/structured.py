@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from prunekit._settings import settings_of
@@ -22,7 +23,9 @@ from prunekit.training.sparsity import SparsityLearningConfig
 from prunekit.importance import make_criterion
 from prunekit.metrics import count_macs, count_parameters
 from prunekit.deployment.latency_tables import measure_staircase
+from prunekit.pruners.layer_staircases import layer_staircases
 from prunekit.pruners.structured import StructuredConfig, StructuredPruner, layer_channels, pinned_channel_step
+from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.spec import architecture_spec
 from prunekit.training import calibration_data, prune_finetune_structured
 from prunekit.training.stopping import stop_summary
@@ -56,14 +59,16 @@ def prune_variant(ctx: RunContext, spec: StructuredSection, config: StructuredCo
     return run.model, [asdict(r) for r in run.steps], stop_summary(run)
 
 
-def staircase_extra(config: StructuredConfig) -> dict[str, Any]:
-    """The channel staircase the channel counts followed (runtime, step, timings), for the report; a pinned step has no timings."""
+def staircase_extra(config: StructuredConfig, dense: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """The channel staircase the channel counts followed (runtime, step, timings of a probe conv and of the dense
+    model's costliest distinct layers), for the report; a pinned step has no timings."""
     pinned = pinned_channel_step()
     target = config.runtime_target
     if pinned is not None:
         return {"staircase": {"runtime": target.name, "step": pinned, "pinned": True}}
     measured = measure_staircase(target.name, target.batch_size, target.threads)
-    return {"staircase": {"runtime": target.name, "batch_size": target.batch_size, "threads": target.threads, **asdict(measured)},
+    own = layer_staircases(DependencyGraph.build(dense, x), (x,), target, step=measured.step)
+    return {"staircase": {"runtime": target.name, "batch_size": target.batch_size, "threads": target.threads, **asdict(measured), "layers": own},
             "staircase_note": f"channel counts follow the measured channel staircase of {target.name} (step {measured.step}, "
                               f"batch {target.batch_size}, {target.threads} thread(s))"}
 
@@ -104,5 +109,5 @@ def run_structured(ctx: RunContext) -> MethodResult:
     if len(kept) > 1:  # the allocations side by side (e.g. searched vs uniform vs global), for the report
         extra["allocations"] = {"layers": list(before), "kept_fraction": kept}
     if base.round_to == "auto" or base.latency_target:
-        extra.update(staircase_extra(base))
+        extra.update(staircase_extra(base, dense, x[:1]))
     return MethodResult(model=final, curve=curve, layers=layers, extra=extra, architecture=architecture_spec(final))
