@@ -278,11 +278,11 @@ def test_grouped_conv_setting_is_checked_and_reaches_recipes() -> None:
 
 def test_latency_tables_time_a_striped_conv_with_its_groups_kept() -> None:
     from prunekit.deployment.layer_probe import LayerConfig, probe_macs, probe_module
-    from prunekit.pruners.latency import _sites
+    from prunekit.pruners.latency import layer_sites
 
     model, x = _model()
     graph = graph_of(model, x)
-    site = next(s for s in _sites(graph, CostModel(graph)) if s.module == "g")
+    site = next(s for s in layer_sites(graph, CostModel(graph)) if s.module == "g")
     assert (site.config.groups, site.config.grouped, site.in_groups) == (7, False, 7)
     assert site.inputs(CostModel(graph).factor_values(graph.removed_mask({_group(graph, "a").index: [0, 1]}))) == 42
     layer = probe_module(site.config, 40, 26)[0]  # rounded up to whole stripes
