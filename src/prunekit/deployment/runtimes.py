@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import importlib.metadata
+import importlib.util
 import io
 import platform
 import warnings

@@ -51,7 +51,7 @@ def _qualname(obj: Any) -> str:
 def op_name(node: fx.Node) -> str:
     """Canonical name of a call_function / call_method node's operation."""
     target = node.target
-    name = target if isinstance(target, str) else getattr(target, "__name__", None) or str(target)  # str() only when needed: it can be a module's whole repr
+    name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     name = _ALIASES.get(name, name)
     if name.endswith("_") and not name.endswith("__") and name[:-1] in OP_RULES and name not in OP_RULES:
         name = _ALIASES.get(name[:-1], name[:-1])
