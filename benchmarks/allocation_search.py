@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cifar_dense import cifar_train_config
+from cifar_dense import cifar_finetune_config, cifar_train_config, reseeded
 from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
 
 from prunekit._io import write_json
@@ -44,7 +44,7 @@ from prunekit.metrics import count_macs, evaluate
 from prunekit.pruners import StructuredConfig, StructuredPruner
 from prunekit.pruners.result import layer_channels
 from prunekit.report.tables import Table
-from prunekit.training import LRScheduleConfig, OptimizerConfig, TrainConfig, fit
+from prunekit.training import fit
 from prunekit.zoo import get_loaders
 
 MODEL, DATASET, SHAPE = "resnet20", "cifar10", (3, 32, 32)
@@ -64,11 +64,6 @@ parser.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epoch
 parser.add_argument("--subset", type=int, default=15000, help="training images (10%% of them the validation split)")
 parser.add_argument("--trials", type=int, default=40, help="candidates per evolutionary / rl search")
 parser.add_argument("--cached-only", action="store_true", help="tabulate the finished cells only (the missing ones are named), train nothing")
-
-
-def finetune_config(epochs: float, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=epochs, seed=seed, eval_every_epochs=0, lr_schedule=LRScheduleConfig(name="cosine"),
-                       optimizer=OptimizerConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4))
 
 
 def prune(strategy: str, target: float, seed: int, dense: torch.nn.Module, x: torch.Tensor, data: Any, trials: int) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -125,9 +120,7 @@ def cell(strategy: str, target: float, seed: int, dense: torch.nn.Module, x: tor
     macs = count_macs(model, x).dense
     before = evaluate(model, data.val).accuracy
     start = time.perf_counter()
-    train = copy.copy(data.train)
-    train.seed = seed  # the batch order and crops of this seed's fine-tuning (the loader draws them; TrainConfig.seed does not)
-    fit(model, train, finetune_config(args.epochs, seed), progress=False, checkpoint=FOLDER / f"{key}.train.safetensors",
+    fit(model, reseeded(data.train, seed), cifar_finetune_config(args.epochs, seed), progress=False, checkpoint=FOLDER / f"{key}.train.safetensors",
         description=f"fine-tune {strategy} x{target:g} seed {seed}")
     record = {"strategy": strategy, "target": target, "seed": seed, "macs": macs, "val_accuracy_before_finetune": before,
               "val_accuracy": evaluate(model, data.val).accuracy, "test_accuracy": evaluate(model, data.test).accuracy,

@@ -10,10 +10,12 @@ default layout), about 3–4 min per epoch for ResNet-20 on 2 idle cores.
 from __future__ import annotations
 
 import argparse
+import copy
 
 from common import dense_checkpoint, setup_logging
 
 from prunekit.training import LRScheduleConfig, OptimizerConfig, TrainConfig
+from prunekit.zoo.data.loaders import BatchLoader
 
 
 def cifar_train_config(epochs: float = 30) -> TrainConfig:
@@ -25,6 +27,19 @@ def cifar_train_config(epochs: float = 30) -> TrainConfig:
         eval_every_epochs=5,
         channels_last=True,
     )
+
+
+def cifar_finetune_config(epochs: float, seed: int = 0) -> TrainConfig:
+    """The short fine-tuning budget the CIFAR pruning benchmarks share: SGD lr 0.01 (Nesterov, weight decay 5e-4), cosine, no mid-run evaluation."""
+    return TrainConfig(epochs=epochs, seed=seed, eval_every_epochs=0, lr_schedule=LRScheduleConfig(name="cosine"),
+                       optimizer=OptimizerConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4))
+
+
+def reseeded(loader: BatchLoader, seed: int) -> BatchLoader:
+    """A copy of ``loader`` that draws its batch order and crops from ``seed`` (``TrainConfig.seed`` does not; the split stays)."""
+    out = copy.copy(loader)
+    out.seed = seed
+    return out
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
-from cifar_dense import cifar_train_config
+from cifar_dense import cifar_finetune_config, cifar_train_config
 
 from prunekit import dynamic as dyn
 from prunekit._io import load_safetensors, save_safetensors, write_json
@@ -39,7 +39,7 @@ from prunekit.metrics import compare_latency, count_macs, evaluate
 from prunekit.pruners.structured import prune_structured
 from prunekit.report.plots import accuracy_vs_cost, save_png
 from prunekit.report.tables import Table
-from prunekit.training import LRScheduleConfig, OptimizerConfig, TrainConfig, fit
+from prunekit.training import fit
 from prunekit.zoo import create_model, get_loaders
 
 MODEL, DATASET, SHAPE = "resnet20", "cifar10", (3, 32, 32)
@@ -47,11 +47,6 @@ FOLDER = WORK / "dynamic_pruning"
 #: name → (static MACs reduction or None, gate density or None)
 VARIANTS: dict[str, tuple[float | None, float | None]] = {
     "dense": (None, None), "static": (2.0, None), "dynamic": (None, 0.5), "static+dynamic": (1.5, 0.7)}
-
-
-def finetune_config(epochs: float) -> TrainConfig:
-    return TrainConfig(epochs=epochs, optimizer=OptimizerConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
-                       lr_schedule=LRScheduleConfig(name="cosine"), eval_every_epochs=0)
 
 
 def build(name: str, dense: torch.nn.Module, x: torch.Tensor, densities: dict[str, float]) -> torch.nn.Module:
@@ -79,7 +74,7 @@ def trained(name: str, dense: torch.nn.Module, x: torch.Tensor, data: Any, args:
         return model, json.loads(record_file.read_text())
     callbacks = [dyn.GateBudgetLoss(model, args.budget_weight)] if isinstance(model, dyn.GatedModel) else []
     start = time.perf_counter()
-    result = fit(model, data.train, finetune_config(args.epochs), val=data.val, callbacks=callbacks, checkpoint=FOLDER / f"{key}.train.safetensors",
+    result = fit(model, data.train, cifar_finetune_config(args.epochs), val=data.val, callbacks=callbacks, checkpoint=FOLDER / f"{key}.train.safetensors",
                  progress=False, description=f"fine-tune {name}")
     record = {"finetune_seconds": time.perf_counter() - start, "history": result.history}
     save_safetensors(weights, model.state_dict())

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cifar_dense import cifar_train_config
+from cifar_dense import cifar_finetune_config, cifar_train_config, reseeded
 from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
 
 from prunekit._io import write_json
@@ -50,7 +50,7 @@ from prunekit.pruners.depth import prune_depth
 from prunekit.pruners.structured import prune_structured
 from prunekit.report.tables import Table
 from prunekit.structured import load_pruned, save_pruned
-from prunekit.training import LRScheduleConfig, OptimizerConfig, TrainConfig, fit
+from prunekit.training import fit
 from prunekit.zoo import create_model, get_loaders
 
 MODEL, DATASET, SHAPE = "resnet20", "cifar10", (3, 32, 32)
@@ -64,11 +64,6 @@ parser.add_argument("--speedup", type=float, default=2.0, help="measured latency
 parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
 parser.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs over the subset")
 parser.add_argument("--subset", type=int, default=15000, help="training images (10%% of them the validation split)")
-
-
-def finetune_config(epochs: float, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=epochs, seed=seed, eval_every_epochs=0, lr_schedule=LRScheduleConfig(name="cosine"),
-                       optimizer=OptimizerConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4))
 
 
 def speedup_of(dense: torch.nn.Module, model: torch.nn.Module, x: torch.Tensor, min_time_s: float = 1.0) -> float:
@@ -162,9 +157,7 @@ def finetuned(name: str, model: torch.nn.Module, seed: int, data: Any, args: arg
     if record_file.exists():
         return json.loads(record_file.read_text())
     start = time.perf_counter()
-    train = copy.copy(data.train)
-    train.seed = seed  # the batch order and crops of this seed's fine-tuning (the loader draws them; TrainConfig.seed does not)
-    fit(model, train, finetune_config(args.epochs, seed), progress=False, checkpoint=record_file.with_suffix(".train.safetensors"),
+    fit(model, reseeded(data.train, seed), cifar_finetune_config(args.epochs, seed), progress=False, checkpoint=record_file.with_suffix(".train.safetensors"),
         description=f"fine-tune {name} seed {seed}")
     record = {"variant": name, "seed": seed, "val_accuracy": evaluate(model, data.val).accuracy, "test_accuracy": evaluate(model, data.test).accuracy,
               "finetune_seconds": time.perf_counter() - start}
