@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cifar_dense import cifar_finetune_config, cifar_train_config, reseeded
-from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
+from cifar_dense import cifar_finetune_config, committed_resnet20, reseeded
+from common import RESULTS, WORK, setup_logging, write_results
 
 from prunekit._io import write_json
 from prunekit.analysis import SearchConfig, search_ratios
@@ -45,9 +45,8 @@ from prunekit.pruners import StructuredConfig, StructuredPruner
 from prunekit.pruners.result import layer_channels
 from prunekit.report.tables import Table
 from prunekit.training import fit
-from prunekit.zoo import get_loaders
 
-MODEL, DATASET, SHAPE = "resnet20", "cifar10", (3, 32, 32)
+SHAPE = (3, 32, 32)
 FOLDER = WORK / "allocation_search"
 FIXED = ("uniform", "global")
 SEARCHED = ("sensitivity", "evolutionary", "rl", "fastnas")
@@ -168,8 +167,7 @@ def main() -> None:
     setup_logging()
     torch.set_num_threads(1)
     FOLDER.mkdir(parents=True, exist_ok=True)
-    dense, dense_record = dense_checkpoint(MODEL, DATASET, cifar_train_config(), progress=False)
-    data = get_loaders(DATASET, data_root(), batch_size=128, val_fraction=0.1, seed=0, subset=args.subset, progress=False)
+    dense, dense_record, data = committed_resnet20(args.subset)
     x = torch.randn(1, *SHAPE)
     dense_macs = count_macs(dense, x).dense
     cells = [(s, t, seed) for t in args.targets for seed in args.seeds for s in args.strategies]

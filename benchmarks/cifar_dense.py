@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+from typing import Any
 
-from common import dense_checkpoint, setup_logging
+from common import data_root, dense_checkpoint, setup_logging
+from torch import nn
 
 from prunekit.training import LRScheduleConfig, OptimizerConfig, TrainConfig
+from prunekit.zoo import DataBundle, get_loaders
 from prunekit.zoo.data.loaders import BatchLoader
 
 
@@ -33,6 +36,14 @@ def cifar_finetune_config(epochs: float, seed: int = 0) -> TrainConfig:
     """The short fine-tuning budget the CIFAR pruning benchmarks share: SGD lr 0.01 (Nesterov, weight decay 5e-4), cosine, no mid-run evaluation."""
     return TrainConfig(epochs=epochs, seed=seed, eval_every_epochs=0, lr_schedule=LRScheduleConfig(name="cosine"),
                        optimizer=OptimizerConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4))
+
+
+def committed_resnet20(subset: int | None) -> tuple[nn.Module, dict[str, Any], DataBundle]:
+    """The shared dense CIFAR-10 ResNet-20 (committed under ``checkpoints/``; trained if stale or missing), its record, and
+    the loaders the pruning benchmarks fine-tune on: the first ``subset`` training images, 10% of them the validation split."""
+    dense, record = dense_checkpoint("resnet20", "cifar10", cifar_train_config(), progress=False)
+    data = get_loaders("cifar10", data_root(), batch_size=128, val_fraction=0.1, seed=0, subset=subset, progress=False)
+    return dense.eval(), record, data
 
 
 def reseeded(loader: BatchLoader, seed: int) -> BatchLoader:

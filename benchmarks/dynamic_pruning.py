@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
-from cifar_dense import cifar_finetune_config, cifar_train_config
+from common import RESULTS, WORK, setup_logging, write_results
+from cifar_dense import cifar_finetune_config, committed_resnet20
 
 from prunekit import dynamic as dyn
 from prunekit._io import load_safetensors, save_safetensors, write_json
@@ -40,9 +40,9 @@ from prunekit.pruners.structured import prune_structured
 from prunekit.report.plots import accuracy_vs_cost, save_png
 from prunekit.report.tables import Table
 from prunekit.training import fit
-from prunekit.zoo import create_model, get_loaders
+from prunekit.zoo import create_model
 
-MODEL, DATASET, SHAPE = "resnet20", "cifar10", (3, 32, 32)
+MODEL, SHAPE = "resnet20", (3, 32, 32)
 FOLDER = WORK / "dynamic_pruning"
 #: name → (static MACs reduction or None, gate density or None)
 VARIANTS: dict[str, tuple[float | None, float | None]] = {
@@ -120,12 +120,7 @@ def main() -> None:
         x1, x64 = torch.randn(1, *SHAPE), torch.randn(64, *SHAPE)
         dense_record: dict[str, Any] = {"test_accuracy": None}
     else:
-        ckpt = sorted(p for p in WORK.glob(f"dense-{MODEL}-{DATASET}-*.safetensors") if ".train." not in p.name)
-        if not ckpt:
-            raise SystemExit("the dense ResNet-20 checkpoint is not there yet: run `python benchmarks/cifar_dense.py --model resnet20` first "
-                             "(or pass --latency-only)")
-        dense, dense_record = dense_checkpoint(MODEL, DATASET, cifar_train_config(), progress=False)
-        data = get_loaders(DATASET, data_root(), batch_size=128, val_fraction=0.1, seed=0, subset=args.subset, progress=False)
+        dense, dense_record, data = committed_resnet20(args.subset)
         test_x = next(iter(data.test))[0]
         x1, x64 = test_x[:1], torch.cat([test_x, test_x])[:64]
     dense_macs = count_macs(dense, x).dense

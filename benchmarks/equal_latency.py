@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cifar_dense import cifar_finetune_config, cifar_train_config, reseeded
-from common import RESULTS, WORK, data_root, dense_checkpoint, setup_logging, write_results
+from cifar_dense import cifar_finetune_config, committed_resnet20, reseeded
+from common import RESULTS, WORK, setup_logging, write_results
 
 from prunekit._io import write_json
 from prunekit.errors import ConfigError
@@ -51,9 +51,9 @@ from prunekit.pruners.structured import prune_structured
 from prunekit.report.tables import Table
 from prunekit.structured import load_pruned, save_pruned
 from prunekit.training import fit
-from prunekit.zoo import create_model, get_loaders
+from prunekit.zoo import create_model
 
-MODEL, DATASET, SHAPE = "resnet20", "cifar10", (3, 32, 32)
+MODEL, SHAPE = "resnet20", (3, 32, 32)
 RUNTIME = "onnxruntime"
 FOLDER = WORK / "equal_latency"
 #: variant → its folder/file key under FOLDER
@@ -170,9 +170,7 @@ def main() -> None:
     setup_logging()
     torch.set_num_threads(1)
     FOLDER.mkdir(parents=True, exist_ok=True)
-    dense, dense_record = dense_checkpoint(MODEL, DATASET, cifar_train_config(), progress=False)
-    dense.eval()
-    data = get_loaders(DATASET, data_root(), batch_size=128, val_fraction=0.1, seed=0, subset=args.subset, progress=False)
+    dense, dense_record, data = committed_resnet20(args.subset)
     calib = next(iter(data.val))[0][:64]
     x = torch.randn(1, *SHAPE)
     dense_macs = count_macs(dense, x).dense

@@ -66,7 +66,7 @@ class LatencyModel:
     def __init__(self, graph: DependencyGraph, target: RuntimeTarget, dense_ms: float, *, step: int, progress: bool = False) -> None:
         self.cost_model = CostModel(graph)
         self.sites = layer_sites(graph, self.cost_model)
-        dense = self.cost_model.factor_values(np.zeros(int(graph.labels.max()) + 1, bool))
+        dense = self.cost_model.dense_sizes()
         requests: dict[LayerConfig, tuple[set[int], set[int]]] = {}
         for s in self.sites:
             grid_in = sample_grid(int(s.inputs(dense)), step, target.points, isinstance(s.c_in, int))

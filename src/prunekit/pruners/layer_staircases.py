@@ -33,26 +33,25 @@ def layer_staircases(graph: DependencyGraph, example_inputs: tuple[Any, ...], ta
     """``{layer: {"config", "inputs", "counts", "ms"}}`` for the ``layers`` prunable-output conv/linear layers of
     ``graph.model`` with the most dense MACs (one per distinct layer shape): latency (ms) on ``target`` against output channels."""
     cost_model = CostModel(graph)
-    dense = cost_model.factor_values(np.zeros(int(graph.labels.max()) + 1, bool))
+    dense = cost_model.dense_sizes()
     macs = {layer.name: layer.dense for layer in count_macs(graph.model, example_inputs).layers}
     sites = [s for s in layer_sites(graph, cost_model) if isinstance(s.c_out, int) and not s.config.grouped]
     distinct = {}  # one layer per (config, input width): equal layers have equal staircases
     for s in sorted(sites, key=lambda s: -macs.get(s.module, 0)):
-        distinct.setdefault((s.config, int(s.inputs(dense))), s)
-    chosen = list(distinct.values())[:layers]
+        distinct.setdefault((s.config, int(s.inputs(dense))), (s, staircase_counts(int(dense[s.c_out]), step, points)))
+    chosen = list(distinct.items())[:layers]
     requests: dict[Any, tuple[set[int], set[int]]] = {}
-    for s in chosen:
-        have = requests.setdefault(s.config, (set(), set()))
-        have[0].add(int(s.inputs(dense)))
-        have[1].update(staircase_counts(int(dense[s.c_out]), step, points))
+    for (config, inputs), (_, counts) in chosen:
+        have = requests.setdefault(config, (set(), set()))
+        have[0].add(inputs)
+        have[1].update(counts)
     tables = measure_tables({c: (sorted(i), sorted(o)) for c, (i, o) in requests.items()}, target.name, target.batch_size, target.threads,
                             progress=progress)
     out = {}
-    for s in chosen:
-        table = tables[s.config]
-        row = table.ms[table.grid_in.index(int(s.inputs(dense)))]
-        counts = staircase_counts(int(dense[s.c_out]), step, points)
-        out[s.module] = {"config": s.config.name(), "inputs": int(s.inputs(dense)), "counts": counts, "ms": [row[table.grid_out.index(c)] for c in counts]}
+    for (config, inputs), (s, counts) in chosen:
+        table = tables[config]
+        row = table.ms[table.grid_in.index(inputs)]
+        out[s.module] = {"config": config.name(), "inputs": inputs, "counts": counts, "ms": [row[table.grid_out.index(c)] for c in counts]}
     return out
 
 

@@ -97,7 +97,7 @@ class Objective:
         if from_sizes is None:
             return None
         model = self.cost_model
-        dense = model.factor_values(np.zeros(int(self.graph.labels.max()) + 1, bool))
+        dense = model.dense_sizes()
         deltas = {g: model.removal_deltas(self.graph.groups[g].labels[np.argsort(s, kind="stable")]) for g, s in scores.items()}
 
         def cost(counts: Mapping[int, int]) -> float:

@@ -198,6 +198,10 @@ class CostModel:
             out[kind] = float((coeff * values[idx].prod(axis=1)).sum()) if coeff.size else 0.0
         return out
 
+    def dense_sizes(self) -> np.ndarray:
+        """:meth:`factor_values` with nothing removed: every factor at its unpruned size."""
+        return self._values(np.zeros(int(self.labels.max()) + 1, bool))
+
     def dense(self) -> dict[str, float]:
-        return self.cost(np.zeros(int(self.labels.max()) + 1, bool))
+        return self.cost_of_sizes(self.dense_sizes())
 
