@@ -259,3 +259,36 @@ def test_per_position_reduces_in_place_like_the_moved_axis(shape: tuple[int, ...
     if len(shape) == 1:
         got.add_(1.0)  # a 1-D input comes back as a copy: the caller may write into it
         torch.testing.assert_close(values, torch.randn(shape, generator=torch.Generator().manual_seed(10)))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_distinct_is_np_unique(seed: int) -> None:
+    from prunekit.structured.fields import distinct
+
+    values = np.random.default_rng(seed).integers(0, 50, size=(seed * 7, 3))
+    assert np.array_equal(distinct(values), np.unique(values))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_components_extended_step_by_step_equal_a_fresh_computation(seed: int) -> None:
+    from prunekit.structured.fields import IdSpace
+
+    rng = np.random.default_rng(seed)
+    ids = IdSpace()
+    pool = ids.fresh((60,))
+    seen = []
+    for step in range(6):
+        if step == 3:
+            ids.seal()
+            pool = np.concatenate([pool, ids.fresh((20,))])  # ids allocated after a result was cached
+        a, b = rng.choice(pool, 8), rng.choice(pool, 8)
+        ids.union(a, b)
+        seen.append((a, b))
+        if step == 4:
+            ids.block(pool[:2], "test", "here")
+        labels = ids.components()
+        every_a = np.concatenate([np.concatenate([s[0] for s in seen]), *([pool[:2]] if step >= 4 else [])])
+        every_b = np.concatenate([np.concatenate([s[1] for s in seen]), *([np.zeros(2, np.int64)] if step >= 4 else [])])
+        assert np.array_equal(labels, connected_components(ids.size, every_a, every_b))
+    sealed = np.concatenate([s[0] for s in seen[:3]]), np.concatenate([s[1] for s in seen[:3]])
+    assert np.array_equal(ids.components(explicit=False, propagated_only=True), connected_components(ids.size, *sealed))

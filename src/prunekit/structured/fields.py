@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.sparse import coo_matrix, csgraph
 
 BLOCK = 0
 
@@ -63,12 +64,15 @@ class IdSpace:
 
     def __init__(self) -> None:
         self.size = 1  # id 0 is BLOCK
-        self._a: list[np.ndarray] = []
+        self._a: list[np.ndarray] = []  # couplings not yet joined into _edges
         self._b: list[np.ndarray] = []
+        self._edges = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._components: dict[int, np.ndarray] = {}  # labels of the first n couplings, by n (for _components_size ids)
+        self._components_size = 0
         self.blocks: list[BlockRecord] = []
         self.where = ""  # the op being propagated (set by the walker), named by merges
         self.merges: list[tuple[np.ndarray, str]] = []  # (ids merged into one unit per hyperplane, where)
-        self.propagated: int | None = None  # couplings made by the ops themselves (before layouts are made rectangular)
+        self.propagated: int | None = None  # how many couplings the ops made themselves (before layouts are made rectangular)
 
     def fresh(self, shape: tuple[int, ...]) -> np.ndarray:
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -108,51 +112,73 @@ class IdSpace:
 
     def seal(self) -> None:
         """Mark the couplings so far as the ops' own (see :meth:`components`' ``propagated_only``)."""
-        self.propagated = len(self._a)
+        self.propagated = self._joined()[0].size
 
-    def edges(self, explicit: bool = True, propagated_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        end = self.propagated if propagated_only and self.propagated is not None else len(self._a)
-        a = list(self._a[:end])
-        b = list(self._b[:end])
-        if explicit:
-            for rec in self.blocks:
-                a.append(rec.ids)
-                b.append(np.zeros_like(rec.ids))
-        if not a:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(a), np.concatenate(b)
+    def _joined(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every coupling so far as two arrays (joined once, not on every call)."""
+        if self._a:
+            self._edges = (np.concatenate([self._edges[0], *self._a]), np.concatenate([self._edges[1], *self._b]))
+            self._a, self._b = [], []
+        return self._edges
 
     def components(self, explicit: bool = True, extra: tuple[np.ndarray, np.ndarray] | None = None, propagated_only: bool = False) -> np.ndarray:
         """Component label of every id (``labels[0]`` is the blocked component); ``propagated_only``:
         from the ops' couplings alone, without the merges made after :meth:`seal`."""
-        a, b = self.edges(explicit, propagated_only)
+        a, _ = self._joined()
+        labels = self._coupled(self.propagated if propagated_only and self.propagated is not None else a.size)
+        more = [(rec.ids.ravel(), np.zeros(rec.ids.size, np.int64)) for rec in self.blocks] if explicit else []
         if extra is not None:
-            a, b = np.concatenate([a, extra[0]]), np.concatenate([b, extra[1]])
-        return connected_components(self.size, a, b)
+            more.append((np.asarray(extra[0], np.int64).ravel(), np.asarray(extra[1], np.int64).ravel()))
+        if not more:
+            return labels
+        return _joined_components(labels, np.concatenate([m[0] for m in more]), np.concatenate([m[1] for m in more]))
+
+    def _coupled(self, end: int) -> np.ndarray:
+        """Components of the first ``end`` couplings (read-only), extended from the largest earlier result that fits."""
+        a, b = self._joined()
+        if self._components_size != self.size:  # ids allocated since: start over
+            self._components, self._components_size = {}, self.size
+        if end not in self._components:
+            start = max((e for e in self._components if e <= end), default=None)
+            if start is None:
+                labels = connected_components(self.size, a[:end], b[:end])
+            else:
+                labels = _joined_components(self._components[start], a[start:end], b[start:end])
+            labels.flags.writeable = False
+            self._components[end] = labels
+        return self._components[end]
+
+
+def _joined_components(labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Components after joining ``a[i]``–``b[i]`` to a labelling numbered by smallest node (the result is too)."""
+    if not a.size:
+        return labels
+    return connected_components(int(labels.max()) + 1, labels[a], labels[b])[labels]
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of ``values`` (``np.unique`` by sorting: numpy 2's hash-based
+    ``np.unique`` is several times slower on the large id arrays of a graph)."""
+    flat = np.sort(np.asarray(values).ravel())
+    return flat[np.r_[True, flat[1:] != flat[:-1]]] if flat.size else flat
 
 
 def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Component label of each of ``n`` nodes joined by the undirected edges ``a[i]``–``b[i]``, components
-    numbered in the order of their smallest node (as ``scipy.sparse.csgraph.connected_components`` does).
-
-    Vectorised union-find: every round hooks the larger root of each still-split edge under the
-    smaller one, then points every node at its root; a root is thus its component's smallest node.
-    """
-    root = np.arange(n, dtype=np.int64)
+    numbered in the order of their smallest node (``scipy.sparse.csgraph.connected_components``)."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-    while a.size:
-        ra, rb = root[a], root[b]
-        split = ra != rb
-        if not split.any():
-            break
-        a, b, ra, rb = a[split], b[split], ra[split], rb[split]
-        np.minimum.at(root, np.maximum(ra, rb), np.minimum(ra, rb))
-        while True:
-            up = root[root]
-            if np.array_equal(up, root):
-                break
-            root = up
-    return np.unique(root, return_inverse=True)[1].astype(np.int64)
+    edges = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
+    _, labels = csgraph.connected_components(edges, directed=False)
+    labels = labels.astype(np.int64)
+    running = np.maximum.accumulate(labels)
+    if labels.size and (labels[0] != 0 or np.any(np.diff(running) > 1)):  # not numbered by smallest node: renumber
+        labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+        first = np.full(int(labels.max()) + 1, n, np.int64)
+        np.minimum.at(first, labels, np.arange(n))
+        rank = np.empty_like(first)
+        rank[np.argsort(first)] = np.arange(first.size)
+        labels = rank[labels]
+    return labels
 
 
 def broadcast_to_axes(ids: np.ndarray, own: tuple[int, ...], target: tuple[int, ...]) -> np.ndarray:

@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 
 from prunekit._deprecation import renamed
 from prunekit.errors import StructureError
-from prunekit.structured.fields import BLOCK, TensorInfo
+from prunekit.structured.fields import BLOCK, TensorInfo, distinct
 from prunekit.structured.graph_config import GraphConfig
 from prunekit.structured.groups import Group, build_groups
 from prunekit.structured.parts import Parts
@@ -145,7 +145,7 @@ class DependencyGraph:
                     self._sites_of_key.setdefault(key, []).append(i)
                 if not keys and not read:
                     self._unconditional.append(i)
-            lab = np.unique(self.labels[np.concatenate([a.ravel() for a in ids])]) if ids else np.zeros(0, np.int64)
+            lab = distinct(self.labels[np.concatenate([a.ravel() for a in ids])]) if ids else np.zeros(0, np.int64)
             for label in lab.tolist():
                 self._sites_of_label.setdefault(label, []).append(i)
         self.parts = Parts.build(self.infos, self.prop.tensors, self.labels, self.groups)

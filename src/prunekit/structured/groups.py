@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunekit.structured.fields import distinct
+
 ROLE_ORDER = {"out": 0, "in": 1, "norm_weight": 2, "bias": 3, "norm_bias": 4, "param": 5, "stat": 6}
 
 
@@ -96,37 +98,63 @@ class Group:
 
 
 def build_groups(records: Iterable[tuple[str, str, list[np.ndarray], list[str]]], labels: np.ndarray, unit_mask: np.ndarray) -> list[Group]:
-    """Form groups from tensor dims: labels in ``unit_mask`` sharing the same set of member dims."""
-    member_meta: list[tuple[str, str, int, str, np.ndarray]] = []
-    pair_labels, pair_members = [], []
-    for module, name, dim_ids, roles in records:
-        for dim, ids in enumerate(dim_ids):
-            lab = labels[ids]
-            u = np.unique(lab[unit_mask[lab]])
-            if u.size == 0:
-                continue
-            pair_labels.append(u)
-            pair_members.append(np.full(u.size, len(member_meta), np.int64))
-            member_meta.append((module, name, dim, roles[dim], lab))
-    if not pair_labels:
+    """Form groups from tensor dims: labels in ``unit_mask`` sharing the same set of member dims.
+
+    Groups come in the order of their first member dim; a group's units in the order their labels first
+    appear along its leading member (by role), labels it lacks first.
+    """
+    dims = [(module, name, dim, roles[dim], labels[ids]) for module, name, dim_ids, roles in records for dim, ids in enumerate(dim_ids)]
+    if not dims:
         return []
-    pl, pm = np.concatenate(pair_labels), np.concatenate(pair_members)
-    order = np.lexsort((pm, pl))
-    pl, pm = pl[order], pm[order]
-    starts = np.flatnonzero(np.r_[True, pl[1:] != pl[:-1]])
-    signatures: dict[tuple[int, ...], list[int]] = {}
-    for s, e in zip(starts, np.r_[starts[1:], pl.size]):
-        signatures.setdefault(tuple(pm[s:e].tolist()), []).append(int(pl[s]))
+    lab = np.concatenate([d[4].ravel() for d in dims])
+    dim_of = np.repeat(np.arange(len(dims), dtype=np.int64), [d[4].size for d in dims])
+    keep = unit_mask[lab]
+    span = np.int64(labels.max()) + 1
+    pairs = distinct(lab[keep] * len(dims) + dim_of[keep])  # each (unit label, dim) once, by label then dim
+    if not pairs.size:
+        return []
+    pl, pd = pairs // len(dims), pairs % len(dims)
+    used = np.flatnonzero(np.bincount(pd, minlength=len(dims)))  # member dims, numbered in record order
+    number = np.zeros(len(dims), np.int64)
+    number[used] = np.arange(used.size)
+    pm = number[pd]
+    member_meta = [dims[int(j)] for j in used]
+    starts = np.flatnonzero(np.r_[True, pl[1:] != pl[:-1]])  # pl is sorted: one segment per unit label
+    unit_labels, counts = pl[starts], np.diff(np.r_[starts, pl.size])
+    signature = _signatures(pm, starts, counts)
+    first_member = pm[starts]
     groups: list[Group] = []
-    unit_of = np.full(labels.max() + 1, -1, np.int64)
-    for sig, group_labels in sorted(signatures.items(), key=lambda kv: min(kv[0])):
-        members_idx = sorted(sig, key=lambda i: (ROLE_ORDER.get(member_meta[i][3], 9), i))
-        first_lab = member_meta[members_idx[0]][4]
-        uniq, first_pos = np.unique(first_lab, return_index=True)
-        pos_of = dict(zip(uniq.tolist(), first_pos.tolist()))
-        ordered = np.array(sorted(group_labels, key=lambda lab: pos_of.get(lab, 0)), dtype=np.int64)
+    unit_of = np.full(span, -1, np.int64)
+    order = np.lexsort((np.arange(signature.size), first_member))  # by smallest member, then first label
+    _, first_of_sig = np.unique(signature[order], return_index=True)
+    for sig in signature[order][np.sort(first_of_sig)]:
+        group_labels = unit_labels[signature == sig]
+        rep = int(np.flatnonzero(signature == sig)[0])
+        members_idx = sorted(pm[starts[rep]:starts[rep] + counts[rep]].tolist(), key=lambda i: (ROLE_ORDER.get(member_meta[i][3], 9), i))
+        first_lab = member_meta[members_idx[0]][4].ravel()
+        seen, first_pos = np.unique(first_lab, return_index=True)
+        at = np.minimum(np.searchsorted(seen, group_labels), seen.size - 1)
+        position = np.where(seen[at] == group_labels, first_pos[at], 0)
+        ordered = group_labels[np.argsort(position, kind="stable")]
         unit_of[ordered] = np.arange(ordered.size)
-        members = [Member(member_meta[i][0], member_meta[i][1], member_meta[i][2], member_meta[i][3], unit_of[member_meta[i][4]].copy()) for i in members_idx]
+        members = [Member(*member_meta[i][:4], unit_of[member_meta[i][4]]) for i in members_idx]
         unit_of[ordered] = -1
         groups.append(Group(len(groups), ordered, members))
     return groups
+
+
+def _signatures(members: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per segment ``members[starts[k]:starts[k] + counts[k]]`` (sorted ids), a number shared exactly by equal segments."""
+    rng = np.random.default_rng(0)
+    weights = rng.integers(1, 2**62, size=(2, int(members.max()) + 1), dtype=np.int64)
+    with np.errstate(over="ignore"):
+        hashes = np.stack([np.add.reduceat(w[members], starts) for w in weights] + [counts.astype(np.int64)], axis=1)
+    _, signature = np.unique(hashes, axis=0, return_inverse=True)
+    signature = signature.ravel()
+    # exact check: every segment equals its signature's first segment, position by position
+    first = np.full(int(signature.max()) + 1, -1, np.int64)
+    first[signature[::-1]] = np.arange(signature.size)[::-1]
+    offsets = np.arange(members.size) - np.repeat(starts, counts)
+    if not np.array_equal(members, members[np.repeat(starts[first[signature]], counts) + offsets]):
+        raise AssertionError("group signatures collided; please report this model")
+    return signature

@@ -175,6 +175,23 @@ class BatchNormHandler(LayerHandler):
             module.num_features = shapes.inputs[0][1]
 
 
+#: modules that compute each element from that element alone, without tensors of their own
+ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU,
+    nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.Mish, nn.Softplus, nn.Hardtanh,
+)
+
+
+class NormActHandler(BatchNormHandler):
+    """A batch norm followed by its own ``drop`` and ``act`` submodules (timm's ``BatchNormAct2d``): a leaf
+    like batch norm when both are elementwise and hold no tensors; otherwise it is traced through."""
+
+    def matches(self, module: nn.Module, base: type) -> bool:
+        return super().matches(module, base) and all(
+            type(child) in ELEMENTWISE_MODULES and not any(True for _ in child.parameters()) and not any(True for _ in child.buffers())
+            for child in module.children())
+
+
 class GroupNormHandler(LayerHandler):
     """``nn.GroupNorm``: with several groups, whole groups are removed (exact); one group acts like LayerNorm."""
 
@@ -364,6 +381,7 @@ def _register_builtins() -> None:
     register_layer(_BatchNorm, norm)
     register_layer(nn.SyncBatchNorm, norm)
     register_layer(_InstanceNorm, norm)
+    LAYERS.add("timm.layers.norm_act.BatchNormAct2d", NormActHandler())  # by name: timm is not imported for it
     register_layer(nn.GroupNorm, GroupNormHandler())
     register_layer(nn.LayerNorm, LayerNormHandler())
     if hasattr(nn, "RMSNorm"):

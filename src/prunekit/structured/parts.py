@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from prunekit.structured.fields import TensorInfo
+from prunekit.structured.fields import TensorInfo, distinct
 from prunekit.structured.groups import Group
 
 
@@ -91,4 +91,4 @@ class Parts:
 
     def where_of(self, group: Group, units: np.ndarray) -> str:
         """The tensor holding exactly ``units`` of ``group`` (one of :meth:`of_group`)."""
-        return self._describe(tuple(np.unique(group.labels[units]).tolist()))
+        return self._describe(tuple(distinct(group.labels[units]).tolist()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from prunekit.errors import StructureError
-from prunekit.structured.fields import BLOCK, Field
+from prunekit.structured.fields import BLOCK, Field, distinct
 from prunekit.structured.propagate import Propagation
 
 
@@ -14,7 +14,7 @@ def _collapsed_stripes(prop: Propagation, labels: np.ndarray) -> set[str]:
     out = set()
     for name, sides in prop.stripe_convs.items():
         for ids in sides:
-            lab = np.unique(labels[ids])
+            lab = distinct(labels[ids])
             if lab.size == 1 and lab[0] != labels[BLOCK]:
                 out.add(name)
     return out

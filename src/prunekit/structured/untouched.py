@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunekit.structured.fields import BLOCK, IdSpace
+from prunekit.structured.fields import BLOCK, IdSpace, distinct
 from prunekit.structured.groups import Group
 from prunekit.structured.propagate import TensorRecord
 
@@ -52,19 +52,19 @@ def find_untouched(ids: IdSpace, tensors: dict[tuple[str, str], TensorRecord], l
     group_of = {int(lab): g for g in groups for lab in g.labels.tolist()}
     block_of: dict[int, int] = {}  # base component -> first explicit block record reaching it
     for k, rec in enumerate(ids.blocks):
-        for comp in np.unique(base[rec.ids]).tolist():
+        for comp in distinct(base[rec.ids]).tolist():
             block_of.setdefault(comp, k)
     found = []
     for name, pos in layer_positions(tensors).items():
         if prunable[labels[pos]].any():
             continue
-        comps = np.unique(base[pos])
+        comps = distinct(base[pos])
         comps = comps[comps != base[BLOCK]]
         if comps.size == 0:  # fixed by the model's inputs/outputs only
             if ordinary is not None:
                 ordinary.append(name)
             continue
-        found.append(_reason(name, ids, np.unique(labels[pos]), labels, comps, block_of, group_of))
+        found.append(_reason(name, ids, distinct(labels[pos]), labels, comps, block_of, group_of))
     return found
 
 
