@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,10 +46,22 @@ class Member:
 
     def unit_sum(self, per_position: torch.Tensor, n_units: int) -> torch.Tensor:
         """Sum per-position values into per-unit values (positions of other groups are ignored)."""
-        units = torch.as_tensor(self.units, device=per_position.device)
-        mask = units >= 0
+        if self._one_unit_per_position and n_units == self.units.size:
+            return per_position
+        positions, units = self._owned
         out = torch.zeros(n_units, dtype=per_position.dtype, device=per_position.device)
-        return out.index_add_(0, units[mask], per_position[mask])
+        return out.index_add_(0, units.to(per_position.device), per_position[positions.to(per_position.device)])
+
+    @functools.cached_property
+    def _one_unit_per_position(self) -> bool:
+        """Whether position ``p`` is unit ``p`` (the member's whole dim is the group, in order)."""
+        return bool(np.array_equal(self.units, np.arange(self.units.size)))
+
+    @functools.cached_property
+    def _owned(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positions owned by a unit of the group, their units) as index tensors."""
+        positions = np.flatnonzero(self.units >= 0)
+        return torch.from_numpy(positions), torch.from_numpy(self.units[positions].astype(np.int64))
 
     def unit_vectors(self, tensor: torch.Tensor, n_units: int) -> list[torch.Tensor]:
         """For each unit, the flattened slice of ``tensor`` it owns along ``dim``."""
