@@ -135,14 +135,12 @@ def build_groups(records: Iterable[tuple[str, str, list[np.ndarray], list[str]]]
     starts = np.flatnonzero(np.r_[True, pl[1:] != pl[:-1]])  # pl is sorted: one segment per unit label
     unit_labels, counts = pl[starts], np.diff(np.r_[starts, pl.size])
     signature = _signatures(pm, starts, counts)
-    first_member = pm[starts]
+    _, reps = np.unique(signature, return_index=True)  # each group's first unit label
+    reps = reps[np.lexsort((reps, pm[starts[reps]]))]  # groups by smallest member dim, then first label
     groups: list[Group] = []
     unit_of = np.full(span, -1, np.int64)
-    order = np.lexsort((np.arange(signature.size), first_member))  # by smallest member, then first label
-    _, first_of_sig = np.unique(signature[order], return_index=True)
-    for sig in signature[order][np.sort(first_of_sig)]:
-        group_labels = unit_labels[signature == sig]
-        rep = int(np.flatnonzero(signature == sig)[0])
+    for rep in reps.tolist():
+        group_labels = unit_labels[signature == signature[rep]]
         members_idx = sorted(pm[starts[rep]:starts[rep] + counts[rep]].tolist(), key=lambda i: (ROLE_ORDER.get(member_meta[i][3], 9), i))
         first_lab = member_meta[members_idx[0]][4].ravel()
         seen, first_pos = np.unique(first_lab, return_index=True)

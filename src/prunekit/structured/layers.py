@@ -187,9 +187,7 @@ class NormActHandler(BatchNormHandler):
     like batch norm when both are elementwise and hold no tensors; otherwise it is traced through."""
 
     def matches(self, module: nn.Module, base: type) -> bool:
-        return super().matches(module, base) and all(
-            type(child) in ELEMENTWISE_MODULES and not any(True for _ in child.parameters()) and not any(True for _ in child.buffers())
-            for child in module.children())
+        return super().matches(module, base) and all(type(child) in ELEMENTWISE_MODULES for child in module.children())
 
 
 class GroupNormHandler(LayerHandler):
